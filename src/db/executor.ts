@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto'
+import { CompiledQuery, type Kysely, type Transaction } from 'kysely'
+import type pg from 'pg'
+
+/**
+ * The one seam between taskrelay's SQL and whatever connection the caller
+ * holds: a Kysely instance or transaction, a pg Pool, or a pg client.
+ */
+export interface Executor {
+  query<R = Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>>
+}
+
+export interface QueryResult<R> {
+  rows: R[]
+  rowCount: number
+}
+
+/** Anything a user may pass as `trx` / `db`. */
+export type Queryable = Kysely<any> | Transaction<any> | pg.Pool | pg.PoolClient | pg.Client
+
+export function isKysely(value: unknown): value is Kysely<any> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { executeQuery?: unknown }).executeQuery === 'function' &&
+    typeof (value as { selectFrom?: unknown }).selectFrom === 'function'
+  )
+}
+
+function isPgQueryable(value: unknown): value is pg.Pool | pg.ClientBase {
+  return typeof value === 'object' && value !== null && typeof (value as { query?: unknown }).query === 'function'
+}
+
+/** Statement names are derived from the text, so each text is prepared once per connection. */
+function statementName(text: string): string {
+  return 'taskrelay_' + createHash('sha1').update(text).digest('hex').slice(0, 16)
+}
+
+export function pgExecutor(client: pg.Pool | pg.ClientBase, opts: { prepare?: boolean } = {}): Executor {
+  return {
+    async query<R>(text: string, values: readonly unknown[] = []) {
+      const res = await client.query({
+        text,
+        values: values as unknown[],
+        ...(opts.prepare ? { name: statementName(text) } : {}),
+      })
+      return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
+    },
+  }
+}
+
+export function kyselyExecutor(db: Kysely<any> | Transaction<any>): Executor {
+  return {
+    async query<R>(text: string, values: readonly unknown[] = []) {
+      const res = await db.executeQuery<R>(CompiledQuery.raw(text, values as unknown[]))
+      return { rows: res.rows as R[], rowCount: Number(res.numAffectedRows ?? res.rows.length) }
+    },
+  }
+}
+
+export function toExecutor(value: Queryable, opts: { prepare?: boolean } = {}): Executor {
+  if (isKysely(value)) return kyselyExecutor(value)
+  if (isPgQueryable(value)) return pgExecutor(value, opts)
+  throw new TypeError('expected a Kysely instance/transaction, a pg.Pool or a pg client')
+}
+
+/**
+ * Why the given value cannot carry a transactional enqueue, or null when it can.
+ * Costs no round trip: Kysely marks transactions, and pg tracks the
+ * ReadyForQuery transaction status of each client.
+ */
+export function transactionProblem(value: Queryable): string | null {
+  if (isKysely(value)) {
+    return (value as { isTransaction?: boolean }).isTransaction
+      ? null
+      : 'got a Kysely instance, not a Transaction'
+  }
+  const v = value as { getTransactionStatus?: () => string | null; totalCount?: number }
+  if (typeof v.totalCount === 'number' && typeof v.getTransactionStatus !== 'function') {
+    return 'got a pg.Pool; a pool has no transaction of its own'
+  }
+  if (typeof v.getTransactionStatus === 'function') {
+    const status = v.getTransactionStatus()
+    if (status === 'T') return null
+    if (status === 'E') return 'the pg client is inside a failed transaction (ROLLBACK it first)'
+    if (status === 'I') return 'the pg client is not inside a transaction (no BEGIN)'
+    return 'the pg client has not connected yet'
+  }
+  return 'unrecognised executor'
+}

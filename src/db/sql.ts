@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs'
+
+/**
+ * Hot-path SQL lives in src/db/sql/*.sql, one statement per file, so a DBA can
+ * read it. `:"schema"` is replaced with the quoted schema name and
+ * `:'schema'` with the schema as a string literal (psql's own syntax, so the
+ * files also run in psql with -v schema=taskrelay).
+ */
+const cache = new Map<string, string>()
+
+export function quoteIdent(name: string): string {
+  return '"' + name.replaceAll('"', '""') + '"'
+}
+
+export function quoteLiteral(value: string): string {
+  return "'" + value.replaceAll("'", "''") + "'"
+}
+
+export function withSchema(text: string, schema: string): string {
+  return text.replaceAll(':"schema"', quoteIdent(schema)).replaceAll(":'schema'", quoteLiteral(schema))
+}
+
+export function loadSql(file: string, schema: string): string {
+  let raw = cache.get(file)
+  if (raw === undefined) {
+    raw = readFileSync(new URL(`./sql/${file}`, import.meta.url), 'utf8')
+    cache.set(file, raw)
+  }
+  return withSchema(raw, schema)
+}
+
+/** Channels the schema's triggers and services notify on. */
+export function channels(schema: string) {
+  return {
+    /** new or re-queued pending tasks: wakes relays */
+    taskReady: `${schema}.task_ready`,
+    /** comma-separated ids that reached a final state: wakes waitFor */
+    taskFinished: `${schema}.task_finished`,
+    /** schedules changed: wakes schedulers */
+    schedulesChanged: `${schema}.schedules_changed`,
+  }
+}

@@ -1,0 +1,133 @@
+import { z } from 'zod'
+import type { Logger } from 'pino'
+import { InvalidOptionsError } from './errors.ts'
+import { zodProblems } from './config.ts'
+import type { TaskRecord } from './task-record.ts'
+
+/** How long to wait before attempt n+1 after attempt n failed. */
+export type BackoffPolicy =
+  | { type: 'exponential'; baseMs?: number; maxMs?: number; jitter?: boolean }
+  | { type: 'fixed'; delayMs: number; jitter?: boolean }
+  | ((attempt: number, error: Error) => number)
+
+/** What a handler gets besides its payload. */
+export interface TaskContext {
+  /** Aborted on timeout, cancellation, lost lease or forced shutdown. */
+  readonly signal: AbortSignal
+  /** 1 for the first attempt. */
+  readonly attempt: number
+  readonly task: Pick<TaskRecord, 'id' | 'name' | 'queue' | 'attempt' | 'maxAttempts' | 'priority' | 'createdAt'>
+  /** Child logger carrying taskId, task name, queue and attempt. */
+  readonly log: Logger
+  /** Renew the lease now (leases are also renewed automatically). Throws LeaseLostError if it is gone. */
+  heartbeat(): Promise<void>
+}
+
+export interface TaskPolicy {
+  queue: string
+  priority: number
+  maxAttempts: number
+  backoff: BackoffPolicy
+  /** Abort ctx.signal and count the attempt as failed after this long. 0 = no limit. */
+  timeoutMs: number
+}
+
+export interface TaskDefinition<S extends z.ZodType, R> extends Partial<TaskPolicy> {
+  /** Unique, stable name; stored in each row. 1-200 of A-Z a-z 0-9 _ . : / - */
+  name: string
+  /** Validates payloads at enqueue (input type) and again before running (output type). */
+  payload: S
+  run(payload: z.output<S>, ctx: TaskContext): R | Promise<R>
+}
+
+const TASK_BRAND: unique symbol = Symbol.for('taskrelay.task')
+
+/** A typed task handle: pass it to enqueue and to workers. */
+export interface Task<S extends z.ZodType = z.ZodType, R = unknown> {
+  readonly [TASK_BRAND]: true
+  readonly name: string
+  readonly payload: S
+  readonly policy: Readonly<TaskPolicy>
+  readonly run: (payload: z.output<S>, ctx: TaskContext) => R | Promise<R>
+}
+
+/** The payload type `enqueue` accepts for a task. */
+export type PayloadOf<T> = T extends Task<infer S, any> ? z.input<S> : never
+/** The result type a task's handler returns. */
+export type ResultOf<T> = T extends Task<any, infer R> ? Awaited<R> : never
+
+export const NAME_PATTERN = /^[A-Za-z0-9_.:/-]{1,200}$/
+export const QUEUE_PATTERN = /^[A-Za-z0-9_.-]{1,100}$/
+
+const backoffSchema = z.union([
+  z.strictObject({
+    type: z.literal('exponential'),
+    baseMs: z.number().int().min(1).optional(),
+    maxMs: z.number().int().min(1).optional(),
+    jitter: z.boolean().optional(),
+  }),
+  z.strictObject({ type: z.literal('fixed'), delayMs: z.number().int().min(0), jitter: z.boolean().optional() }),
+  z.custom<(attempt: number, error: Error) => number>((v) => typeof v === 'function', 'expected a function'),
+])
+
+const definitionSchema = z.strictObject({
+  name: z.string().regex(NAME_PATTERN, 'use 1-200 characters from A-Z a-z 0-9 _ . : / -'),
+  payload: z.custom<z.ZodType>((v) => v instanceof z.ZodType, 'expected a zod schema'),
+  run: z.custom<() => unknown>((v) => typeof v === 'function', 'expected a function'),
+  queue: z.string().regex(QUEUE_PATTERN, 'use 1-100 characters from A-Z a-z 0-9 _ . -').default('default'),
+  priority: z.number().int().min(-1000).max(1000).default(0),
+  maxAttempts: z.number().int().min(1).max(1000).default(3),
+  backoff: backoffSchema.default({ type: 'exponential', baseMs: 1000, maxMs: 3_600_000, jitter: true }),
+  timeoutMs: z.number().int().min(0).default(0),
+})
+
+/**
+ * Define a task: its name, payload schema, handler and retry policy.
+ *
+ * @example
+ * const sendWelcome = defineTask({
+ *   name: 'email.welcome',
+ *   payload: z.object({ userId: z.number() }),
+ *   maxAttempts: 5,
+ *   async run({ userId }, ctx) { await mailer.send(userId, { signal: ctx.signal }) },
+ * })
+ */
+export function defineTask<S extends z.ZodType, R>(definition: TaskDefinition<S, R>): Task<S, R> {
+  const parsed = definitionSchema.safeParse(definition)
+  if (!parsed.success) {
+    throw new InvalidOptionsError(`task definition${typeof definition?.name === 'string' ? ` "${definition.name}"` : ''}`, zodProblems(parsed.error))
+  }
+  const d = parsed.data
+  return Object.freeze({
+    [TASK_BRAND]: true as const,
+    name: d.name,
+    payload: definition.payload,
+    run: definition.run,
+    policy: Object.freeze({
+      queue: d.queue,
+      priority: d.priority,
+      maxAttempts: d.maxAttempts,
+      backoff: d.backoff as BackoffPolicy,
+      timeoutMs: d.timeoutMs,
+    }),
+  })
+}
+
+export function isTask(value: unknown): value is Task {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[TASK_BRAND] === true
+}
+
+/** Milliseconds to wait before the next attempt, after `attempt` failed. */
+export function backoffDelay(policy: BackoffPolicy, attempt: number, error: Error, random = Math.random): number {
+  if (typeof policy === 'function') return Math.max(0, Math.round(policy(attempt, error)))
+  let delay: number
+  if (policy.type === 'fixed') delay = policy.delayMs
+  else {
+    const base = policy.baseMs ?? 1000
+    const max = policy.maxMs ?? 3_600_000
+    delay = Math.min(max, base * 2 ** Math.min(attempt - 1, 40))
+  }
+  // "Equal jitter": spread retries of a burst of failures over [d/2, d].
+  if (policy.jitter ?? policy.type === 'exponential') delay = delay / 2 + random() * (delay / 2)
+  return Math.round(delay)
+}

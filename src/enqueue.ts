@@ -1,0 +1,159 @@
+import { z } from 'zod'
+import type { Task } from './define-task.ts'
+import { QUEUE_PATTERN } from './define-task.ts'
+import { zodProblems } from './config.ts'
+import {
+  InvalidOptionsError,
+  PayloadNotSerializableError,
+  PayloadTooLargeError,
+  PayloadValidationError,
+} from './errors.ts'
+import type { Executor } from './db/executor.ts'
+import { loadSql } from './db/sql.ts'
+
+/** Per-call enqueue options; each overrides the task's own policy. */
+export interface EnqueueOptions {
+  /** Not dispatched before this time. */
+  runAt?: Date
+  /** Not dispatched for this many ms (database clock). Give runAt or delayMs, not both. */
+  delayMs?: number
+  /** -1000..1000, higher first. */
+  priority?: number
+  queue?: string
+  maxAttempts?: number
+  /** A second enqueue with the same key returns the first task's id and writes nothing. */
+  idempotencyKey?: string
+}
+
+const enqueueOptionsSchema = z
+  .strictObject({
+    runAt: z.date().refine((d) => !Number.isNaN(d.getTime()), 'invalid date').optional(),
+    delayMs: z.number().int('must be an integer number of ms').min(0, 'must not be negative').optional(),
+    priority: z.number().int().min(-1000).max(1000).optional(),
+    queue: z.string().regex(QUEUE_PATTERN, 'use 1-100 characters from A-Z a-z 0-9 _ . -').optional(),
+    maxAttempts: z.number().int().min(1).max(1000).optional(),
+    idempotencyKey: z.string().min(1).max(500).optional(),
+  })
+  .refine((o) => o.runAt === undefined || o.delayMs === undefined, {
+    message: 'give runAt or delayMs, not both',
+    path: ['delayMs'],
+  })
+
+/** A validated row, ready for the INSERT. */
+export interface PreparedTask {
+  name: string
+  queue: string
+  payloadJson: string
+  priority: number
+  maxAttempts: number
+  runAt: Date | null
+  delayMs: number
+  idempotencyKey: string | null
+}
+
+/**
+ * Validate everything before any SQL runs, so bad input writes nothing.
+ */
+export function prepareTask(task: Task, payload: unknown, options: EnqueueOptions | undefined, maxPayloadBytes: number): PreparedTask {
+  let opts: z.output<typeof enqueueOptionsSchema> = {}
+  if (options !== undefined) {
+    const parsedOptions = enqueueOptionsSchema.safeParse(options)
+    if (!parsedOptions.success) {
+      throw new InvalidOptionsError(`enqueue options for task "${task.name}"`, zodProblems(parsedOptions.error))
+    }
+    opts = parsedOptions.data
+  }
+  const parsed = task.payload.safeParse(payload)
+  if (!parsed.success) {
+    throw new PayloadValidationError(
+      task.name,
+      parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
+    )
+  }
+  // Store what the caller sent (the schema's input), not the parsed output:
+  // the worker parses again, so transforms and defaults run exactly once, there.
+  let payloadJson: string | undefined
+  try {
+    payloadJson = JSON.stringify(payload ?? {})
+  } catch (err) {
+    throw new PayloadNotSerializableError(task.name, (err as Error).message)
+  }
+  if (payloadJson === undefined) throw new PayloadNotSerializableError(task.name, 'JSON.stringify returned nothing')
+  const bytes = Buffer.byteLength(payloadJson)
+  if (bytes > maxPayloadBytes) throw new PayloadTooLargeError(task.name, bytes, maxPayloadBytes)
+  return {
+    name: task.name,
+    queue: opts.queue ?? task.policy.queue,
+    payloadJson,
+    priority: opts.priority ?? task.policy.priority,
+    maxAttempts: opts.maxAttempts ?? task.policy.maxAttempts,
+    runAt: opts.runAt ?? null,
+    delayMs: opts.delayMs ?? 0,
+    idempotencyKey: opts.idempotencyKey ?? null,
+  }
+}
+
+/** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
+export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
+  const res = await db.query<{ id: string }>(loadSql('task-insert-one.sql', schema), [
+    t.name,
+    t.queue,
+    t.payloadJson,
+    t.priority,
+    t.maxAttempts,
+    t.runAt,
+    t.delayMs,
+    t.idempotencyKey,
+  ])
+  const id = res.rows[0]?.id
+  if (id !== undefined) return String(id)
+  const existing = await taskFindByIdempotencyKeys(db, schema, [t.idempotencyKey!])
+  const found = existing.get(t.idempotencyKey!)
+  if (found === undefined) throw new Error(`idempotency key ${t.idempotencyKey} conflicted but no task holds it`)
+  return found
+}
+
+/** Insert many prepared tasks in one statement; ids come back in input order. */
+export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
+  if (tasks.length === 0) return []
+  const res = await db.query<{ id: string; idempotency_key: string | null }>(loadSql('task-insert-many.sql', schema), [
+    tasks.map((t) => t.name),
+    tasks.map((t) => t.queue),
+    tasks.map((t) => t.payloadJson),
+    tasks.map((t) => t.priority),
+    tasks.map((t) => t.maxAttempts),
+    tasks.map((t) => t.runAt),
+    tasks.map((t) => t.delayMs),
+    tasks.map((t) => t.idempotencyKey),
+  ])
+  const byKey = new Map<string, string>()
+  const keyless: string[] = []
+  for (const row of res.rows) {
+    if (row.idempotency_key === null) keyless.push(String(row.id))
+    else byKey.set(row.idempotency_key, String(row.id))
+  }
+  const missingKeys = tasks
+    .map((t) => t.idempotencyKey)
+    .filter((k): k is string => k !== null && !byKey.has(k))
+  if (missingKeys.length > 0) {
+    for (const [k, id] of await taskFindByIdempotencyKeys(db, schema, missingKeys)) byKey.set(k, id)
+  }
+  // Keyless rows are never skipped and come back in insertion (= input) order.
+  let next = 0
+  return tasks.map((t) => {
+    if (t.idempotencyKey !== null) {
+      const id = byKey.get(t.idempotencyKey)
+      if (id === undefined) throw new Error(`idempotency key ${t.idempotencyKey} conflicted but no task holds it`)
+      return id
+    }
+    return keyless[next++]!
+  })
+}
+
+async function taskFindByIdempotencyKeys(db: Executor, schema: string, keys: string[]): Promise<Map<string, string>> {
+  const res = await db.query<{ id: string; idempotency_key: string }>(
+    loadSql('task-find-by-idempotency-key.sql', schema),
+    [keys],
+  )
+  return new Map(res.rows.map((r) => [r.idempotency_key, String(r.id)]))
+}

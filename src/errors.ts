@@ -1,0 +1,147 @@
+/**
+ * Every error taskrelay throws on purpose is a {@link TaskRelayError} with a
+ * stable `code`. Messages say what was wrong and what to do; context goes in
+ * properties, never spliced into someone else's message.
+ *
+ * @example
+ * try { await tr.enqueue(trx, sendEmail, input) }
+ * catch (err) { if (err instanceof PayloadValidationError) console.log(err.issues) }
+ */
+export class TaskRelayError extends Error {
+  readonly code: string
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+/** The payload did not match the task's zod schema. Nothing was written. */
+export class PayloadValidationError extends TaskRelayError {
+  readonly taskName: string
+  readonly issues: ReadonlyArray<{ path: string; message: string }>
+  constructor(taskName: string, issues: ReadonlyArray<{ path: string; message: string }>) {
+    const list = issues.map((i) => `  - ${i.path || '(root)'}: ${i.message}`).join('\n')
+    super('PAYLOAD_INVALID', `payload for task "${taskName}" is invalid:\n${list}`)
+    this.taskName = taskName
+    this.issues = issues
+  }
+}
+
+/** The payload cannot be stored: not JSON-serialisable or over the size limit. */
+export class PayloadTooLargeError extends TaskRelayError {
+  constructor(taskName: string, bytes: number, limit: number) {
+    super(
+      'PAYLOAD_TOO_LARGE',
+      `payload for task "${taskName}" is ${bytes} bytes, over the limit of ${limit} bytes; ` +
+        'store large data elsewhere and enqueue a reference, or raise maxPayloadBytes',
+    )
+  }
+}
+
+/** The payload is not JSON (cycles, BigInt, functions...). */
+export class PayloadNotSerializableError extends TaskRelayError {
+  constructor(taskName: string, reason: string) {
+    super('PAYLOAD_NOT_JSON', `payload for task "${taskName}" cannot be stored as JSON: ${reason}`)
+  }
+}
+
+/** Options given to enqueue, defineTask or a service were invalid. */
+export class InvalidOptionsError extends TaskRelayError {
+  readonly problems: readonly string[]
+  constructor(where: string, problems: readonly string[]) {
+    super('OPTIONS_INVALID', `invalid ${where}:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.problems = problems
+  }
+}
+
+/** Configuration could not be resolved; every problem is listed. */
+export class ConfigError extends TaskRelayError {
+  readonly problems: readonly string[]
+  constructor(problems: readonly string[]) {
+    super('CONFIG_INVALID', `invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.problems = problems
+  }
+}
+
+/** Transactional enqueue was asked for, but the given executor is not inside a transaction. */
+export class TransactionRequiredError extends TaskRelayError {
+  constructor(detail: string) {
+    super(
+      'TRANSACTION_REQUIRED',
+      `enqueue(trx, ...) needs a transaction: ${detail}. ` +
+        'Call it inside db.transaction().execute(...) or after BEGIN on a pg client, ' +
+        'or call enqueue(task, payload) without trx to commit on its own.',
+    )
+  }
+}
+
+/** The database schema is older (or newer) than this version of taskrelay expects. */
+export class SchemaVersionError extends TaskRelayError {
+  constructor(found: number, expected: number, schema: string) {
+    super(
+      'SCHEMA_VERSION',
+      `schema "${schema}" is at migration ${found}, this taskrelay expects ${expected}; ` +
+        'run `taskrelay migrate` (or tr.migrate()) first',
+    )
+  }
+}
+
+/** A task id that does not exist. */
+export class TaskNotFoundError extends TaskRelayError {
+  readonly taskId: string
+  constructor(taskId: string) {
+    super('TASK_NOT_FOUND', `task ${taskId} does not exist (it may have been pruned after retention)`)
+    this.taskId = taskId
+  }
+}
+
+/** Thrown by waitFor when the task ended in failed or cancelled. */
+export class TaskFailedError extends TaskRelayError {
+  readonly task: unknown
+  constructor(taskId: string, state: string, message: string | undefined, task: unknown) {
+    super('TASK_FAILED', `task ${taskId} ended ${state}${message ? `: ${message}` : ''}`)
+    this.task = task
+  }
+}
+
+/** Thrown by waitFor when the timeout passed before the task finished. */
+export class WaitTimeoutError extends TaskRelayError {
+  constructor(taskId: string, timeoutMs: number) {
+    super('WAIT_TIMEOUT', `task ${taskId} did not finish within ${timeoutMs} ms`)
+  }
+}
+
+/**
+ * Throw from a handler to fail the task at once, without using the remaining
+ * attempts (BullMQ's UnrecoverableError, River's JobCancel).
+ */
+export class NonRetryableError extends TaskRelayError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NON_RETRYABLE', message, options)
+  }
+}
+
+/**
+ * A fenced write matched nothing: this worker no longer owns the attempt
+ * (lease expired and the task was handed to someone else, or it was cancelled).
+ */
+export class LeaseLostError extends TaskRelayError {
+  constructor(taskId: string, attempt: number) {
+    super('LEASE_LOST', `task ${taskId} attempt ${attempt} is no longer owned by this worker`)
+  }
+}
+
+/** Turn anything thrown into an Error without rewriting it. */
+export function coerceError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown
+  let text: string
+  try {
+    text = typeof thrown === 'string' ? thrown : JSON.stringify(thrown) ?? String(thrown)
+  } catch {
+    text = String(thrown)
+  }
+  const err = new Error(`non-Error thrown: ${text}`)
+  err.name = 'NonErrorThrown'
+  return err
+}

@@ -1,0 +1,30 @@
+/**
+ * taskrelay's public API. Everything exported here is documented and covered
+ * by semver; anything else is internal.
+ */
+export { TaskRelay } from './task-relay.ts'
+export type { TaskRelayOptions, EnqueueItem, WaitForOptions } from './task-relay.ts'
+export { defineTask } from './define-task.ts'
+export type { Task, TaskDefinition, TaskContext, TaskPolicy, BackoffPolicy, PayloadOf, ResultOf } from './define-task.ts'
+export type { EnqueueOptions } from './enqueue.ts'
+export type { TaskRecord, TaskErrorRecord } from './task-record.ts'
+export { TASK_STATES, FINAL_STATES } from './task-state.ts'
+export type { TaskState } from './task-state.ts'
+export type { Queryable } from './db/executor.ts'
+export type { MigrateResult } from './db/migrate.ts'
+export {
+  TaskRelayError,
+  PayloadValidationError,
+  PayloadTooLargeError,
+  PayloadNotSerializableError,
+  InvalidOptionsError,
+  ConfigError,
+  TransactionRequiredError,
+  SchemaVersionError,
+  TaskNotFoundError,
+  TaskFailedError,
+  WaitTimeoutError,
+  NonRetryableError,
+  LeaseLostError,
+} from './errors.ts'
+export { createLogger } from './logger.ts'

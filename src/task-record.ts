@@ -1,0 +1,79 @@
+import type { TaskState } from './task-state.ts'
+
+/** The error stored in `last_error` when an attempt fails. */
+export interface TaskErrorRecord {
+  message: string
+  name?: string
+  stack?: string
+  attempt: number
+  at: string
+  /** 'error' | 'timeout' | 'lost_worker' | 'no_handler' | 'invalid_payload' | 'shutdown' | ... */
+  kind?: string
+}
+
+/** A task row as getTask/waitFor return it. Ids are strings (Postgres bigint). */
+export interface TaskRecord<P = unknown, R = unknown> {
+  id: string
+  name: string
+  queue: string
+  state: TaskState
+  payload: P
+  priority: number
+  attempt: number
+  maxAttempts: number
+  runAt: Date
+  createdAt: Date
+  dispatchedAt: Date | null
+  startedAt: Date | null
+  finishedAt: Date | null
+  leaseExpiresAt: Date | null
+  workerId: string | null
+  result: R | null
+  lastError: TaskErrorRecord | null
+  idempotencyKey: string | null
+}
+
+export interface TaskRow {
+  id: string
+  name: string
+  queue: string
+  state: TaskState
+  payload: unknown
+  priority: number
+  attempt: number
+  max_attempts: number
+  run_at: Date
+  created_at: Date
+  dispatched_at: Date | null
+  started_at: Date | null
+  finished_at: Date | null
+  lease_expires_at: Date | null
+  dispatch_token: string | null
+  worker_id: string | null
+  result: unknown
+  last_error: TaskErrorRecord | null
+  idempotency_key: string | null
+}
+
+export function toTaskRecord(row: TaskRow): TaskRecord {
+  return {
+    id: String(row.id),
+    name: row.name,
+    queue: row.queue,
+    state: row.state,
+    payload: row.payload,
+    priority: row.priority,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    runAt: row.run_at,
+    createdAt: row.created_at,
+    dispatchedAt: row.dispatched_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    leaseExpiresAt: row.lease_expires_at,
+    workerId: row.worker_id,
+    result: row.result ?? null,
+    lastError: row.last_error,
+    idempotencyKey: row.idempotency_key,
+  }
+}

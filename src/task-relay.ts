@@ -1,0 +1,252 @@
+import pg from 'pg'
+import type { Kysely } from 'kysely'
+import { z } from 'zod'
+import type { Logger } from 'pino'
+import { type Task, type PayloadOf, isTask } from './define-task.ts'
+import { prepareTask, taskInsertMany, taskInsertOne, type EnqueueOptions } from './enqueue.ts'
+import { isKysely, kyselyExecutor, pgExecutor, transactionProblem, type Executor, type Queryable } from './db/executor.ts'
+import { migrate as runMigrations, currentMigration, latestMigrationId, type MigrateResult } from './db/migrate.ts'
+import { channels, quoteIdent } from './db/sql.ts'
+import { ConfigError, InvalidOptionsError, SchemaVersionError, TaskFailedError, TaskNotFoundError, TransactionRequiredError, WaitTimeoutError } from './errors.ts'
+import { schemaNameSchema, zodProblems } from './config.ts'
+import { silentLogger } from './logger.ts'
+import { toTaskRecord, type TaskRecord, type TaskRow } from './task-record.ts'
+import { isFinal } from './task-state.ts'
+import { TaskListener } from './db/task-listener.ts'
+
+export interface TaskRelayOptions {
+  /** A pg.Pool, a connection string, or a Kysely instance (over pg). */
+  db: pg.Pool | string | Kysely<any>
+  /** Postgres schema holding taskrelay's tables. Default "taskrelay". */
+  schema?: string
+  /** Largest accepted payload, as JSON bytes. Default 1 MiB. */
+  maxPayloadBytes?: number
+  logger?: Logger
+}
+
+const optionsSchema = z.strictObject({
+  db: z.custom<TaskRelayOptions['db']>(
+    (v) => typeof v === 'string' || v instanceof pg.Pool || isKysely(v),
+    'expected a pg.Pool, a postgres:// connection string or a Kysely instance',
+  ),
+  schema: schemaNameSchema.default('taskrelay'),
+  maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
+  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'child' in v, 'expected a pino logger').optional(),
+})
+
+/** One enqueue of a batch. */
+export interface EnqueueItem<T extends Task = Task> {
+  task: T
+  payload: PayloadOf<T>
+  options?: EnqueueOptions
+}
+
+export interface WaitForOptions {
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+/**
+ * The facade: enqueue (inside the caller's transaction), read, cancel, retry,
+ * wait for results, migrate. Background services live in src/relay,
+ * src/worker, src/sweeper and take this instance.
+ *
+ * @example
+ * const tr = new TaskRelay({ db: process.env.DATABASE_URL! })
+ * await db.transaction().execute(async (trx) => {
+ *   const user = await trx.insertInto('users').values({ email }).returning('id').executeTakeFirstOrThrow()
+ *   await tr.enqueue(trx, sendWelcome, { userId: user.id })
+ * })
+ */
+export class TaskRelay {
+  readonly schema: string
+  readonly maxPayloadBytes: number
+  readonly logger: Logger
+  /** Present when the db option was a pool or connection string (needed by LISTEN users). */
+  readonly pool: pg.Pool | null
+  readonly #executor: Executor
+  readonly #ownsPool: boolean
+  #listener: TaskListener | null = null
+
+  constructor(options: TaskRelayOptions) {
+    const parsed = optionsSchema.safeParse(options ?? {})
+    if (!parsed.success) throw new ConfigError(zodProblems(parsed.error))
+    const o = parsed.data
+    this.schema = o.schema
+    this.maxPayloadBytes = o.maxPayloadBytes
+    this.logger = o.logger ?? silentLogger()
+    if (typeof o.db === 'string') {
+      this.pool = new pg.Pool({ connectionString: o.db })
+      this.pool.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
+      this.#ownsPool = true
+      this.#executor = pgExecutor(this.pool, { prepare: true })
+    } else if (o.db instanceof pg.Pool) {
+      this.pool = o.db
+      this.#ownsPool = false
+      this.#executor = pgExecutor(this.pool, { prepare: true })
+    } else {
+      // A Kysely instance hides its pool: enqueue/getTask work, LISTEN-based
+      // features (waitFor, services) need a pool or connection string.
+      this.pool = null
+      this.#ownsPool = false
+      this.#executor = kyselyExecutor(o.db)
+    }
+  }
+
+  /** Executor over taskrelay's own pool (autocommit). */
+  get executor(): Executor {
+    return this.#executor
+  }
+
+  get channels() {
+    return channels(this.schema)
+  }
+
+  /** Apply pending migrations (safe to call from many processes at once). */
+  async migrate(): Promise<MigrateResult> {
+    return runMigrations(this.requirePool('migrate()'), this.schema)
+  }
+
+  /** Throw SchemaVersionError unless the schema is fully migrated. */
+  async assertSchemaCurrent(): Promise<void> {
+    const found = await currentMigration(this.requirePool('assertSchemaCurrent()'), this.schema)
+    const expected = latestMigrationId()
+    if (found < expected) throw new SchemaVersionError(found, expected, this.schema)
+  }
+
+  /**
+   * Enqueue one task. With `trx` (a Kysely Transaction or a pg client after
+   * BEGIN) the row commits or rolls back with the caller's work; without it,
+   * it commits at once on taskrelay's pool.
+   */
+  enqueue<T extends Task>(trx: Queryable, task: T, payload: PayloadOf<T>, options?: EnqueueOptions): Promise<{ id: string }>
+  enqueue<T extends Task>(task: T, payload: PayloadOf<T>, options?: EnqueueOptions): Promise<{ id: string }>
+  async enqueue(...args: unknown[]): Promise<{ id: string }> {
+    const [executor, task, payload, options] = this.#splitArgs(args, 'enqueue')
+    const prepared = prepareTask(task, payload, options as EnqueueOptions | undefined, this.maxPayloadBytes)
+    return { id: await taskInsertOne(executor, this.schema, prepared) }
+  }
+
+  /** Enqueue many tasks in one INSERT statement; ids come back in input order. */
+  enqueueMany(trx: Queryable, items: readonly EnqueueItem[]): Promise<{ ids: string[] }>
+  enqueueMany(items: readonly EnqueueItem[]): Promise<{ ids: string[] }>
+  async enqueueMany(a: unknown, b?: unknown): Promise<{ ids: string[] }> {
+    const [executor, items] = b === undefined ? [this.#executor, a] : [this.#transactional(a as Queryable, 'enqueueMany'), b]
+    if (!Array.isArray(items)) throw new InvalidOptionsError('enqueueMany call', ['items: expected an array of { task, payload, options? }'])
+    const prepared = items.map((item: EnqueueItem, index) => {
+      if (!isTask(item?.task)) throw new InvalidOptionsError('enqueueMany call', [`items.${index}.task: expected a task from defineTask()`])
+      return prepareTask(item.task, item.payload, item.options, this.maxPayloadBytes)
+    })
+    return { ids: await taskInsertMany(executor, this.schema, prepared) }
+  }
+
+  /** The task row, or null when no task has this id. */
+  async getTask(id: string | number | bigint): Promise<TaskRecord | null> {
+    const res = await this.#executor.query<TaskRow>(
+      `select * from ${quoteIdent(this.schema)}.tasks where id = $1`,
+      [String(parseId(id))],
+    )
+    const row = res.rows[0]
+    return row ? toTaskRecord(row) : null
+  }
+
+  /** Cancel a task that has not finished. Returns false when it already finished. */
+  async cancel(id: string | number | bigint): Promise<boolean> {
+    const res = await this.#executor.query<{ ok: boolean }>(`select ${quoteIdent(this.schema)}.cancel($1) as ok`, [String(parseId(id))])
+    if (res.rows[0]?.ok) return true
+    if (!(await this.getTask(id))) throw new TaskNotFoundError(String(id))
+    return false
+  }
+
+  /** Run a failed or cancelled task again. Returns false when it is not failed/cancelled. */
+  async retry(id: string | number | bigint): Promise<boolean> {
+    const res = await this.#executor.query<{ ok: boolean }>(`select ${quoteIdent(this.schema)}.retry($1) as ok`, [String(parseId(id))])
+    if (res.rows[0]?.ok) return true
+    if (!(await this.getTask(id))) throw new TaskNotFoundError(String(id))
+    return false
+  }
+
+  /**
+   * Resolve with the task once it succeeded; reject with TaskFailedError when it
+   * failed or was cancelled, WaitTimeoutError after timeoutMs, or the signal's
+   * reason when aborted. Woken by LISTEN/NOTIFY, not by polling.
+   */
+  async waitFor(id: string | number | bigint, options: WaitForOptions = {}): Promise<TaskRecord> {
+    const taskId = String(parseId(id))
+    options.signal?.throwIfAborted()
+    this.#listener ??= new TaskListener(this.requirePool('waitFor()'), this.channels.taskFinished, this.logger)
+    const listener = this.#listener
+    return new Promise<TaskRecord>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      let settled = false
+      const finish = (fn: () => void) => {
+        if (settled) return
+        settled = true
+        if (timer) clearTimeout(timer)
+        unsubscribe()
+        options.signal?.removeEventListener('abort', onAbort)
+        fn()
+      }
+      const check = async () => {
+        try {
+          const task = await this.getTask(taskId)
+          if (!task) return finish(() => reject(new TaskNotFoundError(taskId)))
+          if (!isFinal(task.state)) return
+          if (task.state === 'succeeded') finish(() => resolve(task))
+          else finish(() => reject(new TaskFailedError(taskId, task.state, task.lastError?.message, task)))
+        } catch (err) {
+          finish(() => reject(err))
+        }
+      }
+      const onAbort = () => finish(() => reject(options.signal!.reason))
+      const unsubscribe = listener.subscribe(taskId, () => void check())
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(() => finish(() => reject(new WaitTimeoutError(taskId, options.timeoutMs!))), options.timeoutMs)
+      }
+      // Check after subscribing: a task that finished before LISTEN was set up is seen here.
+      void listener.ready().then(check, (err) => finish(() => reject(err)))
+    })
+  }
+
+  /** Close what this instance opened (its pool when it made one, its listener). */
+  async close(): Promise<void> {
+    await this.#listener?.close()
+    this.#listener = null
+    if (this.#ownsPool) await this.pool?.end()
+  }
+
+  requirePool(what: string): pg.Pool {
+    if (!this.pool) {
+      throw new ConfigError([`${what} needs its own Postgres connections: pass db as a pg.Pool or a connection string`])
+    }
+    return this.pool
+  }
+
+  #transactional(trx: Queryable, call: string): Executor {
+    const problem = transactionProblem(trx)
+    if (problem) throw new TransactionRequiredError(problem)
+    void call
+    return isKysely(trx) ? kyselyExecutor(trx) : pgExecutor(trx as pg.ClientBase, { prepare: true })
+  }
+
+  #splitArgs(args: unknown[], call: string): [Executor, Task, unknown, unknown] {
+    if (isTask(args[0])) return [this.#executor, args[0], args[1], args[2]]
+    if (!isTask(args[1])) {
+      throw new InvalidOptionsError(`${call} call`, ['expected (trx, task, payload, options?) or (task, payload, options?) with a task from defineTask()'])
+    }
+    if (args.length > 4) throw new InvalidOptionsError(`${call} call`, [`too many arguments (${args.length})`])
+    return [this.#transactional(args[0] as Queryable, call), args[1], args[2], args[3]]
+  }
+}
+
+function parseId(id: string | number | bigint): bigint {
+  try {
+    const n = BigInt(id)
+    if (n > 0n) return n
+  } catch {
+    /* fall through */
+  }
+  throw new InvalidOptionsError('task id', [`expected a positive integer, got ${JSON.stringify(String(id))}`])
+}
+

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { InvalidOptionsError } from './errors.ts'
 import { zodProblems } from './config.ts'
 import type { TaskRecord } from './task-record.ts'
+import type { TaskScheduleSpec } from './scheduler/spec.ts'
 
 /** How long to wait before attempt n+1 after attempt n failed. */
 export type BackoffPolicy =
@@ -38,6 +39,8 @@ export interface TaskDefinition<S extends z.ZodType, R> extends Partial<TaskPoli
   /** Validates payloads at enqueue (input type) and again before running (output type). */
   payload: S
   run(payload: z.output<S>, ctx: TaskContext): R | Promise<R>
+  /** Periodic schedules synced by the scheduler at start (see src/scheduler). */
+  schedules?: ReadonlyArray<Omit<TaskScheduleSpec, 'payload'> & { payload?: z.input<S> }>
 }
 
 const TASK_BRAND: unique symbol = Symbol.for('taskrelay.task')
@@ -48,6 +51,7 @@ export interface Task<S extends z.ZodType = z.ZodType, R = unknown> {
   readonly name: string
   readonly payload: S
   readonly policy: Readonly<TaskPolicy>
+  readonly schedules: ReadonlyArray<TaskScheduleSpec>
   readonly run: (payload: z.output<S>, ctx: TaskContext) => R | Promise<R>
 }
 
@@ -79,6 +83,8 @@ const definitionSchema = z.strictObject({
   maxAttempts: z.number().int().min(1).max(1000).default(3),
   backoff: backoffSchema.default({ type: 'exponential', baseMs: 1000, maxMs: 3_600_000, jitter: true }),
   timeoutMs: z.number().int().min(0).default(0),
+  // Checked in depth by the scheduler (cron syntax, time zone, payload).
+  schedules: z.array(z.looseObject({ name: z.string().min(1) })).default([]),
 })
 
 /**
@@ -103,6 +109,7 @@ export function defineTask<S extends z.ZodType, R>(definition: TaskDefinition<S,
     name: d.name,
     payload: definition.payload,
     run: definition.run,
+    schedules: Object.freeze([...(definition.schedules ?? [])]) as ReadonlyArray<TaskScheduleSpec>,
     policy: Object.freeze({
       queue: d.queue,
       priority: d.priority,

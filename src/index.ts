@@ -28,3 +28,13 @@ export {
   LeaseLostError,
 } from './errors.ts'
 export { createLogger } from './logger.ts'
+export { Relay } from './relay/relay.ts'
+export type { RelayOptions, RelayRoundResult } from './relay/relay.ts'
+export { Worker, ShutdownError } from './worker/worker.ts'
+export type { WorkerOptions } from './worker/worker.ts'
+export { Sweeper } from './sweeper/sweeper.ts'
+export type { SweeperOptions, SweepResult } from './sweeper/sweeper.ts'
+export type { RedisConfig, RedisSettings } from './redis/connection.ts'
+export { TaskRelayEvents } from './events.ts'
+export type { EventMap } from './events.ts'
+export type { RelaySettings, WorkerSettings, SweeperSettings } from './config.ts'

@@ -70,6 +70,11 @@ export function toExecutor(value: Queryable, opts: { prepare?: boolean } = {}): 
  * ReadyForQuery transaction status of each client.
  */
 export function transactionProblem(value: Queryable): string | null {
+  // enqueue(maybeTrx, ...) with maybeTrx undefined must be a clear error, not a
+  // TypeError from reading a property of undefined.
+  if (typeof value !== 'object' || value === null) {
+    return `expected a Kysely Transaction or a pg client, got ${value === null ? 'null' : typeof value}`
+  }
   if (isKysely(value)) {
     return (value as { isTransaction?: boolean }).isTransaction
       ? null

@@ -40,9 +40,15 @@ export interface MigrateResult {
 export async function migrate(pool: pg.Pool, schema: string): Promise<MigrateResult> {
   const client = await pool.connect()
   const table = `${quoteIdent(schema)}.migrations`
+  const lockKey = `taskrelay.migrate:${schema}`
   const applied: string[] = []
+  // A session advisory lock lives as long as the connection: if anything below
+  // fails (including the unlock), the connection is destroyed rather than
+  // returned to the pool still holding the lock, which would block every later
+  // migrate() of this schema for the life of the pool.
+  let broken: Error | undefined
   try {
-    await client.query('select pg_advisory_lock(hashtext($1))', [`taskrelay.migrate:${schema}`])
+    await client.query('select pg_advisory_lock(hashtext($1))', [lockKey])
     try {
       await client.query(`create schema if not exists ${quoteIdent(schema)}`)
       await client.query(
@@ -64,7 +70,7 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<MigrateRes
           await client.query(m.sql)
           await client.query('commit')
         } catch (err) {
-          await client.query('rollback')
+          await client.query('rollback').catch(() => {})
           throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err })
         }
         applied.push(m.name)
@@ -72,10 +78,15 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<MigrateRes
       const current = (await client.query<{ max: number | null }>(`select max(id) as max from ${table}`)).rows[0]?.max ?? 0
       return { applied, current }
     } finally {
-      await client.query('select pg_advisory_unlock(hashtext($1))', [`taskrelay.migrate:${schema}`])
+      await client.query('select pg_advisory_unlock(hashtext($1))', [lockKey]).catch((err: Error) => {
+        broken = err
+      })
     }
+  } catch (err) {
+    broken ??= err as Error
+    throw err
   } finally {
-    client.release()
+    client.release(broken)
   }
 }
 

@@ -1,25 +1,28 @@
 import type pg from 'pg'
 import type { Logger } from 'pino'
+import { PgListener } from './listener.ts'
 
 /**
- * One LISTEN connection per TaskRelay for waitFor(): the notification payload
- * is a comma-separated list of task ids that reached a final state.
- * Reconnects on its own; after a reconnect every waiter re-checks its row,
- * since notifications sent while disconnected are gone.
+ * waitFor()'s shared LISTEN on `<schema>.task_finished`, whose payload is a
+ * comma-separated list of ids that reached a final state. After a reconnect
+ * every waiter re-reads its row, since notifications in the gap are lost.
  */
 export class TaskListener {
-  readonly #pool: pg.Pool
-  readonly #channel: string
-  readonly #log: Logger
   readonly #waiters = new Map<string, Set<() => void>>()
-  #client: pg.PoolClient | null = null
-  #connecting: Promise<void> | null = null
-  #closed = false
+  readonly #listener: PgListener
 
   constructor(pool: pg.Pool, channel: string, log: Logger) {
-    this.#pool = pool
-    this.#channel = channel
-    this.#log = log
+    this.#listener = new PgListener(
+      pool,
+      [channel],
+      (_channel, payload) => {
+        for (const id of payload.split(',')) for (const fn of this.#waiters.get(id) ?? []) fn()
+      },
+      log,
+      () => {
+        for (const set of this.#waiters.values()) for (const fn of set) fn()
+      },
+    )
   }
 
   subscribe(id: string, onFinished: () => void): () => void {
@@ -33,47 +36,10 @@ export class TaskListener {
   }
 
   ready(): Promise<void> {
-    if (this.#client) return Promise.resolve()
-    this.#connecting ??= this.#connect().finally(() => (this.#connecting = null))
-    return this.#connecting
+    return this.#listener.ready()
   }
 
-  async #connect(): Promise<void> {
-    const client = await this.#pool.connect()
-    client.on('notification', (msg) => {
-      if (msg.channel !== this.#channel || !msg.payload) return
-      for (const id of msg.payload.split(',')) for (const fn of this.#waiters.get(id) ?? []) fn()
-    })
-    client.on('error', (err) => {
-      this.#log.warn({ err }, 'waitFor listener connection lost; reconnecting')
-      client.release(err)
-      this.#client = null
-      if (this.#closed) return
-      setTimeout(() => {
-        this.ready().then(
-          () => this.#recheckAll(),
-          (e) => this.#log.error({ err: e }, 'waitFor listener could not reconnect'),
-        )
-      }, 500)
-    })
-    await client.query(`listen ${client.escapeIdentifier(this.#channel)}`)
-    this.#client = client
-  }
-
-  #recheckAll() {
-    for (const set of this.#waiters.values()) for (const fn of set) fn()
-  }
-
-  async close(): Promise<void> {
-    this.#closed = true
-    const client = this.#client
-    this.#client = null
-    if (client) {
-      try {
-        await client.query(`unlisten ${client.escapeIdentifier(this.#channel)}`)
-      } finally {
-        client.release()
-      }
-    }
+  close(): Promise<void> {
+    return this.#listener.close()
   }
 }

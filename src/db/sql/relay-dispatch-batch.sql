@@ -1,0 +1,25 @@
+-- Relay: claim up to $1 due pending tasks, best first, and mark them
+-- dispatched with this round's token ($2) in one autocommit statement.
+-- SKIP LOCKED lets several relays claim side by side without waiting.
+-- Queues whose Redis backlog is full ($3) are left in Postgres, so priority
+-- order is decided here and not lost in a long Redis list.
+-- The commit happens BEFORE the Redis push on purpose: a worker can only
+-- claim a committed dispatch, and a crash between commit and push is
+-- repaired by the sweeper's dispatch timeout (or the relay's own revert).
+with due as (
+  select id
+    from :"schema".tasks
+   where state = 'pending'
+     and run_at <= now()
+     and queue <> all ($3::text[])
+   order by priority desc, run_at, id
+   limit $1
+     for update skip locked
+)
+update :"schema".tasks t
+   set state = 'dispatched',
+       dispatched_at = now(),
+       dispatch_token = $2::uuid
+  from due
+ where t.id = due.id
+returning t.id, t.queue, t.priority, t.run_at

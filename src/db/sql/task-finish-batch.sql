@@ -1,0 +1,30 @@
+-- Worker: record the outcomes of many attempts in one statement (group
+-- commit). Each outcome is fenced by (id, attempt, state = 'running'): an
+-- attempt whose lease was taken over, or a cancelled task, matches nothing.
+-- state is 'succeeded', 'failed', or 'pending' (retry after delay_ms).
+-- Finished ids are announced on <schema>.task_finished for waitFor().
+with outcome as (
+  select *
+    from unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[], $5::jsonb[], $6::bigint[])
+      as o(id, attempt, state, result, error, delay_ms)
+), done as (
+  update :"schema".tasks t
+     set state = o.state,
+         result = o.result,
+         last_error = coalesce(o.error, t.last_error),
+         finished_at = case when o.state = 'pending' then null else now() end,
+         run_at = case when o.state = 'pending' then now() + o.delay_ms * interval '1 millisecond' else t.run_at end,
+         lease_expires_at = null,
+         dispatch_token = null
+    from outcome o
+   where t.id = o.id
+     and t.attempt = o.attempt
+     and t.state = 'running'
+  returning t.id, t.state
+), announced as (
+  select pg_notify(:'schema' || '.task_finished', string_agg(id::text, ','))
+    from done
+   where state <> 'pending'
+  having count(*) > 0
+)
+select id, state, (select count(*) from announced) as announced from done

@@ -1,0 +1,156 @@
+import { Redis, type RedisOptions } from 'ioredis'
+import type { ConnectionOptions } from 'node:tls'
+import type { Logger } from 'pino'
+import { ConfigError } from '../errors.ts'
+
+/**
+ * How to reach Redis: a URL (`redis://`, `rediss://`,
+ * `redis+sentinel://[:password@]host1:26379,host2:26379/mymaster[/db][?sentinelPassword=...&tls=true]`)
+ * or explicit settings. Every process builds its connections here.
+ */
+export type RedisConfig = string | RedisSettings
+
+export interface RedisSettings {
+  /** plain Redis: host/port (ignored when sentinels are given) */
+  host?: string
+  port?: number
+  /** Sentinel: the sentinels to ask, and the master group name */
+  sentinels?: Array<{ host: string; port: number }>
+  name?: string
+  username?: string
+  password?: string
+  sentinelUsername?: string
+  sentinelPassword?: string
+  /** TLS to Redis (true or tls.connect options) */
+  tls?: boolean | ConnectionOptions
+  /** TLS to the sentinels */
+  sentinelTls?: boolean | ConnectionOptions
+  db?: number
+}
+
+export function parseRedisUrl(url: string): RedisSettings {
+  const sentinel = /^redis(s)?\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)\/([^/?]+)(?:\/(\d+))?(?:\?(.*))?$/.exec(url)
+  if (sentinel) {
+    const [, secure, user, pass, hostList, name, db, query] = sentinel
+    const params = new URLSearchParams(query ?? '')
+    const sentinels = hostList!.split(',').map((hp) => {
+      const [host, port] = hp.split(':')
+      return { host: host!, port: port ? Number(port) : 26379 }
+    })
+    if (sentinels.some((s) => !s.host || !Number.isInteger(s.port))) {
+      throw new ConfigError([`REDIS_URL: cannot read the sentinel list "${hostList}"; expected host1:26379,host2:26379`])
+    }
+    const tls = secure === 's' || params.get('tls') === 'true'
+    return {
+      sentinels,
+      name: decodeURIComponent(name!),
+      ...(user ? { username: decodeURIComponent(user) } : {}),
+      ...(pass ? { password: decodeURIComponent(pass) } : {}),
+      ...(params.get('sentinelPassword') ? { sentinelPassword: params.get('sentinelPassword')! } : {}),
+      ...(params.get('sentinelUsername') ? { sentinelUsername: params.get('sentinelUsername')! } : {}),
+      ...(tls ? { tls: true } : {}),
+      ...(params.get('sentinelTls') === 'true' ? { sentinelTls: true } : {}),
+      ...(db ? { db: Number(db) } : {}),
+    }
+  }
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new ConfigError([`REDIS_URL: not a URL; expected redis://host:6379, rediss://... or redis+sentinel://host1:26379,host2:26379/mymaster`])
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw new ConfigError([`REDIS_URL: unsupported scheme "${u.protocol}"; use redis://, rediss:// or redis+sentinel://`])
+  }
+  const db = u.pathname.replace(/^\//, '')
+  return {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: true } : {}),
+    ...(db ? { db: Number(db) } : {}),
+  }
+}
+
+export function resolveRedisSettings(config: RedisConfig): RedisSettings {
+  return typeof config === 'string' ? parseRedisUrl(config) : config
+}
+
+/** A description safe for logs: no passwords. */
+export function describeRedis(config: RedisConfig): string {
+  const s = resolveRedisSettings(config)
+  if (s.sentinels) return `sentinel ${s.name} via ${s.sentinels.map((x) => `${x.host}:${x.port}`).join(',')}`
+  return `${s.tls ? 'rediss' : 'redis'}://${s.host}:${s.port}${s.db ? `/${s.db}` : ''}`
+}
+
+export interface ConnectionPurpose {
+  /** 'commands' for pipelines, 'blocking' for the worker's blocking reads */
+  role: 'commands' | 'blocking'
+  /** client-side timeout for ordinary commands (ms) */
+  commandTimeoutMs?: number
+}
+
+/**
+ * Build an ioredis client. After a Sentinel failover commands reach the new
+ * primary without a restart: ioredis re-resolves the master on reconnect,
+ * `failoverDetector` reconnects as soon as a sentinel announces
+ * +switch-master, and a READONLY reply (we are talking to a demoted primary)
+ * forces a reconnect and resends the command.
+ */
+export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log: Logger): Redis {
+  const s = resolveRedisSettings(config)
+  const tlsOf = (t: boolean | ConnectionOptions | undefined) => (t === true ? {} : t === false ? undefined : t)
+  const common: RedisOptions = {
+    connectionName: `taskrelay:${purpose.role}`,
+    ...(s.username ? { username: s.username } : {}),
+    ...(s.password ? { password: s.password } : {}),
+    ...(s.db ? { db: s.db } : {}),
+    ...(tlsOf(s.tls) ? { tls: tlsOf(s.tls)! } : {}),
+    lazyConnect: true,
+    enableAutoPipelining: false,
+    // Keep trying forever with capped backoff: a broker outage costs latency, not tasks.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
+    reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+    maxRetriesPerRequest: purpose.role === 'blocking' ? null : 3,
+    ...(purpose.role === 'commands' && purpose.commandTimeoutMs ? { commandTimeout: purpose.commandTimeoutMs } : {}),
+    // Blocking reads get a client-side deadline of their own timeout plus this grace.
+    ...(purpose.role === 'blocking' ? { blockingTimeout: 60_000, blockingTimeoutGrace: 3000 } : {}),
+    keepAlive: 10_000,
+  }
+  const options: RedisOptions = s.sentinels
+    ? {
+        ...common,
+        sentinels: s.sentinels,
+        name: s.name!,
+        ...(s.sentinelUsername ? { sentinelUsername: s.sentinelUsername } : {}),
+        ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
+        ...(tlsOf(s.sentinelTls) ? { enableTLSForSentinelMode: true, sentinelTLS: tlsOf(s.sentinelTls)! } : {}),
+        failoverDetector: true,
+        sentinelRetryStrategy: (times) => Math.min(100 * times, 2000),
+      }
+    : { ...common, host: s.host ?? '127.0.0.1', port: s.port ?? 6379 }
+  const redis = new Redis(options)
+  let lastErrorLogAt = 0
+  redis.on('error', (err) => {
+    // A dead broker emits an error per reconnect attempt; log at most once a second.
+    if (Date.now() - lastErrorLogAt > 1000) {
+      lastErrorLogAt = Date.now()
+      log.warn({ err: { message: err.message, code: (err as { code?: string }).code }, redis: describeRedis(config) }, 'redis connection error')
+    }
+  })
+  return redis
+}
+
+/** Warn when Redis may evict our keys: an evicted list is a latency hit, never a loss. */
+export async function checkEvictionPolicy(redis: Redis, log: Logger): Promise<void> {
+  try {
+    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[]
+    const policy = reply[1]
+    if (policy && policy !== 'noeviction') {
+      log.warn({ policy }, 'redis maxmemory-policy is not noeviction; evicted tasks are recovered only by the sweeper after dispatchTimeoutMs')
+    }
+  } catch {
+    // CONFIG is often disabled on managed Redis; nothing to check then.
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Redis key names. Each queue's keys carry a hash tag ({queue}) so they live
+ * in one Redis Cluster slot; the prefix separates deployments sharing a Redis.
+ */
+export interface Keys {
+  /** list of "id:token" messages ready for workers of this queue */
+  ready(queue: string): string
+  /** marker whose absence means Redis lost its data (restart without persistence) */
+  epoch(): string
+}
+
+export function redisKeys(prefix: string): Keys {
+  return {
+    ready: (queue) => `${prefix}:{${queue}}:ready`,
+    epoch: () => `${prefix}:epoch`,
+  }
+}
+
+/** Message format pushed by the relay and read by workers. */
+export function encodeMessage(id: string, token: string): string {
+  return `${id}:${token}`
+}
+
+export function decodeMessage(message: string): { id: string; token: string } | null {
+  const sep = message.indexOf(':')
+  if (sep <= 0) return null
+  const id = message.slice(0, sep)
+  const token = message.slice(sep + 1)
+  if (!/^\d+$/.test(id) || !/^[0-9a-f-]{36}$/i.test(token)) return null
+  return { id, token }
+}

@@ -1,0 +1,201 @@
+import { randomUUID } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { Service, type ServiceDeps } from '../service.ts'
+import type { TaskRelay } from '../task-relay.ts'
+import { parseSettings, relaySettingsSchema, type RelaySettings } from '../config.ts'
+import { InvalidOptionsError } from '../errors.ts'
+import { loadSql } from '../db/sql.ts'
+import { PgListener } from '../db/listener.ts'
+import { createRedis, checkEvictionPolicy, type RedisConfig } from '../redis/connection.ts'
+import { encodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
+
+export interface RelayOptions extends Partial<RelaySettings> {
+  redis: RedisConfig
+  /** Redis key prefix shared by relays and workers. Default "taskrelay". */
+  keyPrefix?: string
+}
+
+export interface RelayRoundResult {
+  dispatched: number
+  /** the batch was full: more due rows are likely waiting */
+  more: boolean
+  saturatedQueues: string[]
+}
+
+interface DispatchedRow {
+  id: string
+  queue: string
+  priority: number
+  run_at: Date
+}
+
+/**
+ * Moves due pending rows from Postgres to Redis. Wakes on the enqueue
+ * trigger's NOTIFY, polls every pollIntervalMs as a safety net, and goes again
+ * at once while batches come back full.
+ */
+export class Relay extends Service<RelayRoundResult> {
+  readonly settings: Readonly<RelaySettings>
+  readonly #tr: TaskRelay
+  readonly #redisConfig: RedisConfig
+  readonly #keys: Keys
+  #redis: Redis | null = null
+  #listener: PgListener | null = null
+  /** queue -> list length after our last push, for queues at or over the backlog bound */
+  readonly #saturated = new Map<string, number>()
+  #everReady = false
+
+  constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
+    super('relay', { logger: tr.logger, ...deps })
+    const { redis, keyPrefix, ...settings } = options
+    if (!redis) throw new InvalidOptionsError('relay options', ['redis: required (a redis:// URL or sentinel settings)'])
+    this.settings = parseSettings(relaySettingsSchema, settings, 'relay options', (w, p) => new InvalidOptionsError(w, p))
+    this.#tr = tr
+    this.#redisConfig = redis
+    this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
+  }
+
+  protected override async onStart(): Promise<void> {
+    await this.#tr.assertSchemaCurrent()
+    const redis = createRedis(this.#redisConfig, { role: 'commands', commandTimeoutMs: 5000 }, this.log)
+    // Every (re)connection may follow a failover or a Redis restart.
+    redis.on('ready', () => {
+      const first = !this.#everReady
+      this.#everReady = true
+      void this.#afterRedisReady(first)
+    })
+    this.#redis = redis
+    await redis.connect().catch((err) => this.log.warn({ err }, 'redis not reachable yet; will keep retrying'))
+    await checkEvictionPolicy(redis, this.log)
+    this.#listener = new PgListener(
+      this.#tr.requirePool('Relay'),
+      [this.#tr.channels.taskReady],
+      () => this.wake(),
+      this.log,
+      () => this.wake(),
+    )
+    await this.#listener.ready()
+    this.log.info({ settings: this.settings }, 'relay started')
+  }
+
+  protected override async onStop(): Promise<void> {
+    await this.#listener?.close()
+    this.#listener = null
+    this.#redis?.disconnect()
+    this.#redis = null
+    this.log.info('relay stopped')
+  }
+
+  protected delayAfter(result: RelayRoundResult): number {
+    return result.more ? 0 : this.settings.pollIntervalMs
+  }
+
+  async runOnce(): Promise<RelayRoundResult> {
+    const redis = this.#requireRedis()
+    const started = performance.now()
+    await this.#refreshSaturated(redis)
+    const token = randomUUID()
+    const saturated = [...this.#saturated.keys()]
+    const res = await this.#tr.executor.query<DispatchedRow>(loadSql('relay-dispatch-batch.sql', this.#tr.schema), [
+      this.settings.batchSize,
+      token,
+      saturated,
+    ])
+    const rows = res.rows
+    if (rows.length === 0) return { dispatched: 0, more: false, saturatedQueues: saturated }
+
+    // RETURNING order is unspecified: restore priority order before pushing.
+    rows.sort((a, b) => b.priority - a.priority || a.run_at.getTime() - b.run_at.getTime() || Number(BigInt(a.id) - BigInt(b.id)))
+    const byQueue = new Map<string, string[]>()
+    for (const row of rows) {
+      let list = byQueue.get(row.queue)
+      if (!list) byQueue.set(row.queue, (list = []))
+      list.push(encodeMessage(String(row.id), token))
+    }
+    const pipeline = redis.pipeline()
+    for (const [queue, messages] of byQueue) pipeline.rpush(this.#keys.ready(queue), ...messages)
+    let replies: Array<[Error | null, unknown]> | null
+    try {
+      replies = await pipeline.exec()
+    } catch (err) {
+      replies = [[err as Error, null]]
+    }
+    const failed = !replies || replies.some(([err]) => err)
+    if (failed) {
+      // Put the round back now; fenced by token, so nothing that moved on is touched.
+      const error = replies?.find(([err]) => err)?.[0]
+      await this.#revert(rows.map((r) => String(r.id)), token)
+      throw new Error(`redis push failed, ${rows.length} tasks put back to pending: ${error?.message ?? 'no reply'}`, { cause: error })
+    }
+    let i = 0
+    for (const [queue] of byQueue) {
+      const length = Number(replies![i++]![1])
+      if (length >= this.settings.maxBacklogPerQueue) this.#saturated.set(queue, length)
+    }
+    const durationMs = performance.now() - started
+    const counts = Object.fromEntries([...byQueue].map(([q, m]) => [q, m.length]))
+    this.events.emit('relay:batch', { dispatched: rows.length, byQueue: counts, durationMs })
+    this.log.debug({ dispatched: rows.length, byQueue: counts, durationMs }, 'dispatched batch')
+    return { dispatched: rows.length, more: rows.length === this.settings.batchSize, saturatedQueues: saturated }
+  }
+
+  /** Queues that were over the bound: re-read their length, release those below it. */
+  async #refreshSaturated(redis: Redis): Promise<void> {
+    if (this.#saturated.size === 0) return
+    const queues = [...this.#saturated.keys()]
+    const pipeline = redis.pipeline()
+    for (const q of queues) pipeline.llen(this.#keys.ready(q))
+    const replies = (await pipeline.exec()) ?? []
+    queues.forEach((q, i) => {
+      const [err, len] = replies[i] ?? [new Error('no reply'), 0]
+      if (!err && Number(len) < this.settings.maxBacklogPerQueue) this.#saturated.delete(q)
+    })
+  }
+
+  async #revert(ids: string[], token: string): Promise<void> {
+    try {
+      await this.#tr.executor.query(loadSql('relay-revert-dispatch.sql', this.#tr.schema), [ids, token])
+      this.events.emit('relay:redispatch', { count: ids.length, reason: 'push-failed' })
+    } catch (err) {
+      this.log.error({ err, count: ids.length }, 'could not put undelivered tasks back; the sweeper will after dispatchTimeoutMs')
+    }
+  }
+
+  /**
+   * After a reconnect: if the epoch marker is gone, Redis lost everything, so
+   * every dispatched task is re-dispatched; otherwise (a failover, a network
+   * blip) only those dispatched within failoverWindowMs, which may not have
+   * reached the new primary before it was promoted.
+   */
+  async #afterRedisReady(first: boolean): Promise<void> {
+    const redis = this.#redis
+    if (!redis) return
+    try {
+      const epochKey = this.#keys.epoch()
+      const created = await redis.set(epochKey, randomUUID(), 'NX')
+      let since: Date | null = null
+      let reason: 'redis-reconnect' | 'redis-data-lost' = 'redis-reconnect'
+      if (created === 'OK') {
+        since = new Date(0)
+        reason = 'redis-data-lost'
+      } else if (!first) {
+        since = new Date(this.clock.now().getTime() - this.settings.failoverWindowMs)
+      }
+      this.#saturated.clear()
+      if (!since) return
+      const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), [since])
+      if (res.rowCount > 0) {
+        this.log.warn({ count: res.rowCount, reason }, 're-dispatching tasks that may be missing from Redis')
+        this.events.emit('relay:redispatch', { count: res.rowCount, reason })
+      }
+      this.wake()
+    } catch (err) {
+      this.log.error({ err }, 'could not check Redis after reconnect; the sweeper will recover lost dispatches')
+    }
+  }
+
+  #requireRedis(): Redis {
+    if (!this.#redis) throw new Error('relay is not started')
+    return this.#redis
+  }
+}

@@ -1,0 +1,73 @@
+import { Service, type ServiceDeps } from '../service.ts'
+import type { TaskRelay } from '../task-relay.ts'
+import { parseSettings, sweeperSettingsSchema, type SweeperSettings } from '../config.ts'
+import { InvalidOptionsError } from '../errors.ts'
+import { loadSql } from '../db/sql.ts'
+
+export type SweeperOptions = Partial<SweeperSettings>
+
+export interface SweepResult {
+  /** dispatched but never claimed: back to pending */
+  redispatched: number
+  /** lease expired: retried or failed */
+  leasesReclaimed: number
+  leasesFailed: number
+  pruned: number
+}
+
+const BATCH = 1000
+
+/**
+ * Repairs what crashes and broker failures leave behind, on an interval.
+ * Every pass is one conditional statement with SKIP LOCKED, so any number of
+ * sweepers can run side by side and none decides anything a fenced UPDATE
+ * would not also allow.
+ */
+export class Sweeper extends Service<SweepResult> {
+  readonly settings: Readonly<SweeperSettings>
+  readonly #tr: TaskRelay
+
+  constructor(tr: TaskRelay, options: SweeperOptions = {}, deps: ServiceDeps = {}) {
+    super('sweeper', { logger: tr.logger, ...deps })
+    this.settings = parseSettings(sweeperSettingsSchema, options, 'sweeper options', (w, p) => new InvalidOptionsError(w, p))
+    this.#tr = tr
+  }
+
+  protected override async onStart(): Promise<void> {
+    await this.#tr.assertSchemaCurrent()
+    this.log.info({ settings: this.settings }, 'sweeper started')
+  }
+
+  protected delayAfter(result: SweepResult): number {
+    // A full batch means more is waiting: go again soon, not after a whole interval.
+    const busy = result.redispatched >= BATCH || result.leasesReclaimed + result.leasesFailed >= BATCH
+    return busy ? 10 : this.settings.intervalMs
+  }
+
+  async runOnce(): Promise<SweepResult> {
+    const db = this.#tr.executor
+    const schema = this.#tr.schema
+    const stale = await db.query<{ count: number }>(loadSql('sweeper-redispatch-stale.sql', schema), [this.settings.dispatchTimeoutMs, BATCH])
+    const leases = await db.query<{ retried: number; failed: number }>(loadSql('sweeper-reclaim-expired-leases.sql', schema), [
+      BATCH,
+      this.settings.lostWorkerRetryDelayMs,
+    ])
+    let pruned = 0
+    for (;;) {
+      const res = await db.query(loadSql('sweeper-prune-finished.sql', schema), [this.settings.retentionMs, this.settings.pruneBatchSize])
+      pruned += res.rowCount
+      if (res.rowCount < this.settings.pruneBatchSize || this.stopSignal.aborted) break
+    }
+    const result: SweepResult = {
+      redispatched: stale.rows[0]?.count ?? 0,
+      leasesReclaimed: leases.rows[0]?.retried ?? 0,
+      leasesFailed: leases.rows[0]?.failed ?? 0,
+      pruned,
+    }
+    const acted = result.redispatched + result.leasesReclaimed + result.leasesFailed + result.pruned > 0
+    if (acted) this.log.info(result, 'sweep done')
+    else this.log.debug(result, 'sweep done')
+    this.events.emit('sweeper:run', { redispatched: result.redispatched, leasesReclaimed: result.leasesReclaimed + result.leasesFailed, pruned })
+    return result
+  }
+}

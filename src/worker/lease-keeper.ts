@@ -1,0 +1,83 @@
+import type { Logger } from 'pino'
+import type { Executor } from '../db/executor.ts'
+import { loadSql } from '../db/sql.ts'
+import { LeaseLostError } from '../errors.ts'
+
+export interface LeasedAttempt {
+  id: string
+  attempt: number
+  /** false once the outcome is recorded: no more heartbeats needed */
+  active: boolean
+  abort(reason: Error): void
+}
+
+/**
+ * Renews the leases of all in-flight attempts with one UPDATE every
+ * heartbeatMs. Attempts the UPDATE no longer matches (taken over, cancelled)
+ * are aborted; if no heartbeat succeeded for a whole lease, every attempt is
+ * aborted, because the sweeper may already have handed them to someone else.
+ */
+export class LeaseKeeper {
+  readonly #db: Executor
+  readonly #schema: string
+  readonly #leaseMs: number
+  readonly #heartbeatMs: number
+  readonly #log: Logger
+  readonly #attempts: () => Iterable<LeasedAttempt>
+  #timer: NodeJS.Timeout | null = null
+  #lastOkAt = Date.now()
+  #beating: Promise<void> | null = null
+
+  constructor(opts: { db: Executor; schema: string; leaseMs: number; heartbeatMs: number; log: Logger; attempts: () => Iterable<LeasedAttempt> }) {
+    this.#db = opts.db
+    this.#schema = opts.schema
+    this.#leaseMs = opts.leaseMs
+    this.#heartbeatMs = opts.heartbeatMs
+    this.#log = opts.log
+    this.#attempts = opts.attempts
+  }
+
+  start(): void {
+    this.#lastOkAt = Date.now()
+    this.#timer = setInterval(() => {
+      this.#beating ??= this.beat()
+        .then(() => {}, () => {}) // logged in beat(); the next tick retries
+        .finally(() => (this.#beating = null))
+    }, this.#heartbeatMs)
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer)
+    this.#timer = null
+    await this.#beating
+  }
+
+  /** Renew the given attempts now (all active ones by default). Returns the ids still owned. */
+  async beat(only?: LeasedAttempt[]): Promise<Set<string>> {
+    const attempts = (only ?? [...this.#attempts()]).filter((a) => a.active).sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
+    if (attempts.length === 0) {
+      this.#lastOkAt = Date.now()
+      return new Set()
+    }
+    try {
+      const res = await this.#db.query<{ id: string }>(loadSql('task-heartbeat-batch.sql', this.#schema), [
+        attempts.map((a) => a.id),
+        attempts.map((a) => a.attempt),
+        this.#leaseMs,
+      ])
+      if (!only) this.#lastOkAt = Date.now()
+      const owned = new Set(res.rows.map((r) => String(r.id)))
+      for (const a of attempts) {
+        if (!owned.has(a.id) && a.active) a.abort(new LeaseLostError(a.id, a.attempt))
+      }
+      return owned
+    } catch (err) {
+      this.#log.warn({ err, count: attempts.length }, 'heartbeat failed')
+      if (!only && Date.now() - this.#lastOkAt > this.#leaseMs) {
+        this.#log.error({ count: attempts.length }, 'no heartbeat succeeded for a whole lease; aborting in-flight attempts')
+        for (const a of attempts) a.abort(new LeaseLostError(a.id, a.attempt))
+      }
+      throw err
+    }
+  }
+}

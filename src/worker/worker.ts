@@ -1,0 +1,326 @@
+import { hostname } from 'node:os'
+import { randomBytes } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { Service, type ServiceDeps } from '../service.ts'
+import type { TaskRelay } from '../task-relay.ts'
+import type { Task } from '../define-task.ts'
+import { parseSettings, workerSettingsSchema, type WorkerSettings } from '../config.ts'
+import { InvalidOptionsError, LeaseLostError, TaskRelayError } from '../errors.ts'
+import { loadSql } from '../db/sql.ts'
+import { createRedis, type RedisConfig } from '../redis/connection.ts'
+import { decodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
+import { runAttempt, type ClaimedTask } from './run-attempt.ts'
+import { Completer } from './completer.ts'
+import { LeaseKeeper, type LeasedAttempt } from './lease-keeper.ts'
+
+export interface WorkerOptions extends Partial<WorkerSettings> {
+  redis: RedisConfig
+  /** The tasks this worker can run. */
+  tasks: readonly Task<any, any>[]
+  /** Redis key prefix shared with the relays. Default "taskrelay". */
+  keyPrefix?: string
+  /** Shown in task rows (worker_id). Default host:pid:random. */
+  workerId?: string
+}
+
+export class ShutdownError extends TaskRelayError {
+  constructor() {
+    super('WORKER_SHUTDOWN', 'worker shut down before the task finished')
+  }
+}
+
+interface InFlight extends LeasedAttempt {
+  claimed: ClaimedTask
+  controller: AbortController
+  startedAt: number
+  /** the handler's own promise has not settled yet */
+  handlerRunning: boolean
+}
+
+/**
+ * Takes "id:token" messages from Redis with one blocking read per batch,
+ * claims them in Postgres with one fenced UPDATE, runs the handlers (at most
+ * `concurrency` at once), and records outcomes through the group-commit
+ * Completer. Leases of all in-flight attempts are renewed by one UPDATE.
+ *
+ * Lists + BLMPOP instead of a stream and consumer group: Postgres already is
+ * the ledger of what was delivered (the sweeper re-dispatches what a worker
+ * popped and lost), so a pending-entries list would be a second, weaker copy;
+ * a list also needs nothing recreated after Redis comes back empty.
+ */
+export class Worker extends Service<number> {
+  readonly settings: Readonly<WorkerSettings>
+  readonly workerId: string
+  readonly #tr: TaskRelay
+  readonly #tasks: ReadonlyMap<string, Task>
+  readonly #redisConfig: RedisConfig
+  readonly #keys: Keys
+  readonly #inflight = new Map<string, InFlight>()
+  #reserved = 0
+  #blocking: Redis | null = null
+  #commands: Redis | null = null
+  #completer: Completer
+  #leases: LeaseKeeper
+  #slotWaiters: Array<() => void> = []
+
+  constructor(tr: TaskRelay, options: WorkerOptions, deps: ServiceDeps = {}) {
+    super('worker', { logger: tr.logger, ...deps })
+    const { redis, tasks, keyPrefix, workerId, ...settings } = options
+    const problems: string[] = []
+    if (!redis) problems.push('redis: required (a redis:// URL or sentinel settings)')
+    if (!Array.isArray(tasks) || tasks.length === 0) problems.push('tasks: give at least one task from defineTask()')
+    if (problems.length) throw new InvalidOptionsError('worker options', problems)
+    this.settings = parseSettings(workerSettingsSchema, settings, 'worker options', (w, p) => new InvalidOptionsError(w, p))
+    const byName = new Map<string, Task>()
+    for (const t of tasks) {
+      const existing = byName.get(t.name)
+      if (existing && existing !== t) throw new InvalidOptionsError('worker options', [`tasks: two different tasks are named "${t.name}"`])
+      byName.set(t.name, t)
+    }
+    this.#tasks = byName
+    this.#tr = tr
+    this.#redisConfig = redis
+    this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
+    this.workerId = workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+    this.#completer = new Completer(tr.executor, tr.schema, this.settings.flushIntervalMs, this.log)
+    this.#leases = new LeaseKeeper({
+      db: tr.executor,
+      schema: tr.schema,
+      leaseMs: this.settings.leaseMs,
+      heartbeatMs: this.settings.heartbeatMs,
+      log: this.log,
+      attempts: () => this.#inflight.values(),
+    })
+  }
+
+  /** Attempts whose handlers are running now. */
+  get activeCount(): number {
+    return this.#inflight.size
+  }
+
+  protected override async onStart(): Promise<void> {
+    await this.#tr.assertSchemaCurrent()
+    await this.#registerTaskTypes()
+    this.#blocking = createRedis(this.#redisConfig, { role: 'blocking' }, this.log)
+    this.#commands = createRedis(this.#redisConfig, { role: 'commands', commandTimeoutMs: 5000 }, this.log)
+    await Promise.all([
+      this.#blocking.connect().catch((err) => this.log.warn({ err }, 'redis not reachable yet; will keep retrying')),
+      this.#commands.connect().catch(() => {}),
+    ])
+    this.#leases.start()
+    this.log.info(
+      { workerId: this.workerId, queues: this.settings.queues, concurrency: this.settings.concurrency, tasks: [...this.#tasks.keys()] },
+      'worker started',
+    )
+  }
+
+  protected delayAfter(): number {
+    return 0 // the blocking read is the wait
+  }
+
+  /** Pop up to the free slots' worth of messages (blocking up to blockMs), claim them, start the handlers. */
+  async runOnce(): Promise<number> {
+    const free = await this.#freeSlots()
+    if (free === 0 || this.stopSignal.aborted) return 0
+    const blocking = this.#blocking!
+    const keys = this.settings.queues.map((q) => this.#keys.ready(q))
+    const startedAt = Date.now()
+    const reply = await blocking.blmpop(this.settings.blockMs / 1000, keys.length, ...keys, 'LEFT', 'COUNT', free)
+    if (!reply) {
+      // ioredis answers null itself when the server stayed silent past the
+      // block time plus grace: the connection hangs (seen after failovers).
+      if (Date.now() - startedAt > this.settings.blockMs + 2500) {
+        this.log.warn('blocking read hung past its timeout; rebuilding the redis connection')
+        blocking.disconnect(true)
+      }
+      return 0
+    }
+    const [key, messages] = reply
+    if (this.stopSignal.aborted) {
+      await this.#pushBack(key, messages)
+      return 0
+    }
+    this.#reserved += messages.length
+    void this.#claimAndRun(key, messages)
+    return messages.length
+  }
+
+  async #claimAndRun(key: string, messages: string[]): Promise<void> {
+    try {
+      const decoded = messages.map(decodeMessage)
+      const valid = decoded.filter((m): m is { id: string; token: string } => m !== null)
+      if (valid.length < decoded.length) this.log.warn({ count: decoded.length - valid.length, key }, 'dropped malformed messages')
+      if (valid.length === 0) return
+      let rows: ClaimedTask[]
+      try {
+        const res = await this.#tr.executor.query<ClaimedTask>(loadSql('task-claim-batch.sql', this.#tr.schema), [
+          valid.map((m) => m.id),
+          valid.map((m) => m.token),
+          this.settings.leaseMs,
+          this.workerId,
+        ])
+        rows = res.rows
+      } catch (err) {
+        // Postgres unreachable: give the messages back so they are not stuck until the dispatch timeout.
+        this.log.warn({ err, count: valid.length }, 'claim failed; pushing messages back to redis')
+        await this.#pushBack(key, messages)
+        return
+      }
+      const stale = valid.length - rows.length
+      if (stale > 0) {
+        this.events.emit('worker:stale-messages', { count: stale })
+        this.log.debug({ count: stale }, 'dropped stale or duplicated messages')
+      }
+      for (const row of rows) this.#start({ ...row, id: String(row.id) })
+    } finally {
+      this.#reserved -= messages.length
+      this.#releaseSlots()
+    }
+  }
+
+  #start(claimed: ClaimedTask): void {
+    const controller = new AbortController()
+    const entry: InFlight = {
+      id: claimed.id,
+      attempt: claimed.attempt,
+      active: true,
+      claimed,
+      controller,
+      startedAt: performance.now(),
+      handlerRunning: false,
+      abort: (reason) => {
+        if (!controller.signal.aborted) controller.abort(reason)
+      },
+    }
+    this.#inflight.set(claimed.id, entry)
+    const fields = { id: claimed.id, name: claimed.name, queue: claimed.queue, attempt: claimed.attempt }
+    const log = this.log.child({ taskId: claimed.id, task: claimed.name, queue: claimed.queue, attempt: claimed.attempt })
+    log.debug('task started')
+    this.events.emit('task:started', fields)
+    let handlerSettled: Promise<unknown> = Promise.resolve()
+    void runAttempt({
+      claimed,
+      task: this.#tasks.get(claimed.name),
+      signal: controller.signal,
+      abort: entry.abort,
+      log,
+      heartbeat: async () => {
+        const owned = await this.#leases.beat([entry])
+        if (!owned.has(entry.id)) throw new LeaseLostError(entry.id, entry.attempt)
+      },
+      onHandlerSettled: (p) => {
+        entry.handlerRunning = true
+        handlerSettled = p.then(
+          () => {},
+          () => {},
+        )
+      },
+    })
+      .then(async (outcome) => {
+        if (!entry.active) return // handed back at shutdown
+        const durationMs = Math.round(performance.now() - entry.startedAt)
+        const recorded = await this.#completer.record(claimed.id, claimed.attempt, outcome)
+        entry.active = false
+        if (!recorded) {
+          log.warn({ durationMs }, 'outcome discarded: this attempt no longer owns the task (lease lost or cancelled)')
+          this.events.emit('task:lease-lost', fields)
+        } else if (outcome.state === 'succeeded') {
+          log.debug({ durationMs }, 'task succeeded')
+          this.events.emit('task:succeeded', { ...fields, durationMs })
+        } else if (outcome.state === 'pending') {
+          log.warn({ durationMs, delayMs: outcome.delayMs, err: outcome.error.message }, 'task failed; will retry')
+          this.events.emit('task:retried', { ...fields, durationMs, delayMs: outcome.delayMs, error: outcome.error.message })
+        } else {
+          log.error({ durationMs, err: outcome.error.message, kind: outcome.error.kind }, 'task failed')
+          this.events.emit('task:failed', { ...fields, durationMs, error: outcome.error.message })
+        }
+      })
+      .catch((err) => log.error({ err }, 'recording the outcome failed; the lease will expire and the sweeper retries'))
+      .finally(async () => {
+        entry.active = false
+        // The slot stays taken until the handler's code has really stopped: a hard cap.
+        await handlerSettled
+        this.#inflight.delete(claimed.id)
+        this.#releaseSlots()
+      })
+  }
+
+  async #freeSlots(): Promise<number> {
+    for (;;) {
+      const free = this.settings.concurrency - this.#inflight.size - this.#reserved
+      if (free > 0 || this.stopSignal.aborted) return Math.max(free, 0)
+      await new Promise<void>((resolve) => {
+        const onStop = () => resolve()
+        this.stopSignal.addEventListener('abort', onStop, { once: true })
+        this.#slotWaiters.push(() => {
+          this.stopSignal.removeEventListener('abort', onStop)
+          resolve()
+        })
+      })
+    }
+  }
+
+  #releaseSlots() {
+    const waiters = this.#slotWaiters
+    this.#slotWaiters = []
+    for (const w of waiters) w()
+  }
+
+  async #pushBack(key: string, messages: string[]): Promise<void> {
+    try {
+      // LPUSH reverses its arguments: push in reverse to keep the original order at the head.
+      await this.#commands!.lpush(key, ...[...messages].reverse())
+    } catch (err) {
+      this.log.warn({ err, count: messages.length }, 'could not push messages back; the sweeper re-dispatches them after dispatchTimeoutMs')
+    }
+  }
+
+  async #registerTaskTypes(): Promise<void> {
+    const tasks = [...this.#tasks.values()]
+    await this.#tr.executor.query(loadSql('task-types-upsert.sql', this.#tr.schema), [
+      tasks.map((t) => t.name),
+      tasks.map((t) => t.policy.queue),
+      tasks.map((t) => t.policy.priority),
+      tasks.map((t) => t.policy.maxAttempts),
+    ])
+  }
+
+  /**
+   * Graceful stop: no new reads; in-flight handlers get shutdownGraceMs to
+   * finish; the rest are aborted and handed back to pending (no attempt used).
+   */
+  protected override async onStop(): Promise<void> {
+    const deadline = Date.now() + this.settings.shutdownGraceMs
+    while (this.#inflight.size > 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        this.#slotWaiters.push(resolve)
+        setTimeout(resolve, Math.max(1, Math.min(100, deadline - Date.now())))
+      })
+    }
+    const unfinished = [...this.#inflight.values()].filter((e) => e.active)
+    if (unfinished.length > 0) {
+      for (const e of unfinished) {
+        e.active = false
+        e.abort(new ShutdownError())
+      }
+      try {
+        const res = await this.#tr.executor.query<{ id: string }>(loadSql('task-hand-back.sql', this.#tr.schema), [
+          unfinished.map((e) => e.id),
+          unfinished.map((e) => e.attempt),
+        ])
+        this.log.info({ count: res.rowCount }, 'handed unfinished tasks back')
+        for (const e of unfinished) {
+          this.events.emit('task:handed-back', { id: e.id, name: e.claimed.name, queue: e.claimed.queue, attempt: e.attempt })
+        }
+      } catch (err) {
+        this.log.error({ err, count: unfinished.length }, 'could not hand tasks back; their leases will expire and the sweeper retries them')
+      }
+    }
+    await this.#completer.drain(5000)
+    await this.#leases.stop()
+    this.#blocking?.disconnect()
+    this.#commands?.disconnect()
+    this.#blocking = this.#commands = null
+    this.log.info({ workerId: this.workerId, abandoned: this.#inflight.size }, 'worker stopped')
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * Output: a progress bar while the suite runs, the table on the terminal, the
+ * JSON record of every run, and the Markdown summary.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { median, type ScenarioId, type SystemName } from './common.ts'
+import { CEILINGS } from './ceilings.ts'
+import { SCENARIO_INFO } from './scenarios.ts'
+
+export interface Cell {
+  scenario: ScenarioId
+  system: SystemName
+  run: number
+  value: number | null
+  valid: boolean
+  verdict: string
+  extra?: Record<string, number>
+  /** set when the cell could not run at all */
+  error?: string
+  skipped?: string
+  seconds: number
+}
+
+export interface BenchResult {
+  date: string
+  machine: Record<string, string | number>
+  options: { quick: boolean; runs: number; scenarios: string[]; systems: string[]; sizes: object }
+  systems: Array<{ name: string; version: string; settings: string }>
+  ceilings: Record<string, number[]>
+  cells: Cell[]
+  totalSeconds: number
+}
+
+export interface Row {
+  scenario: ScenarioId
+  system: SystemName
+  median: number
+  min: number
+  max: number
+  okRuns: number
+  runs: number
+  /** own / best peer (throughput) or best peer / own (latency): ≥ 1 is as good as or better than every peer */
+  ratio: number | null
+  extra: Record<string, number>
+  note: string
+}
+
+export function summarize(result: BenchResult): Row[] {
+  const rows: Row[] = []
+  const scenarios = [...new Set(result.cells.map((c) => c.scenario))]
+  for (const scenario of scenarios) {
+    const info = SCENARIO_INFO[scenario]
+    const systems = result.options.systems as SystemName[]
+    const scenarioRows: Row[] = []
+    for (const system of systems) {
+      const cells = result.cells.filter((c) => c.scenario === scenario && c.system === system)
+      if (cells.length === 0) continue
+      const ok = cells.filter((c) => c.valid && c.value !== null && Number.isFinite(c.value))
+      const values = ok.map((c) => c.value!)
+      const extraKeys = [...new Set(ok.flatMap((c) => Object.keys(c.extra ?? {})))]
+      const extra: Record<string, number> = {}
+      for (const k of extraKeys) extra[k] = median(ok.map((c) => c.extra?.[k]).filter((x): x is number => typeof x === 'number'))
+      const bad = cells.filter((c) => !c.valid)
+      const note = cells.every((c) => c.skipped)
+        ? `not run: ${cells[0]!.skipped}`
+        : bad.length
+          ? bad.map((c) => `run ${c.run}: ${c.error ?? c.skipped ?? c.verdict}`).join('; ')
+          : ok[0]?.verdict.replace(/^all \d+ /, 'all ') ?? ''
+      scenarioRows.push({
+        scenario,
+        system,
+        median: median(values),
+        min: values.length ? Math.min(...values) : NaN,
+        max: values.length ? Math.max(...values) : NaN,
+        okRuns: ok.length,
+        runs: cells.length,
+        ratio: null,
+        extra,
+        note,
+      })
+    }
+    const peers = scenarioRows.filter((r) => r.system !== 'taskrelay' && Number.isFinite(r.median))
+    if (peers.length) {
+      const best = info.higherIsBetter ? Math.max(...peers.map((r) => r.median)) : Math.min(...peers.map((r) => r.median))
+      for (const r of scenarioRows) {
+        if (!Number.isFinite(r.median)) continue
+        r.ratio = info.higherIsBetter ? r.median / best : best / r.median
+      }
+    }
+    rows.push(...scenarioRows)
+  }
+  return rows
+}
+
+export function fmt(x: number | null | undefined, digits?: number): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '—'
+  const d = digits ?? (Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2)
+  return x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d })
+}
+
+function figure(r: Row, which: 'median' | 'min' | 'max'): string {
+  return fmt(r[which])
+}
+
+function ceilingRows(result: BenchResult): Array<[string, string, string, string]> {
+  return CEILINGS.filter((c) => result.ceilings[c.id]?.length).map((c) => {
+    const xs = result.ceilings[c.id]!
+    return [c.id, c.label, `${fmt(median(xs))} ${c.unit}`, `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}`]
+  })
+}
+
+/** taskrelay's targets from the issue, judged on this run's medians. */
+export function targets(result: BenchResult, rows: Row[]): Array<{ target: string; measured: string; met: boolean | null }> {
+  const tr = (s: ScenarioId) => rows.find((r) => r.scenario === s && r.system === 'taskrelay')
+  const c = (id: string) => (result.ceilings[id]?.length ? median(result.ceilings[id]!) : NaN)
+  const out: Array<{ target: string; measured: string; met: boolean | null }> = []
+  const pct = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b) * 100 : NaN)
+  const judge = (ok: boolean, ...xs: number[]) => (xs.every(Number.isFinite) ? ok : null)
+  const s1 = tr('S1')
+  if (s1) {
+    const p = pct(s1.median, c('C1'))
+    out.push({ target: 'S1 ≥ 85 % of pgbench 1-client commits/s', measured: `${fmt(p, 0)} % (${fmt(s1.median)} vs ${fmt(c('C1'))})`, met: judge(p >= 85, p) })
+  }
+  const s2 = tr('S2')
+  if (s2) {
+    const p = pct(s2.median, c('C2'))
+    out.push({ target: 'S2 ≥ 80 % of pgbench 16-client commits/s', measured: `${fmt(p, 0)} % (${fmt(s2.median)} vs ${fmt(c('C2'))})`, met: judge(p >= 80, p) })
+  }
+  const s3 = tr('S3')
+  if (s3) out.push({ target: 'S3 ≥ 150,000 tasks/s', measured: `${fmt(s3.median)} tasks/s`, met: judge(s3.median >= 150_000, s3.median) })
+  const s4 = tr('S4')
+  const gw4 = rows.find((r) => r.scenario === 'S4' && r.system === 'graphile-worker')
+  if (s4) {
+    const ratio = gw4 ? s4.median / gw4.median : NaN
+    out.push({ target: 'S4 ≥ 1.0 × graphile-worker', measured: `${fmt(ratio)} ×`, met: judge(ratio >= 1, ratio) })
+  }
+  const s5 = tr('S5')
+  if (s5) {
+    out.push({
+      target: 'S5 p50 ≤ 2 ms and p99 ≤ 5 ms',
+      measured: `p50 ${fmt(s5.extra.p50)} ms, p99 ${fmt(s5.extra.p99)} ms`,
+      met: judge(s5.extra.p50! <= 2 && s5.extra.p99! <= 5, s5.extra.p50 ?? NaN, s5.extra.p99 ?? NaN),
+    })
+  }
+  const s6 = tr('S6')
+  const bq6 = rows.find((r) => r.scenario === 'S6' && r.system === 'bullmq')
+  if (s6) {
+    const ratio = bq6 ? s6.median / bq6.median : NaN
+    out.push({ target: 'S6 ≥ 1.0 × BullMQ', measured: `${fmt(ratio)} ×`, met: judge(ratio >= 1, ratio) })
+  }
+  return out
+}
+
+function valueCell(r: Row): string {
+  if (r.scenario === 'S5') return `${fmt(r.extra.p50)} / ${fmt(r.extra.p95)} / ${fmt(r.extra.p99)}`
+  return fmt(r.median)
+}
+
+function rangeCell(r: Row): string {
+  if (!Number.isFinite(r.min)) return '—'
+  return `${figure(r, 'min')}–${figure(r, 'max')}`
+}
+
+function extraCell(r: Row): string {
+  if (r.scenario === 'S1' && r.extra.businessTxPerSec !== undefined) {
+    return `business tx alone ${fmt(r.extra.businessTxPerSec)}/s; enqueue adds ${fmt(r.extra.overheadMsPerTx, 3)} ms/tx (${fmt(r.extra.overheadPct, 0)} %)`
+  }
+  if (r.scenario === 'S6' && r.extra.enqueuePerSec !== undefined) return `enqueued ${fmt(r.extra.enqueuePerSec)}/s`
+  return ''
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 && i <= 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ')
+  return [line(headers), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+export function terminalReport(result: BenchResult): string {
+  const rows = summarize(result)
+  const out: string[] = []
+  out.push(`taskrelay benchmark — ${result.date} — ${result.machine.cpu} (${result.machine.cores} cores), ${result.options.quick ? 'QUICK, ' : ''}${result.options.runs} run(s) each, interleaved`)
+  out.push('')
+  const body: string[][] = []
+  let last = ''
+  for (const r of rows) {
+    const info = SCENARIO_INFO[r.scenario]
+    const head = r.scenario !== last ? `${r.scenario} ${info.title}` : ''
+    last = r.scenario
+    body.push([head, r.system, valueCell(r), rangeCell(r), r.ratio === null ? '—' : `${fmt(r.ratio)}×`, `${r.okRuns}/${r.runs}`, [extraCell(r), r.note].filter(Boolean).join('; ')])
+  }
+  out.push(table(['scenario', 'system', 'median', 'min–max', 'vs best peer', 'valid', 'notes'], body))
+  out.push('')
+  out.push('S5 figures are handler start − enqueue call start, p50 / p95 / p99 ms; ratio on p50 (≥ 1× = faster than every peer).')
+  out.push('')
+  const cr = ceilingRows(result)
+  if (cr.length) {
+    out.push('Ceilings (same servers, no queue library):')
+    out.push(table(['id', 'what', 'median', 'min–max'], cr.map((r) => [...r])))
+    out.push('')
+  }
+  const t = targets(result, rows)
+  if (t.length) {
+    out.push('taskrelay targets (issue 5), on this run:')
+    for (const x of t) out.push(`  ${x.met === null ? '  ?' : x.met ? ' ok' : 'MISS'}  ${x.target.padEnd(42)} ${x.measured}`)
+  }
+  return out.join('\n')
+}
+
+export function markdownReport(result: BenchResult): string {
+  const rows = summarize(result)
+  const out: string[] = []
+  out.push(`# taskrelay benchmark results`)
+  out.push('')
+  out.push(`${result.date} · ${result.machine.cpu}, ${result.machine.cores} cores, ${result.machine.memGiB} GiB · Node ${result.machine.node} · ${result.machine.postgres} · Redis ${result.machine.redis}`)
+  out.push('')
+  out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once); a run that failed the check is not counted and is listed in the notes.`)
+  out.push('')
+  out.push('| scenario | system | median | min–max | vs best peer | valid runs | notes |')
+  out.push('| --- | --- | ---: | ---: | ---: | :---: | --- |')
+  let last = ''
+  for (const r of rows) {
+    const info = SCENARIO_INFO[r.scenario]
+    const head = r.scenario !== last ? `**${r.scenario}** ${info.title} (${r.scenario === 'S5' ? 'p50 / p95 / p99 ms' : info.unit})` : ''
+    last = r.scenario
+    const note = [extraCell(r), r.note].filter(Boolean).join('; ').replaceAll('|', '\\|')
+    out.push(`| ${head} | ${r.system} | ${valueCell(r)} | ${rangeCell(r)} | ${r.ratio === null ? '—' : `${fmt(r.ratio)}×`} | ${r.okRuns}/${r.runs} | ${note} |`)
+  }
+  out.push('')
+  const cr = ceilingRows(result)
+  if (cr.length) {
+    out.push('Ceilings measured in the same run (no queue library):')
+    out.push('')
+    out.push('| id | what | median | min–max |')
+    out.push('| --- | --- | ---: | ---: |')
+    for (const r of cr) out.push(`| ${r.join(' | ')} |`)
+    out.push('')
+  }
+  const t = targets(result, rows)
+  if (t.length) {
+    out.push('taskrelay targets from issue 5, judged on this run:')
+    out.push('')
+    out.push('| target | measured | met |')
+    out.push('| --- | --- | :---: |')
+    for (const x of t) out.push(`| ${x.target} | ${x.measured} | ${x.met === null ? '?' : x.met ? 'yes' : 'no'} |`)
+    out.push('')
+  }
+  out.push('Versions and settings:')
+  out.push('')
+  for (const s of result.systems) out.push(`- **${s.name}** ${s.version}: ${s.settings}`)
+  out.push('')
+  out.push(`Sizes: ${JSON.stringify(result.options.sizes)}. Total wall time ${fmt(result.totalSeconds, 0)} s.`)
+  out.push('')
+  return out.join('\n')
+}
+
+export function writeOutputs(result: BenchResult, outDir: string): { json: string; md: string } {
+  mkdirSync(outDir, { recursive: true })
+  const stamp = result.date.replace(/[:]/g, '-').replace(/\..*$/, '')
+  const json = join(outDir, `${stamp}.json`)
+  const md = join(outDir, 'latest.md')
+  writeFileSync(json, JSON.stringify(result, null, 2) + '\n')
+  writeFileSync(md, markdownReport(result))
+  return { json, md }
+}
+
+/** A one-line progress bar on stderr (redrawn in place on a TTY, a plain line per cell otherwise). */
+export class Progress {
+  readonly #total: number
+  readonly #tty = process.stderr.isTTY === true
+  readonly #t0 = Date.now()
+  #done = 0
+  #label = ''
+  #fraction = 0
+  #lastDraw = 0
+
+  constructor(total: number) {
+    this.#total = total
+  }
+
+  begin(label: string): void {
+    this.#label = label
+    this.#fraction = 0
+    if (!this.#tty) process.stderr.write(`[${this.#done + 1}/${this.#total}] ${label} ...\n`)
+    this.draw(true)
+  }
+
+  update(fraction: number): void {
+    this.#fraction = Math.max(0, Math.min(1, fraction))
+    this.draw(false)
+  }
+
+  end(summary: string): void {
+    this.#done++
+    this.#fraction = 0
+    if (this.#tty) {
+      process.stderr.write(`\r\x1b[2K  ${this.#label}: ${summary}\n`)
+      this.draw(true)
+    } else {
+      process.stderr.write(`      ${summary}\n`)
+    }
+  }
+
+  draw(force: boolean): void {
+    if (!this.#tty) return
+    const now = Date.now()
+    if (!force && now - this.#lastDraw < 80) return
+    this.#lastDraw = now
+    const width = 30
+    const overall = (this.#done + this.#fraction) / this.#total
+    const filled = Math.round(overall * width)
+    const secs = Math.round((now - this.#t0) / 1000)
+    const bar = '█'.repeat(filled) + '░'.repeat(width - filled)
+    process.stderr.write(`\r\x1b[2K${bar} ${String(Math.round(overall * 100)).padStart(3)}%  ${this.#done}/${this.#total}  ${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}  ${this.#label}`)
+  }
+
+  finish(): void {
+    if (this.#tty) process.stderr.write('\r\x1b[2K')
+  }
+}

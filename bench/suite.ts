@@ -1,0 +1,169 @@
+/**
+ * The orchestrator: rounds × scenarios × systems, interleaved
+ * (round 1: S1 A B C D, S2 A B C D, …; round 2: the same with the system
+ * order rotated), ceilings once per round, then the report.
+ */
+import { cpus, totalmem } from 'node:os'
+import { parseArgs } from 'node:util'
+import { resolve } from 'node:path'
+import pg from 'pg'
+import { Redis } from 'ioredis'
+import { DATABASE_URL, REDIS_URL, SCENARIOS, SYSTEMS, runTag, type ScenarioId, type SystemName } from './common.ts'
+import { CEILINGS, measureCeilings, toolsAvailable } from './ceilings.ts'
+import { FULL, QUICK, RUNNERS, SCENARIO_INFO, type ScenarioContext } from './scenarios.ts'
+import { Progress, fmt, terminalReport, writeOutputs, type BenchResult, type Cell } from './report.ts'
+import type { ProducerAdapter } from './systems/types.ts'
+
+const USAGE = `usage: npm run bench -- [--quick] [--only S1,S4] [--systems taskrelay,bullmq,pg-boss,graphile-worker] [--runs 3] [--out bench/results] [--no-ceilings] [--profile]`
+
+async function loadProducer(system: SystemName): Promise<ProducerAdapter> {
+  const mod = (await import(`./systems/${system}.ts`)) as { createProducer(): ProducerAdapter }
+  return mod.createProducer()
+}
+
+async function machine(): Promise<Record<string, string | number>> {
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 1 })
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 })
+  try {
+    const v = (await pool.query(`select current_setting('server_version') as v, current_setting('synchronous_commit') as sc, current_setting('fsync') as fsync, current_setting('shared_buffers') as sb`)).rows[0]
+    const info = await redis.info('server')
+    const persistence = await redis.info('persistence')
+    const aof = /aof_enabled:(\d)/.exec(persistence)?.[1] === '1'
+    const save = ((await redis.config('GET', 'save')) as string[])[1] ?? ''
+    return {
+      cpu: cpus()[0]?.model.trim() ?? 'unknown',
+      cores: cpus().length,
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.versions.node,
+      postgres: `PostgreSQL ${v.v} (synchronous_commit=${v.sc}, fsync=${v.fsync}, shared_buffers=${v.sb})`,
+      redis: `${/redis_version:(\S+)/.exec(info)?.[1] ?? '?'} (${aof ? 'AOF' : 'no AOF'}, ${save ? `save "${save}"` : 'no RDB snapshots'})`,
+    }
+  } finally {
+    await pool.end()
+    redis.disconnect()
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      systems: { type: 'string' },
+      runs: { type: 'string' },
+      out: { type: 'string', default: 'bench/results' },
+      'no-ceilings': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    allowPositionals: false,
+  })
+  if (values.help) {
+    console.log(USAGE)
+    return 0
+  }
+  const quick = values.quick!
+  const sizes = quick ? QUICK : FULL
+  const runs = Number(values.runs ?? (quick ? 1 : 3))
+  const scenarios = (values.only ? values.only.split(',').map((s) => s.trim().toUpperCase()) : [...SCENARIOS]) as ScenarioId[]
+  const systems = (values.systems ? values.systems.split(',').map((s) => s.trim()) : [...SYSTEMS]) as SystemName[]
+  for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}\n${USAGE}`)
+  for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`unknown system ${s}\n${USAGE}`)
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer\n${USAGE}`)
+  const outDir = resolve(values.out!)
+
+  const tools = await toolsAvailable()
+  const ceilingIds = values['no-ceilings']
+    ? []
+    : CEILINGS.map((c) => c.id).filter((id) => (id <= 'C3' ? tools.pgbench : tools.redisBenchmark))
+  if (!values['no-ceilings'] && (!tools.pgbench || !tools.redisBenchmark)) {
+    console.error(`note: ${!tools.pgbench ? 'pgbench ' : ''}${!tools.redisBenchmark ? 'redis-benchmark ' : ''}not found; those ceilings are left out (Debian: apt-get install postgresql-client-15 redis-tools)`)
+  }
+
+  const producers = new Map<SystemName, ProducerAdapter>()
+  for (const s of systems) producers.set(s, await loadProducer(s))
+  const taskrelayDelivery = systems.includes('taskrelay') ? (await import('./systems/taskrelay.ts')).deliveryAvailable() : true
+
+  const result: BenchResult = {
+    date: new Date().toISOString(),
+    machine: await machine(),
+    options: { quick, runs, scenarios, systems, sizes },
+    systems: systems.map((s) => ({ name: s, version: producers.get(s)!.version, settings: producers.get(s)!.settings })),
+    ceilings: {},
+    cells: [],
+    totalSeconds: 0,
+  }
+  const t0 = Date.now()
+  const total = runs * (scenarios.length * systems.length + (ceilingIds.length ? 1 : 0))
+  const progress = new Progress(total)
+  const profileDir = resolve('bench/results/profiles')
+  const childExecArgv = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-name=%ROLE%-${pid}.cpuprofile'] : []
+
+  let interrupted = false
+  process.once('SIGINT', () => {
+    interrupted = true
+    console.error('\ninterrupted: finishing the current cell, then writing what was measured')
+  })
+
+  for (let run = 1; run <= runs && !interrupted; run++) {
+    if (ceilingIds.length) {
+      progress.begin(`ceilings, round ${run}/${runs}`)
+      try {
+        const c = await measureCeilings(quick ? 2 : 4, quick ? 50_000 : 200_000, ceilingIds)
+        for (const [k, v] of Object.entries(c)) (result.ceilings[k] ??= []).push(v)
+        progress.end(Object.entries(c).map(([k, v]) => `${k} ${fmt(v)}`).join(', '))
+      } catch (err) {
+        progress.end(`ceilings failed: ${(err as Error).message.split('\n')[0]}`)
+      }
+    }
+    // Rotate the system order each round so no system is always first after a ceiling.
+    const order = systems.map((_, i) => systems[(i + run - 1) % systems.length]!)
+    for (const scenario of scenarios) {
+      for (const system of order) {
+        if (interrupted) break
+        const a = producers.get(system)!
+        const label = `${scenario} ${system} (round ${run}/${runs})`
+        progress.begin(label)
+        const cellStart = Date.now()
+        const cell: Cell = { scenario, system, run, value: null, valid: false, verdict: '', seconds: 0 }
+        if (system === 'taskrelay' && ['S4', 'S5', 'S6'].includes(scenario) && !taskrelayDelivery) {
+          cell.skipped = 'the delivery pipeline (src/relay/relay.ts, src/worker/worker.ts) is not in this checkout yet'
+          cell.verdict = 'not run'
+          result.cells.push(cell)
+          progress.end('skipped: delivery pipeline not there yet')
+          continue
+        }
+        const tag = runTag(system, scenario, run)
+        const ctx: ScenarioContext = { sizes, tag, onProgress: (f) => progress.update(f), childExecArgv }
+        let setUp = false
+        try {
+          await a.setup(tag)
+          setUp = true
+          const m = await RUNNERS[scenario](a, ctx)
+          cell.value = Number.isFinite(m.value) ? m.value : null
+          cell.valid = m.valid && cell.value !== null
+          cell.verdict = m.verdict
+          if (m.extra) cell.extra = m.extra
+        } catch (err) {
+          cell.error = String((err as Error)?.message ?? err).split('\n')[0]!.slice(0, 300)
+          cell.verdict = `error: ${cell.error}`
+        } finally {
+          if (setUp) await a.teardown().catch((e) => console.error(`teardown of ${system} failed: ${e}`))
+        }
+        cell.seconds = (Date.now() - cellStart) / 1000
+        result.cells.push(cell)
+        const info = SCENARIO_INFO[scenario]
+        const fig = scenario === 'S5' && cell.extra ? `p50 ${fmt(cell.extra.p50)} / p99 ${fmt(cell.extra.p99)} ms` : `${fmt(cell.value)} ${info.unit}`
+        progress.end(cell.error ? `ERROR ${cell.error}` : `${cell.valid ? fig : `INVALID (${fig})`} — ${cell.verdict}`)
+      }
+    }
+  }
+  progress.finish()
+  result.totalSeconds = (Date.now() - t0) / 1000
+  console.log(terminalReport(result))
+  const files = writeOutputs(result, outDir)
+  console.log(`\nwrote ${files.json} and ${files.md}`)
+  if (values.profile) console.log(`cpu profiles of the worker/relay processes: ${profileDir}`)
+  return 0
+}

@@ -1,0 +1,90 @@
+/**
+ * pg-boss adapter (Postgres). Documented fast path: send() / insert() for
+ * producers; a worker with batch fetch (batchSize), the queue's `notify`
+ * option with the instance's LISTEN/NOTIFY listener (useListenNotify), the
+ * shortest polling interval (0.5 s) as backstop, and burstWhenBatchFull so a
+ * backlog drains without waiting between full batches.
+ */
+import { readFileSync } from 'node:fs'
+import { PgBoss } from 'pg-boss'
+import pg from 'pg'
+import { DATABASE_URL, type BenchPayload } from '../common.ts'
+import type { ProducerAdapter, WorkerModule, WorkerOptions } from './types.ts'
+
+const VERSION = (JSON.parse(readFileSync(new URL('../node_modules/pg-boss/package.json', import.meta.url), 'utf8')) as { version: string }).version
+const QUEUE = 'bench'
+
+export function createProducer(): ProducerAdapter {
+  let boss: PgBoss
+  let schema = ''
+  let tag = ''
+  return {
+    name: 'pg-boss',
+    version: VERSION,
+    settings: 'send (S1, S2, S6), insert 1,000 (S3); work batchSize 50, queue notify + useListenNotify, polling 0.5 s, burstWhenBatchFull',
+    async setup(t) {
+      tag = t
+      schema = `bench_pgb_${t}`
+      // A send-only instance: maintenance and scheduling run in the worker process.
+      boss = new PgBoss({ connectionString: DATABASE_URL, schema, max: 20, supervise: false, schedule: false, useListenNotify: false })
+      boss.on('error', () => {})
+      await boss.start()
+      await boss.createQueue(QUEUE, { notify: true })
+    },
+    async teardown() {
+      await boss.stop({ graceful: false, wait: true }).catch(() => {})
+      // The schema is ours alone: drop it through a plain connection.
+      const client = new pg.Client({ connectionString: DATABASE_URL })
+      await client.connect()
+      await client.query(`drop schema if exists "${schema}" cascade`)
+      await client.end()
+    },
+    async enqueueOne(p) {
+      await boss.send(QUEUE, p)
+    },
+    async enqueueConcurrent(p) {
+      await boss.send(QUEUE, p)
+    },
+    async enqueueBulk(ps) {
+      await boss.insert(
+        QUEUE,
+        ps.map((data) => ({ data })),
+      )
+    },
+    async countStored() {
+      const client = new pg.Client({ connectionString: DATABASE_URL })
+      await client.connect()
+      try {
+        const r = await client.query(`select count(*)::int as total, count(distinct (data->>'n'))::int as distinct from "${schema}".job where name = $1`, [QUEUE])
+        return r.rows[0]
+      } finally {
+        await client.end()
+      }
+    },
+    workerOptions(): WorkerOptions {
+      return { system: 'pg-boss', tag, concurrency: 50, schema }
+    },
+  }
+}
+
+export const worker: WorkerModule = {
+  async prepareWorker(opts, onTask) {
+    const boss = new PgBoss({ connectionString: DATABASE_URL, schema: opts.schema as string, max: 10, useListenNotify: true, migrate: false })
+    boss.on('error', () => {})
+    await boss.start()
+    return {
+      async start() {
+        await boss.work<BenchPayload>(
+          QUEUE,
+          { batchSize: opts.concurrency, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, burstWhenBatchFull: true },
+          async (jobs) => {
+            for (const job of jobs) onTask(job.data)
+          },
+        )
+      },
+      async stop() {
+        await boss.stop({ graceful: true, wait: true, timeout: 5000 }).catch(() => {})
+      },
+    }
+  },
+}

@@ -1,0 +1,158 @@
+/**
+ * taskrelay adapter. Producer side uses the public enqueue API; the worker
+ * side drives the Relay and Worker classes from src/relay and src/worker,
+ * each in its own process.
+ *
+ * pg is loaded the way src/ loads it (from the repo root), so the Pool given to
+ * TaskRelay is the class TaskRelay checks against.
+ */
+import { createRequire } from 'node:module'
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import type pgTypes from 'pg'
+import { z } from 'zod'
+import { TaskRelay, defineTask } from '../../src/index.ts'
+import { DATABASE_URL, REDIS_URL, type BenchPayload } from '../common.ts'
+import type { ProducerAdapter, WorkerModule, WorkerOptions } from './types.ts'
+
+const requireFromSrc = createRequire(new URL('../../src/index.ts', import.meta.url))
+const pg = requireFromSrc('pg') as typeof pgTypes
+
+const ROOT = new URL('../../', import.meta.url)
+const RELAY_FILE = new URL('src/relay/relay.ts', ROOT)
+const WORKER_FILE = new URL('src/worker/worker.ts', ROOT)
+
+const payloadSchema = z.object({ n: z.number().int(), t: z.number().optional() })
+
+function benchTask(run: (p: BenchPayload) => void = () => {}) {
+  return defineTask({ name: 'bench.noop', payload: payloadSchema, maxAttempts: 3, run: (p) => run(p) })
+}
+
+function version(): string {
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'migrations'], { cwd: ROOT, encoding: 'utf8' }).trim()
+    return `git ${rev}${dirty ? '+wip' : ''}`
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** True when the delivery pipeline (Relay, Worker) exists in src/. */
+export function deliveryAvailable(): boolean {
+  return existsSync(RELAY_FILE) && existsSync(WORKER_FILE)
+}
+
+export function createProducer(): ProducerAdapter {
+  let pool: pgTypes.Pool
+  let tr: TaskRelay
+  let schema = ''
+  let tag = ''
+  let client: pgTypes.PoolClient | null = null
+  const task = benchTask()
+  let insertBusiness = ''
+
+  return {
+    name: 'taskrelay',
+    version: version(),
+    settings: 'enqueue in caller tx (S1) / own pool autocommit (S2, S6), enqueueMany (S3); relay process + worker process, concurrency 50',
+    extraRoles: ['relay'],
+    async setup(t) {
+      tag = t
+      schema = `bench_tr_${t}`
+      pool = new pg.Pool({ connectionString: DATABASE_URL, max: 20 })
+      pool.on('error', () => {})
+      tr = new TaskRelay({ db: pool, schema })
+      await pool.query(`drop schema if exists "${schema}" cascade`)
+      await tr.migrate()
+      // The caller's own table for S1: one business row per transaction.
+      await pool.query(`create table "${schema}".bench_orders (id bigint generated always as identity primary key, n integer not null, created_at timestamptz not null default now())`)
+      insertBusiness = `insert into "${schema}".bench_orders (n) values ($1)`
+    },
+    async teardown() {
+      client?.release()
+      client = null
+      await tr.close()
+      await pool.query(`drop schema if exists "${schema}" cascade`)
+      await pool.end()
+    },
+    async enqueueOne(p) {
+      // S1 (and only S1 runs it one after another): the caller's transaction
+      // inserts its business row and enqueues in the same commit.
+      client ??= await pool.connect()
+      await client.query('begin')
+      await client.query({ text: insertBusiness, values: [p.n], name: 'bench_business' })
+      await tr.enqueue(client, task, p)
+      await client.query('commit')
+    },
+    async enqueueConcurrent(p) {
+      // S2, S6: no surrounding transaction; one autocommit INSERT on taskrelay's pool.
+      await tr.enqueue(task, p)
+    },
+    async businessOnly(p) {
+      client ??= await pool.connect()
+      await client.query('begin')
+      await client.query({ text: insertBusiness, values: [p.n], name: 'bench_business' })
+      await client.query('commit')
+    },
+    async enqueueBulk(ps) {
+      await tr.enqueueMany(ps.map((payload) => ({ task, payload })))
+    },
+    async countStored() {
+      const r = await pool.query(`select count(*)::int as total, count(distinct (payload->>'n'))::int as distinct from "${schema}".tasks`)
+      return r.rows[0]
+    },
+    workerOptions(): WorkerOptions {
+      return { system: 'taskrelay', tag, concurrency: 50, schema, keyPrefix: `bench:tr:${tag}` }
+    },
+  }
+}
+
+
+type Service = { start(): Promise<void> | void; stop(): Promise<void> | void }
+
+export const worker: WorkerModule = {
+  async prepareWorker(opts, onTask) {
+    if (!existsSync(WORKER_FILE)) throw new Error('src/worker/worker.ts does not exist yet')
+    const { Worker } = (await import(WORKER_FILE.href)) as { Worker: new (tr: TaskRelay, o: object) => Service }
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 12 })
+    pool.on('error', () => {})
+    const tr = new TaskRelay({ db: pool, schema: opts.schema as string })
+    const w = new Worker(tr, {
+      redis: REDIS_URL,
+      keyPrefix: opts.keyPrefix as string,
+      tasks: [benchTask(onTask)],
+      queues: ['default'],
+      concurrency: opts.concurrency,
+    })
+    return {
+      async start() {
+        await w.start()
+      },
+      async stop() {
+        await w.stop()
+        await tr.close()
+        await pool.end()
+      },
+    }
+  },
+  async prepareRole(role, opts) {
+    if (role !== 'relay') throw new Error(`unknown role ${role}`)
+    if (!existsSync(RELAY_FILE)) throw new Error('src/relay/relay.ts does not exist yet')
+    const { Relay } = (await import(RELAY_FILE.href)) as { Relay: new (tr: TaskRelay, o: object) => Service }
+    const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
+    pool.on('error', () => {})
+    const tr = new TaskRelay({ db: pool, schema: opts.schema as string })
+    const r = new Relay(tr, { redis: REDIS_URL, keyPrefix: opts.keyPrefix as string })
+    return {
+      async start() {
+        await r.start()
+      },
+      async stop() {
+        await r.stop()
+        await tr.close()
+        await pool.end()
+      },
+    }
+  },
+}

@@ -1,0 +1,52 @@
+import type { BenchPayload, SystemName } from '../common.ts'
+
+/**
+ * One adapter per system, all with this shape. The producer half runs in the
+ * orchestrator process; the worker half (and taskrelay's relay) runs in
+ * forked processes (bench/worker-child.ts) so consuming never shares an
+ * event loop with producing.
+ */
+export interface ProducerAdapter {
+  readonly name: SystemName
+  /** The exact package version (or taskrelay's git commit). */
+  readonly version: string
+  /** Settings worth printing beside the numbers. */
+  readonly settings: string
+  /** Create this run's own schema / prefix / queue. Not timed. */
+  setup(tag: string): Promise<void>
+  /** Remove everything setup() created and close connections. Not timed. */
+  teardown(): Promise<void>
+  /** S1: enqueue one task as its own durable unit (one transaction / one call); calls never overlap. */
+  enqueueOne(p: BenchPayload): Promise<void>
+  /** S2, S6: the same, safe to call from many producer loops at once. */
+  enqueueConcurrent(p: BenchPayload): Promise<void>
+  /** The system's bulk API, one call for all of `ps`. */
+  enqueueBulk(ps: BenchPayload[]): Promise<void>
+  /** How many tasks the system stores, and how many distinct bench sequence numbers among them. */
+  countStored(): Promise<{ total: number; distinct: number }>
+  /** Serializable options for the worker (and relay) processes of this run. */
+  workerOptions(): WorkerOptions
+  /** S1 only (taskrelay): the caller's business transaction without the enqueue, for the overhead figure. */
+  businessOnly?(p: BenchPayload): Promise<void>
+  /** Processes besides the worker this system needs for delivery (taskrelay: 'relay'). */
+  readonly extraRoles?: readonly string[]
+}
+
+export interface WorkerOptions {
+  system: SystemName
+  tag: string
+  concurrency: number
+  [k: string]: unknown
+}
+
+export interface Stoppable {
+  stop(): Promise<void>
+}
+
+/** What a worker module exports (loaded inside the child process). */
+export interface WorkerModule {
+  /** Connect and get ready, but take no task before start() is called. */
+  prepareWorker(opts: WorkerOptions, onTask: (p: BenchPayload) => void): Promise<{ start(): Promise<void> } & Stoppable>
+  /** Other roles (taskrelay's relay). */
+  prepareRole?(role: string, opts: WorkerOptions): Promise<{ start(): Promise<void> } & Stoppable>
+}

@@ -52,6 +52,8 @@ export const workerSettingsSchema = z
     shutdownGraceMs: ms(0).default(10_000),
     /** how long one blocking Redis read waits */
     blockMs: ms(10).default(2000),
+    /** tasks claimed ahead of free slots, so the next batch is ready when handlers finish (leased like running ones) */
+    prefetch: ms(0).max(10_000).optional(),
     /** group commit: outcomes are flushed at most this late */
     flushIntervalMs: ms(0).default(2),
   })

@@ -55,8 +55,15 @@ export class Worker extends Service<number> {
   readonly #tasks: ReadonlyMap<string, Task>
   readonly #redisConfig: RedisConfig
   readonly #keys: Keys
+  /** attempts not yet recorded (leases renewed) or whose handler still runs */
   readonly #inflight = new Map<string, InFlight>()
+  /** handlers whose code has not settled: what the concurrency cap counts */
+  #busy = 0
+  /** messages popped and being claimed: slots promised to them */
   #reserved = 0
+  /** claimed, leased, waiting for a free slot (prefetch) */
+  #ready: InFlight[] = []
+  readonly #prefetch: number
   #blocking: Redis | null = null
   #commands: Redis | null = null
   #completer: Completer
@@ -78,6 +85,7 @@ export class Worker extends Service<number> {
       byName.set(t.name, t)
     }
     this.#tasks = byName
+    this.#prefetch = this.settings.prefetch ?? this.settings.concurrency
     this.#tr = tr
     this.#redisConfig = redis
     this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
@@ -93,9 +101,9 @@ export class Worker extends Service<number> {
     })
   }
 
-  /** Attempts whose handlers are running now. */
+  /** Handlers running now. */
   get activeCount(): number {
-    return this.#inflight.size
+    return this.#busy
   }
 
   protected override async onStart(): Promise<void> {
@@ -171,14 +179,16 @@ export class Worker extends Service<number> {
         this.events.emit('worker:stale-messages', { count: stale })
         this.log.debug({ count: stale }, 'dropped stale or duplicated messages')
       }
-      for (const row of rows) this.#start({ ...row, id: String(row.id) })
+      for (const row of rows) this.#accept({ ...row, id: String(row.id) })
+      this.#launchReady()
     } finally {
       this.#reserved -= messages.length
       this.#releaseSlots()
     }
   }
 
-  #start(claimed: ClaimedTask): void {
+  /** A claimed attempt: leased from now on, waiting for a slot. */
+  #accept(claimed: ClaimedTask): void {
     const controller = new AbortController()
     const entry: InFlight = {
       id: claimed.id,
@@ -193,6 +203,29 @@ export class Worker extends Service<number> {
       },
     }
     this.#inflight.set(claimed.id, entry)
+    this.#ready.push(entry)
+  }
+
+  /** Start queued attempts while slots are free (not after stop began). */
+  #launchReady(): void {
+    while (this.#busy < this.settings.concurrency && this.#ready.length > 0 && !this.stopSignal.aborted) {
+      this.#launch(this.#ready.shift()!)
+    }
+  }
+
+  #launch(entry: InFlight): void {
+    const { claimed, controller } = entry
+    entry.startedAt = performance.now()
+    this.#busy++
+    // The slot frees when the handler's code has settled, not when its outcome
+    // is written: the next batch is popped and claimed while this one commits.
+    let slotFreed = false
+    const freeSlot = () => {
+      if (slotFreed) return
+      slotFreed = true
+      this.#busy--
+      this.#releaseSlots()
+    }
     const fields = { id: claimed.id, name: claimed.name, queue: claimed.queue, attempt: claimed.attempt }
     const log = this.log.child({ taskId: claimed.id, task: claimed.name, queue: claimed.queue, attempt: claimed.attempt })
     log.debug('task started')
@@ -214,9 +247,11 @@ export class Worker extends Service<number> {
           () => {},
           () => {},
         )
+        void handlerSettled.then(freeSlot)
       },
     })
       .then(async (outcome) => {
+        if (!entry.handlerRunning) freeSlot() // rejected before running (no handler, bad payload)
         if (!entry.active) return // handed back at shutdown
         const durationMs = Math.round(performance.now() - entry.startedAt)
         const recorded = await this.#completer.record(claimed.id, claimed.attempt, outcome)
@@ -238,8 +273,9 @@ export class Worker extends Service<number> {
       .catch((err) => log.error({ err }, 'recording the outcome failed; the lease will expire and the sweeper retries'))
       .finally(async () => {
         entry.active = false
-        // The slot stays taken until the handler's code has really stopped: a hard cap.
+        // A handler that ignored its abort keeps its slot until it really stops: a hard cap.
         await handlerSettled
+        freeSlot()
         this.#inflight.delete(claimed.id)
         this.#releaseSlots()
       })
@@ -247,7 +283,7 @@ export class Worker extends Service<number> {
 
   async #freeSlots(): Promise<number> {
     for (;;) {
-      const free = this.settings.concurrency - this.#inflight.size - this.#reserved
+      const free = this.settings.concurrency + this.#prefetch - this.#busy - this.#ready.length - this.#reserved
       if (free > 0 || this.stopSignal.aborted) return Math.max(free, 0)
       await new Promise<void>((resolve) => {
         const onStop = () => resolve()
@@ -257,10 +293,14 @@ export class Worker extends Service<number> {
           resolve()
         })
       })
+      // Handlers that finish together free their slots in the same turn of the
+      // event loop: collect them all, so the next read pops a batch, not one.
+      await new Promise<void>((resolve) => setImmediate(resolve))
     }
   }
 
   #releaseSlots() {
+    this.#launchReady()
     const waiters = this.#slotWaiters
     this.#slotWaiters = []
     for (const w of waiters) w()
@@ -290,19 +330,35 @@ export class Worker extends Service<number> {
    * finish; the rest are aborted and handed back to pending (no attempt used).
    */
   protected override async onStop(): Promise<void> {
+    // Prefetched attempts never started: hand them back at once.
+    const queued = this.#ready.splice(0)
+    for (const e of queued) this.#inflight.delete(e.id)
+    await this.#handBack(queued)
     const deadline = Date.now() + this.settings.shutdownGraceMs
-    while (this.#inflight.size > 0 && Date.now() < deadline) {
+    while ([...this.#inflight.values()].some((e) => e.active) && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         this.#slotWaiters.push(resolve)
         setTimeout(resolve, Math.max(1, Math.min(100, deadline - Date.now())))
       })
     }
     const unfinished = [...this.#inflight.values()].filter((e) => e.active)
+    for (const e of unfinished) {
+      e.active = false
+      e.abort(new ShutdownError())
+    }
+    await this.#handBack(unfinished)
+    await this.#completer.drain(5000)
+    await this.#leases.stop()
+    this.#blocking?.disconnect()
+    this.#commands?.disconnect()
+    this.#blocking = this.#commands = null
+    this.log.info({ workerId: this.workerId, abandoned: this.#inflight.size }, 'worker stopped')
+  }
+
+  /** Back to pending without using an attempt (fenced by attempt). */
+  async #handBack(unfinished: InFlight[]): Promise<void> {
     if (unfinished.length > 0) {
-      for (const e of unfinished) {
-        e.active = false
-        e.abort(new ShutdownError())
-      }
+      for (const e of unfinished) e.active = false
       try {
         const res = await this.#tr.executor.query<{ id: string }>(loadSql('task-hand-back.sql', this.#tr.schema), [
           unfinished.map((e) => e.id),
@@ -316,11 +372,5 @@ export class Worker extends Service<number> {
         this.log.error({ err, count: unfinished.length }, 'could not hand tasks back; their leases will expire and the sweeper retries them')
       }
     }
-    await this.#completer.drain(5000)
-    await this.#leases.stop()
-    this.#blocking?.disconnect()
-    this.#commands?.disconnect()
-    this.#blocking = this.#commands = null
-    this.log.info({ workerId: this.workerId, abandoned: this.#inflight.size }, 'worker stopped')
   }
 }

@@ -1,0 +1,459 @@
+import { randomBytes } from 'node:crypto'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { Redis } from 'ioredis'
+import {
+  InvalidOptionsError,
+  NonRetryableError,
+  Relay,
+  SchemaVersionError,
+  Sweeper,
+  TaskRelay,
+  Worker,
+  defineTask,
+  type Task,
+} from '../../src/index.ts'
+import { createTestDb, redisUrl, uniqueSchema, waitUntil, type TestDb } from '../support/db.ts'
+
+let db: TestDb
+let redis: Redis
+const started: Array<{ stop(): Promise<void> }> = []
+
+beforeAll(async () => {
+  db = await createTestDb()
+  redis = new Redis(redisUrl())
+})
+
+afterEach(async () => {
+  // Every service a test started is stopped, even when the test failed.
+  await Promise.all(started.splice(0).map((s) => s.stop()))
+})
+
+afterAll(async () => {
+  redis.disconnect()
+  await db.cleanup()
+})
+
+/** A key prefix of its own per test: tests share one Redis. */
+function prefix() {
+  return `t${randomBytes(4).toString('hex')}`
+}
+
+const fast = { leaseMs: 1000, heartbeatMs: 200, blockMs: 200 }
+
+async function startPipeline(tasks: Task<any, any>[], opts: { concurrency?: number; shutdownGraceMs?: number; keyPrefix?: string } = {}) {
+  const keyPrefix = opts.keyPrefix ?? prefix()
+  const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
+  const worker = new Worker(db.tr, {
+    redis: redisUrl(),
+    keyPrefix,
+    tasks,
+    concurrency: opts.concurrency ?? 10,
+    shutdownGraceMs: opts.shutdownGraceMs ?? 2000,
+    ...fast,
+  })
+  started.push(relay, worker)
+  await relay.start()
+  await worker.start()
+  return { relay, worker, keyPrefix }
+}
+
+async function row(id: string) {
+  const res = await db.pool.query(`select * from "${db.schema}".tasks where id = $1`, [id])
+  return res.rows[0]
+}
+
+async function finalRow(id: string, timeoutMs = 15_000) {
+  return waitUntil(
+    async () => {
+      const r = await row(id)
+      return ['succeeded', 'failed', 'cancelled'].includes(r.state) ? r : null
+    },
+    { timeoutMs, what: `task ${id} to finish` },
+  )
+}
+
+describe('delivery', () => {
+  it('runs a committed task and stores its JSON result', async () => {
+    const double = defineTask({ name: 'p.double', payload: z.object({ n: z.number() }), run: async ({ n }) => ({ doubled: n * 2 }) })
+    await startPipeline([double])
+    const { id } = await db.tr.enqueue(double, { n: 21 })
+    const r = await finalRow(id)
+    expect(r.state).toBe('succeeded')
+    expect(r.result).toEqual({ doubled: 42 })
+    expect(r.attempt).toBe(1)
+    expect(r.started_at.getTime()).toBeGreaterThanOrEqual(r.dispatched_at.getTime())
+    expect(r.lease_expires_at).toBeNull()
+  })
+
+  it('never runs a rolled-back task', async () => {
+    const runs: number[] = []
+    const t = defineTask({ name: 'p.rollback', payload: z.object({ n: z.number() }), run: async ({ n }) => void runs.push(n) })
+    await startPipeline([t])
+    const client = await db.pool.connect()
+    await client.query('begin')
+    await db.tr.enqueue(client, t, { n: 1 })
+    await client.query('rollback')
+    client.release()
+    const { id } = await db.tr.enqueue(t, { n: 2 })
+    await finalRow(id)
+    expect(runs).toEqual([2])
+  })
+
+  it('retries with backoff, keeps the last error, then succeeds', async () => {
+    let calls = 0
+    const flaky = defineTask({
+      name: 'p.flaky',
+      payload: z.object({}),
+      maxAttempts: 3,
+      backoff: { type: 'fixed', delayMs: 300, jitter: false },
+      run: async (_p, ctx) => {
+        calls++
+        if (ctx.attempt < 3) throw new Error(`flake ${ctx.attempt}`)
+        return 'ok'
+      },
+    })
+    await startPipeline([flaky])
+    const { id } = await db.tr.enqueue(flaky, {})
+    // After the first failure the row waits in pending with run_at pushed out by the backoff.
+    const retrying = await waitUntil(async () => {
+      const r = await row(id)
+      return r.state === 'pending' && r.attempt === 1 ? r : null
+    }, { what: 'first retry' })
+    expect(retrying.last_error.message).toBe('flake 1')
+    expect(retrying.last_error.kind).toBe('error')
+    expect(retrying.run_at.getTime() - retrying.started_at.getTime()).toBeGreaterThanOrEqual(290)
+    const r = await finalRow(id)
+    expect(r.state).toBe('succeeded')
+    expect(r.attempt).toBe(3)
+    expect(calls).toBe(3)
+    expect(r.last_error.message).toBe('flake 2')
+  })
+
+  it('fails at once on NonRetryableError and after the last attempt otherwise', async () => {
+    const fatal = defineTask({ name: 'p.fatal', payload: z.object({}), maxAttempts: 5, run: async () => { throw new NonRetryableError('card declined') } })
+    const always = defineTask({
+      name: 'p.always',
+      payload: z.object({}),
+      maxAttempts: 2,
+      backoff: { type: 'fixed', delayMs: 0 },
+      run: async () => { throw new Error('still broken') },
+    })
+    await startPipeline([fatal, always])
+    const a = await db.tr.enqueue(fatal, {})
+    const b = await db.tr.enqueue(always, {})
+    const ra = await finalRow(a.id)
+    expect(ra).toMatchObject({ state: 'failed', attempt: 1 })
+    expect(ra.last_error).toMatchObject({ message: 'card declined', kind: 'non_retryable', attempt: 1 })
+    const rb = await finalRow(b.id)
+    expect(rb).toMatchObject({ state: 'failed', attempt: 2 })
+    expect(rb.last_error).toMatchObject({ message: 'still broken', attempt: 2 })
+    expect(rb.finished_at).not.toBeNull()
+  })
+
+  it('aborts ctx.signal on timeout and counts the attempt as failed', async () => {
+    let sawAbort = false
+    const slow = defineTask({
+      name: 'p.slow',
+      payload: z.object({}),
+      timeoutMs: 150,
+      maxAttempts: 1,
+      run: (_p, ctx) =>
+        new Promise((_resolve, reject) => {
+          ctx.signal.addEventListener('abort', () => {
+            sawAbort = true
+            reject(ctx.signal.reason)
+          })
+        }),
+    })
+    // Never settles and ignores its signal: recorded anyway after the grace.
+    const stuck = defineTask({ name: 'p.stuck', payload: z.object({}), timeoutMs: 100, maxAttempts: 1, run: () => new Promise(() => {}) })
+    await startPipeline([slow, stuck])
+    const a = await db.tr.enqueue(slow, {})
+    const b = await db.tr.enqueue(stuck, {})
+    const ra = await finalRow(a.id)
+    expect(sawAbort).toBe(true)
+    expect(ra.state).toBe('failed')
+    expect(ra.last_error).toMatchObject({ kind: 'timeout' })
+    expect(ra.last_error.message).toContain('timeoutMs (150 ms)')
+    const rb = await finalRow(b.id)
+    expect(rb.state).toBe('failed')
+    expect(rb.last_error.kind).toBe('timeout')
+  })
+
+  it('records non-Error throws and non-JSON results', async () => {
+    const throwsString = defineTask({ name: 'p.throws-string', payload: z.object({}), maxAttempts: 1, run: async () => { throw 'plain string' } })
+    const bigint = defineTask({ name: 'p.bigint', payload: z.object({}), run: async () => ({ n: 10n }) })
+    await startPipeline([throwsString, bigint])
+    const a = await db.tr.enqueue(throwsString, {})
+    const b = await db.tr.enqueue(bigint, {})
+    const ra = await finalRow(a.id)
+    expect(ra.state).toBe('failed')
+    expect(ra.last_error.message).toContain('plain string')
+    const rb = await finalRow(b.id)
+    expect(rb.state).toBe('failed')
+    expect(rb.attempt).toBe(1) // not retried: the work was done, only the result can't be stored
+    expect(rb.last_error.kind).toBe('invalid_result')
+    expect(rb.last_error.message).toMatch(/not JSON/)
+  })
+
+  it('fails tasks it cannot run with an error naming the task, queue and problem', async () => {
+    const known = defineTask({ name: 'p.known', payload: z.object({ n: z.number() }), run: async () => 'ran' })
+    await startPipeline([known])
+    const unknownId = (await db.pool.query(`select "${db.schema}".enqueue('p.nobody-handles-this', '{}') as id`)).rows[0].id
+    // A payload written before the schema changed (bypassing enqueue's validation).
+    const staleId = (await db.pool.query(`select "${db.schema}".enqueue('p.known', '{"n":"not a number"}') as id`)).rows[0].id
+    const ru = await finalRow(String(unknownId))
+    expect(ru.state).toBe('failed')
+    expect(ru.last_error.kind).toBe('no_handler')
+    expect(ru.last_error.message).toContain('"p.nobody-handles-this"')
+    expect(ru.last_error.message).toContain('queue "default"')
+    const rs = await finalRow(String(staleId))
+    expect(rs.state).toBe('failed')
+    expect(rs.last_error.kind).toBe('invalid_payload')
+    expect(rs.last_error.message).toContain('p.known')
+    expect(rs.last_error.message).toMatch(/n/)
+  })
+
+  it('never runs more handlers at once than concurrency', async () => {
+    let running = 0
+    let maxRunning = 0
+    const t = defineTask({
+      name: 'p.capped',
+      payload: z.object({ i: z.number() }),
+      run: async () => {
+        running++
+        maxRunning = Math.max(maxRunning, running)
+        await new Promise((r) => setTimeout(r, 20))
+        running--
+      },
+    })
+    await startPipeline([t], { concurrency: 3 })
+    const { ids } = await db.tr.enqueueMany(Array.from({ length: 30 }, (_, i) => ({ task: t, payload: { i } })))
+    await waitUntil(async () => (await db.pool.query(`select count(*)::int as c from "${db.schema}".tasks where id = any($1) and state = 'succeeded'`, [ids])).rows[0].c === 30, { what: '30 tasks' })
+    expect(maxRunning).toBe(3)
+  })
+
+  it('drops duplicated and stale messages without running the handler twice', async () => {
+    let runs = 0
+    const t = defineTask({ name: 'p.dup', payload: z.object({}), run: async () => void runs++ })
+    const keyPrefix = prefix()
+    const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix })
+    started.push(relay)
+    await relay.start()
+    await relay.stop()
+    const { id } = await db.tr.enqueue(t, {})
+    await relay.start()
+    await waitUntil(async () => (await row(id)).state === 'dispatched', { what: 'dispatch' })
+    await relay.stop()
+    const key = `${keyPrefix}:{default}:ready`
+    const [message] = await redis.lrange(key, 0, -1)
+    // The same message three times, plus one whose token is stale.
+    await redis.rpush(key, message!, message!, `${id}:00000000-0000-4000-8000-000000000000`)
+    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [t], ...fast })
+    const stale: number[] = []
+    worker.events.on('worker:stale-messages', ({ count }) => stale.push(count))
+    started.push(worker)
+    await worker.start()
+    await finalRow(id)
+    await waitUntil(() => (stale.reduce((a, b) => a + b, 0) === 3 ? true : null), { what: 'stale messages dropped' })
+    expect(runs).toBe(1)
+    expect(await redis.llen(key)).toBe(0)
+  })
+
+  it('cancelling a running task aborts its handler and discards its outcome', async () => {
+    let aborted: unknown = null
+    const t = defineTask({
+      name: 'p.cancellable',
+      payload: z.object({}),
+      run: (_p, ctx) =>
+        new Promise((resolve) => {
+          ctx.signal.addEventListener('abort', () => {
+            aborted = ctx.signal.reason
+            resolve('finished anyway')
+          })
+        }),
+    })
+    await startPipeline([t])
+    const { id } = await db.tr.enqueue(t, {})
+    await waitUntil(async () => (await row(id)).state === 'running', { what: 'running' })
+    expect(await db.tr.cancel(id)).toBe(true)
+    await waitUntil(() => aborted, { what: 'handler aborted by heartbeat' })
+    expect((aborted as Error).name).toBe('LeaseLostError')
+    const r = await row(id)
+    expect(r.state).toBe('cancelled')
+    expect(r.result).toBeNull()
+  })
+
+  it('ctx.heartbeat extends the lease', async () => {
+    let before: Date | null = null
+    let after: Date | null = null
+    const t = defineTask({
+      name: 'p.heartbeat',
+      payload: z.object({}),
+      run: async (_p, ctx) => {
+        before = (await row(ctx.task.id)).lease_expires_at
+        await new Promise((r) => setTimeout(r, 50))
+        await ctx.heartbeat()
+        after = (await row(ctx.task.id)).lease_expires_at
+      },
+    })
+    const keyPrefix = prefix()
+    const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
+    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [t], leaseMs: 60_000, heartbeatMs: 20_000, blockMs: 200 })
+    started.push(relay, worker)
+    await relay.start()
+    await worker.start()
+    const { id } = await db.tr.enqueue(t, {})
+    expect((await finalRow(id)).state).toBe('succeeded')
+    expect(after!.getTime()).toBeGreaterThan(before!.getTime())
+  })
+})
+
+describe('graceful shutdown', () => {
+  it('lets in-flight tasks finish within the grace period', async () => {
+    const t = defineTask({ name: 'p.finishes', payload: z.object({}), run: async () => { await new Promise((r) => setTimeout(r, 300)); return 'done' } })
+    const { worker } = await startPipeline([t], { shutdownGraceMs: 5000 })
+    const { id } = await db.tr.enqueue(t, {})
+    await waitUntil(async () => (await row(id)).state === 'running', { what: 'running' })
+    await worker.stop()
+    const r = await row(id)
+    expect(r.state).toBe('succeeded')
+    expect(r.result).toBe('done')
+  })
+
+  it('hands back tasks that outlive the grace period without using an attempt', async () => {
+    let firstSignal: AbortSignal | null = null
+    const long = defineTask({
+      name: 'p.long',
+      payload: z.object({}),
+      maxAttempts: 1,
+      run: async (_p, ctx) => {
+        if (ctx.attempt === 1) {
+          firstSignal = ctx.signal
+          await new Promise((r) => ctx.signal.addEventListener('abort', r))
+          return 'aborted run'
+        }
+        return 'second run'
+      },
+    })
+    const keyPrefix = prefix()
+    const first = await startPipeline([long], { shutdownGraceMs: 100, keyPrefix })
+    const { id } = await db.tr.enqueue(long, {})
+    await waitUntil(async () => (await row(id)).state === 'running', { what: 'running' })
+    await first.worker.stop()
+    expect(firstSignal!.aborted).toBe(true)
+    const handedBack = await row(id)
+    expect(handedBack.state).toBe('pending')
+    expect(handedBack.attempt).toBe(1)
+    expect(handedBack.max_attempts).toBe(2) // the hand-back did not cost the only attempt
+    expect(handedBack.last_error.kind).toBe('shutdown')
+    const second = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [long], ...fast })
+    started.push(second)
+    await second.start()
+    const r = await finalRow(id)
+    expect(r).toMatchObject({ state: 'succeeded', result: 'second run', attempt: 2 })
+  })
+})
+
+describe('relay', () => {
+  it('dispatches higher priority first and keeps future tasks in Postgres', async () => {
+    const t = defineTask({ name: 'p.prio', payload: z.object({ label: z.string() }), run: async () => null })
+    const local = await createTestDb()
+    try {
+      const low = await local.tr.enqueue(t, { label: 'low' }, { priority: -5 })
+      const high = await local.tr.enqueue(t, { label: 'high' }, { priority: 50 })
+      const mid = await local.tr.enqueue(t, { label: 'mid' })
+      const later = await local.tr.enqueue(t, { label: 'later' }, { delayMs: 60_000, priority: 1000 })
+      const keyPrefix = prefix()
+      const relay = new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 2 })
+      started.push(relay)
+      await relay.start()
+      const key = `${keyPrefix}:{default}:ready`
+      await waitUntil(async () => (await redis.llen(key)) === 3, { what: 'three dispatches' })
+      await relay.stop()
+      const messages = await redis.lrange(key, 0, -1)
+      expect(messages.map((m) => m.split(':')[0])).toEqual([high.id, mid.id, low.id])
+      const states = await local.pool.query(`select id, state from "${local.schema}".tasks where id = $1`, [later.id])
+      expect(states.rows[0].state).toBe('pending')
+    } finally {
+      await local.cleanup()
+    }
+  })
+
+  it('bounds the Redis backlog per queue', async () => {
+    const t = defineTask({ name: 'p.backlog', payload: z.object({ i: z.number() }), run: async () => null })
+    const local = await createTestDb()
+    try {
+      await local.tr.enqueueMany(Array.from({ length: 50 }, (_, i) => ({ task: t, payload: { i } })))
+      const keyPrefix = prefix()
+      const relay = new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 10, maxBacklogPerQueue: 20 })
+      started.push(relay)
+      await relay.start()
+      await relay.stop()
+      // runOnce directly: deterministic rounds, no timers.
+      await (relay as unknown as { onStart(): Promise<void> }).onStart()
+      const rounds = [] as number[]
+      for (let i = 0; i < 4; i++) rounds.push((await relay.runOnce()).dispatched)
+      const key = `${keyPrefix}:{default}:ready`
+      expect(await redis.llen(key)).toBe(20)
+      expect(rounds.slice(-2)).toEqual([0, 0])
+      await redis.lpop(key, 15)
+      expect((await relay.runOnce()).dispatched).toBe(10)
+      await (relay as unknown as { onStop(): Promise<void> }).onStop()
+    } finally {
+      await local.cleanup()
+    }
+  })
+
+  it('several relays side by side dispatch each task exactly once', async () => {
+    const t = defineTask({ name: 'p.many-relays', payload: z.object({ i: z.number() }), run: async () => null })
+    const local = await createTestDb()
+    try {
+      const { ids } = await local.tr.enqueueMany(Array.from({ length: 3000 }, (_, i) => ({ task: t, payload: { i } })))
+      const keyPrefix = prefix()
+      const relays = [1, 2, 3].map(() => new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 100, pollIntervalMs: 20 }))
+      started.push(...relays)
+      await Promise.all(relays.map((r) => r.start()))
+      const key = `${keyPrefix}:{default}:ready`
+      await waitUntil(async () => (await redis.llen(key)) >= 3000, { what: 'all dispatched' })
+      const batches = relays.map(() => 0)
+      relays.forEach((r, i) => r.events.on('relay:batch', () => batches[i]!++))
+      const messages = await redis.lrange(key, 0, -1)
+      const dispatchedIds = messages.map((m) => m.split(':')[0])
+      expect(dispatchedIds).toHaveLength(3000)
+      expect(new Set(dispatchedIds).size).toBe(3000)
+      expect(new Set(dispatchedIds)).toEqual(new Set(ids))
+    } finally {
+      await Promise.all(started.splice(0).map((s) => s.stop()))
+      await local.cleanup()
+    }
+  })
+})
+
+describe('bad input', () => {
+  it('rejects invalid service options, listing every problem', () => {
+    const t = defineTask({ name: 'p.opts', payload: z.object({}), run: async () => null })
+    expect(() => new Worker(db.tr, { redis: redisUrl(), tasks: [] })).toThrow(InvalidOptionsError)
+    let error: InvalidOptionsError | undefined
+    try {
+      new Worker(db.tr, { redis: redisUrl(), tasks: [t], leaseMs: 1000, heartbeatMs: 600, concurrency: 0, bogus: 1 } as never)
+    } catch (err) {
+      error = err as InvalidOptionsError
+    }
+    expect(error).toBeInstanceOf(InvalidOptionsError)
+    expect(error!.problems.join('\n')).toMatch(/concurrency/)
+    expect(error!.problems.join('\n')).toMatch(/bogus/)
+    expect(() => new Relay(db.tr, { redis: redisUrl(), batchSize: -1 })).toThrow(/batchSize/)
+    expect(() => new Sweeper(db.tr, { dispatchTimeoutMs: 'soon' } as never)).toThrow(/dispatchTimeoutMs/)
+    const other = defineTask({ name: 'p.opts', payload: z.object({ x: z.string() }), run: async () => null })
+    expect(() => new Worker(db.tr, { redis: redisUrl(), tasks: [t, other] })).toThrow(/two different tasks are named "p.opts"/)
+  })
+
+  it('refuses to start against a schema that is not migrated', async () => {
+    const tr = new TaskRelay({ db: db.pool, schema: uniqueSchema('unmigrated') })
+    const sweeper = new Sweeper(tr)
+    await expect(sweeper.start()).rejects.toBeInstanceOf(SchemaVersionError)
+    await expect(sweeper.start()).rejects.toThrow(/run `taskrelay migrate`/)
+  })
+})

@@ -34,6 +34,8 @@ export const relaySettingsSchema = z
     pollIntervalMs: ms(10).default(1000),
     /** at most this many dispatched-but-unclaimed tasks per queue sit in Redis */
     maxBacklogPerQueue: positive.default(5000),
+    /** after its last dispatch, a relay keeps polling every 2 ms for this long (enqueues skip NOTIFY meanwhile) */
+    lingerMs: ms(0).max(10_000).default(100),
     /** on a Redis failover/reconnect, tasks dispatched this recently are re-dispatched */
     failoverWindowMs: ms(0).default(10_000),
   })

@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
 import type { Redis } from 'ioredis'
 import { Service, type ServiceDeps } from '../service.ts'
 import type { TaskRelay } from '../task-relay.ts'
@@ -44,6 +45,9 @@ export class Relay extends Service<RelayRoundResult> {
   /** queue -> list length after our last push, for queues at or over the backlog bound */
   readonly #saturated = new Map<string, number>()
   #everReady = false
+  /** identifies this relay's row in the relays table */
+  readonly relayId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+  #lastDispatchAt = 0
 
   constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
     super('relay', { logger: tr.logger, ...deps })
@@ -57,6 +61,7 @@ export class Relay extends Service<RelayRoundResult> {
 
   protected override async onStart(): Promise<void> {
     await this.#tr.assertSchemaCurrent()
+    await this.#tr.executor.query(loadSql('relay-register.sql', this.#tr.schema), [this.relayId])
     const redis = createRedis(this.#redisConfig, { role: 'commands', commandTimeoutMs: 5000 }, this.log)
     // Every (re)connection may follow a failover or a Redis restart.
     redis.on('ready', () => {
@@ -83,11 +88,21 @@ export class Relay extends Service<RelayRoundResult> {
     this.#listener = null
     this.#redis?.disconnect()
     this.#redis = null
+    await this.#tr.executor
+      .query(loadSql('relay-unregister.sql', this.#tr.schema), [this.relayId])
+      .catch((err) => this.log.warn({ err }, 'could not unregister relay; its row expires by itself'))
     this.log.info('relay stopped')
   }
 
+  /**
+   * Go again at once while rounds find work; linger (poll every 2 ms) for
+   * lingerMs after the last dispatch, as advertised in the relays table;
+   * then sleep until a NOTIFY or the safety-net poll.
+   */
   protected delayAfter(result: RelayRoundResult): number {
-    return result.more ? 0 : this.settings.pollIntervalMs
+    if (result.dispatched > 0) return 0
+    if (performance.now() - this.#lastDispatchAt < this.settings.lingerMs) return 2
+    return this.settings.pollIntervalMs
   }
 
   async runOnce(): Promise<RelayRoundResult> {
@@ -100,9 +115,12 @@ export class Relay extends Service<RelayRoundResult> {
       this.settings.batchSize,
       token,
       saturated,
+      this.settings.lingerMs,
+      this.relayId,
     ])
     const rows = res.rows
     if (rows.length === 0) return { dispatched: 0, more: false, saturatedQueues: saturated }
+    this.#lastDispatchAt = performance.now()
 
     // RETURNING order is unspecified: restore priority order before pushing.
     rows.sort((a, b) => b.priority - a.priority || a.run_at.getTime() - b.run_at.getTime() || Number(BigInt(a.id) - BigInt(b.id)))

@@ -6,6 +6,8 @@
 -- The commit happens BEFORE the Redis push on purpose: a worker can only
 -- claim a committed dispatch, and a crash between commit and push is
 -- repaired by the sweeper's dispatch timeout (or the relay's own revert).
+-- When something was dispatched, the relay ($5) advertises that it keeps
+-- polling for $4 ms, so enqueues skip their NOTIFY meanwhile (0003).
 with due as (
   select id
     from :"schema".tasks
@@ -15,11 +17,18 @@ with due as (
    order by priority desc, run_at, id
    limit $1
      for update skip locked
+), moved as (
+  update :"schema".tasks t
+     set state = 'dispatched',
+         dispatched_at = now(),
+         dispatch_token = $2::uuid
+    from due
+   where t.id = due.id
+  returning t.id, t.queue, t.priority, t.run_at
+), busy as (
+  update :"schema".relays
+     set busy_until = clock_timestamp() + $4::bigint * interval '1 millisecond', seen_at = now()
+   where relay_id = $5
+     and exists (select 1 from moved)
 )
-update :"schema".tasks t
-   set state = 'dispatched',
-       dispatched_at = now(),
-       dispatch_token = $2::uuid
-  from due
- where t.id = due.id
-returning t.id, t.queue, t.priority, t.run_at
+select id, queue, priority, run_at from moved

@@ -2,6 +2,9 @@
 --
 -- :"schema" is replaced by the configured schema (default taskrelay) when the
 -- migrator runs; with psql use:  psql -v schema=taskrelay -f 0001_init.sql
+-- psql does not substitute variables inside $$ function bodies, so bodies name
+-- no schema: each function pins search_path to its own schema instead, with
+-- pg_temp listed last so a caller's temporary table cannot stand in for ours.
 -- Forward only. Never edit this file after a release: add 0002_... instead.
 
 create schema if not exists :"schema";
@@ -33,7 +36,9 @@ create table :"schema".tasks (
   constraint tasks_state_valid check (state in
     ('waiting', 'pending', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled')),
   constraint tasks_priority_range check (priority between -1000 and 1000),
-  constraint tasks_attempts_valid check (max_attempts between 1 and 1000 and attempt >= 0),
+  -- 1..1000 is enforced where people choose max_attempts (TS and SQL enqueue);
+  -- retry() and a shutdown hand-back raise it by one, which may pass 1000.
+  constraint tasks_attempts_valid check (max_attempts >= 1 and attempt >= 0),
   constraint tasks_name_valid check (name ~ '^[A-Za-z0-9_.:/-]{1,200}$'),
   constraint tasks_queue_valid check (queue ~ '^[A-Za-z0-9_.-]{1,100}$'),
   constraint tasks_idempotency_key_length check (length(idempotency_key) between 1 and 500)
@@ -108,10 +113,12 @@ create function :"schema".enqueue(
   max_attempts    integer     default null,
   idempotency_key text        default null
 ) returns bigint
-language plpgsql as $$
+language plpgsql
+set search_path = :"schema", pg_temp
+as $$
 #variable_conflict use_column
 declare
-  defaults :"schema".task_types%rowtype;
+  defaults task_types%rowtype;
   new_id   bigint;
 begin
   if task_name is null or task_name !~ '^[A-Za-z0-9_.:/-]{1,200}$' then
@@ -138,10 +145,14 @@ begin
     raise exception 'taskrelay.enqueue: invalid queue %', quote_literal(queue)
       using errcode = '22023', hint = 'Use 1-100 characters from A-Z a-z 0-9 _ . -';
   end if;
+  if idempotency_key is not null and length(idempotency_key) not between 1 and 500 then
+    raise exception 'taskrelay.enqueue: idempotency_key must be 1-500 characters, got %', length(idempotency_key)
+      using errcode = '22023';
+  end if;
 
-  select * into defaults from :"schema".task_types t where t.name = task_name;
+  select * into defaults from task_types t where t.name = task_name;
 
-  insert into :"schema".tasks as t (name, queue, payload, priority, max_attempts, run_at, idempotency_key)
+  insert into tasks as t (name, queue, payload, priority, max_attempts, run_at, idempotency_key)
   values (
     enqueue.task_name,
     coalesce(enqueue.queue, defaults.queue, 'default'),
@@ -155,7 +166,7 @@ begin
   returning t.id into new_id;
 
   if new_id is null then
-    select t.id into new_id from :"schema".tasks t where t.idempotency_key = enqueue.idempotency_key;
+    select t.id into new_id from tasks t where t.idempotency_key = enqueue.idempotency_key;
   end if;
   return new_id;
 end $$;
@@ -163,34 +174,38 @@ end $$;
 -- Cancel a task that has not finished. A running handler learns of it at its
 -- next heartbeat (ctx.signal aborts) and its outcome is discarded by the fence.
 create function :"schema".cancel(task_id bigint) returns boolean
-language plpgsql as $$
+language plpgsql
+set search_path = :"schema", pg_temp
+as $$
 declare
   done boolean;
 begin
-  update :"schema".tasks
+  update tasks
      set state = 'cancelled', finished_at = now(), lease_expires_at = null, dispatch_token = null
    where id = task_id and state in ('waiting', 'pending', 'dispatched', 'running');
   done := found;
   if done then
-    perform pg_notify(:'schema' || '.task_finished', task_id::text);
+    perform pg_notify(current_schema() || '.task_finished', task_id::text);
   end if;
   return done;
 end $$;
 
 -- Run a failed or cancelled task again, with one more attempt allowed.
 create function :"schema".retry(task_id bigint) returns boolean
-language plpgsql as $$
+language plpgsql
+set search_path = :"schema", pg_temp
+as $$
 declare
   done boolean;
 begin
-  update :"schema".tasks
+  update tasks
      set state = 'pending', run_at = now(), finished_at = null, result = null,
          dispatch_token = null, dispatched_at = null, lease_expires_at = null,
          max_attempts = greatest(max_attempts, attempt + 1)
    where id = task_id and state in ('failed', 'cancelled');
   done := found;
   if done then
-    perform pg_notify(:'schema' || '.task_ready', '');
+    perform pg_notify(current_schema() || '.task_ready', '');
   end if;
   return done;
 end $$;

@@ -72,9 +72,11 @@ export function prepareTask(task: Task, payload: unknown, options: EnqueueOption
   }
   // Store what the caller sent (the schema's input), not the parsed output:
   // the worker parses again, so transforms and defaults run exactly once, there.
+  // Only a missing payload becomes {}: a null the schema accepted is stored as
+  // JSON null, or the worker would parse {} against a schema that wanted null.
   let payloadJson: string | undefined
   try {
-    payloadJson = JSON.stringify(payload ?? {})
+    payloadJson = JSON.stringify(payload === undefined ? {} : payload)
   } catch (err) {
     throw new PayloadNotSerializableError(task.name, (err as Error).message)
   }

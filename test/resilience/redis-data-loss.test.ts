@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Redis } from 'ioredis'
+import { databaseUrl, waitUntil } from '../support/db.ts'
+import { startRedisServer, stopServers, type RedisServer } from '../support/redis-servers.ts'
+import { FAST, Pipeline, allReady, expectDelivered } from './fixtures/pipeline-harness.ts'
+
+/**
+ * Redis is only the fast lane: a Redis without persistence is SIGKILLed
+ * mid-stream, with messages in its lists, and restarted empty on the same
+ * port, twice. Relays, workers and sweepers reconnect by themselves and no
+ * committed task is lost.
+ */
+describe('Redis loses everything mid-stream', () => {
+  let p: Pipeline
+  let redis: RedisServer
+  let probe: Redis
+
+  beforeAll(async () => {
+    redis = await startRedisServer({ name: 'volatile' })
+    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redis.url, label: 'rloss' })
+    probe = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
+    probe.on('error', () => {})
+  })
+
+  afterAll(async () => {
+    probe?.disconnect()
+    await p?.cleanup()
+    if (redis) await stopServers([redis])
+  })
+
+  it('loses no task when Redis is SIGKILLed and restarted empty', async () => {
+    const started = Date.now()
+    const worker = { ...FAST.worker, concurrency: 4, prefetch: 0, leaseMs: 6000, heartbeatMs: 500 }
+    // The Redis backlog (bounded at 300, ~2 s of work) stays well under the
+    // dispatch timeout, so the sweeper does not re-dispatch tasks merely
+    // waiting in Redis; whatever it re-dispatches was really lost.
+    const relay = { ...FAST.relay, maxBacklogPerQueue: 300 }
+    const sweeper = { ...FAST.sweeper, dispatchTimeoutMs: 8000 }
+    const services = [
+      p.spawn('relay', { settings: relay }),
+      p.spawn('relay', { settings: relay }),
+      p.spawn('sweeper', { settings: sweeper }),
+      p.spawn('sweeper', { settings: sweeper }),
+      p.spawn('worker', { settings: worker }),
+      p.spawn('worker', { settings: worker }),
+    ]
+    await allReady(services)
+    // Workers take ~50 ms a task, 8 at a time (~160/s); the producer makes
+    // 250/s, so a backlog builds up in Redis: the lists hold messages when it dies.
+    const producer = p.spawn('producer', {
+      env: { TR_PRODUCE: JSON.stringify({ commit: 2500, rollback: 250, rate: 250, maxTxSize: 5, msMin: 30, msMax: 70 }) },
+    })
+    const readyKey = `${p.keyPrefix}:{default}:ready`
+    const lostWithRedis: number[] = []
+    for (const downMs of [0, 2000]) {
+      const backlog = await waitUntil(async () => {
+        const n = await probe.llen(readyKey)
+        return n >= 100 ? n : false
+      }, { what: 'a backlog of messages in Redis', timeoutMs: 30_000 })
+      const oldPid = redis.pid
+      await redis.kill()
+      lostWithRedis.push(backlog)
+      if (downMs) await new Promise((r) => setTimeout(r, downMs))
+      await redis.restart()
+      expect(redis.pid).not.toBe(oldPid)
+      // Completions resume after the restart.
+      const before = await p.completedRuns()
+      await waitUntil(async () => (await p.completedRuns()) > before + 50, { what: 'completions after the restart', timeoutMs: 30_000 })
+    }
+
+    await producer.waitMessage((m) => m.type === 'done', 60_000)
+    await p.waitAllSucceeded(90_000)
+    const exits = await Promise.all(services.map((c) => c.terminate()))
+    expect(exits.map((e) => e.code)).toEqual(services.map(() => 0))
+
+    const ledger = await expectDelivered(p, { duplicates: false })
+    expect(ledger.produced).toBeGreaterThanOrEqual(2500)
+    // The relays noticed the empty Redis (epoch marker gone) and re-dispatched at once.
+    const dataLost = services.flatMap((c) => c.events('relay:redispatch')).filter((e) => e.reason === 'redis-data-lost')
+    const swept = services.flatMap((c) => c.events('sweeper:run')).reduce((n, e) => n + Number(e.redispatched), 0)
+    const stale = services.flatMap((c) => c.events('worker:stale-messages')).reduce((n, e) => n + Number(e.count), 0)
+    console.info(
+      `[redis-data-loss] ${ledger.produced} tasks; messages in Redis at the kills: ${lostWithRedis.join(', ')}; ` +
+        `relay re-dispatches after data loss: ${dataLost.map((e) => e.count).join(', ')}; sweeper re-dispatched ${swept}; ` +
+        `stale messages dropped ${stale}; ${(Date.now() - started) / 1000}s`,
+    )
+    expect(dataLost.length).toBeGreaterThanOrEqual(2)
+  }, 240_000)
+})

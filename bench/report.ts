@@ -166,6 +166,9 @@ function extraCell(r: Row): string {
   if (r.scenario === 'S1' && r.extra.businessTxPerSec !== undefined) {
     return `business tx alone ${fmt(r.extra.businessTxPerSec)}/s; enqueue adds ${fmt(r.extra.overheadMsPerTx, 3)} ms/tx (${fmt(r.extra.overheadPct, 0)} %)`
   }
+  if (r.scenario === 'S5' && r.extra.enqueueToDispatchMs !== undefined) {
+    return `stages p50 (Postgres clock): enqueue tx → relay dispatch ${fmt(r.extra.enqueueToDispatchMs)} ms, dispatch → worker claim ${fmt(r.extra.dispatchToClaimMs)} ms`
+  }
   if (r.scenario === 'S6' && r.extra.enqueuePerSec !== undefined) return `enqueued ${fmt(r.extra.enqueuePerSec)}/s`
   return ''
 }

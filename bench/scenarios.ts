@@ -350,6 +350,7 @@ export async function s5(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
   } finally {
     latencies = (await d.stop()).latencies
   }
+  const stages = a.stageBreakdown ? await a.stageBreakdown().catch(() => ({})) : {}
   const v = await ledgerVerdict(key, n)
   const valid = v.valid && finished && errors.length === 0
   const verdict = errors.length ? `INVALID: ${errors.length} enqueue errors (${errors[0]})` : v.detail
@@ -357,7 +358,7 @@ export async function s5(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
     value: percentile(latencies, 50),
     valid,
     verdict,
-    extra: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), max: Math.max(...latencies) },
+    extra: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), max: Math.max(...latencies), ...stages },
   }
 }
 

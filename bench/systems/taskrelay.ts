@@ -98,6 +98,15 @@ export function createProducer(): ProducerAdapter {
     async enqueueBulk(ps) {
       await tr.enqueueMany(ps.map((payload) => ({ task, payload })))
     },
+    async stageBreakdown() {
+      // created_at = now() of the enqueue transaction, dispatched_at = the relay's
+      // dispatch statement, started_at = the worker's claim statement (one clock: Postgres).
+      const r = await pool.query(`select
+          percentile_cont(0.5) within group (order by extract(epoch from dispatched_at - created_at) * 1000) as enqueue_to_dispatch,
+          percentile_cont(0.5) within group (order by extract(epoch from started_at - dispatched_at) * 1000) as dispatch_to_claim
+        from "${schema}".tasks where started_at is not null`)
+      return { enqueueToDispatchMs: Number(r.rows[0].enqueue_to_dispatch), dispatchToClaimMs: Number(r.rows[0].dispatch_to_claim) }
+    },
     async countStored() {
       const r = await pool.query(`select count(*)::int as total, count(distinct (payload->>'n'))::int as distinct from "${schema}".tasks`)
       return r.rows[0]

@@ -28,6 +28,8 @@ export interface ProducerAdapter {
   workerOptions(): WorkerOptions
   /** S1 only (taskrelay): the caller's business transaction without the enqueue, for the overhead figure. */
   businessOnly?(p: BenchPayload): Promise<void>
+  /** S5 (taskrelay): medians of the pipeline's stages from the task rows' own timestamps, in ms. */
+  stageBreakdown?(): Promise<Record<string, number>>
   /** Processes besides the worker this system needs for delivery (taskrelay: 'relay'). */
   readonly extraRoles?: readonly string[]
 }

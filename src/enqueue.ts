@@ -7,6 +7,7 @@ import {
   PayloadNotSerializableError,
   PayloadTooLargeError,
   PayloadValidationError,
+  TransactionRequiredError,
 } from './errors.ts'
 import type { Executor } from './db/executor.ts'
 import { loadSql } from './db/sql.ts'
@@ -95,9 +96,30 @@ export function prepareTask(task: Task, payload: unknown, options: EnqueueOption
   }
 }
 
+/**
+ * Run an enqueue statement. The transaction check before it reads pg's client
+ * state, which lags by one message after a failed statement (pg rejects the
+ * query on ErrorResponse, before ReadyForQuery says the transaction failed),
+ * and Kysely has no such state at all; so a statement refused because the
+ * caller's transaction already failed (SQLSTATE 25P02) is reported as the same
+ * TransactionRequiredError the check would have thrown.
+ */
+async function run<R>(db: Executor, text: string, values: readonly unknown[]) {
+  try {
+    return await db.query<R>(text, values)
+  } catch (err) {
+    if ((err as { code?: unknown } | null)?.code === '25P02') {
+      const refused = new TransactionRequiredError('the connection is inside a failed transaction (ROLLBACK it first)')
+      Object.defineProperty(refused, 'cause', { value: err, writable: true, configurable: true })
+      throw refused
+    }
+    throw err
+  }
+}
+
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
 export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
-  const res = await db.query<{ id: string }>(loadSql('task-insert-one.sql', schema), [
+  const res = await run<{ id: string }>(db, loadSql('task-insert-one.sql', schema), [
     t.name,
     t.queue,
     t.payloadJson,
@@ -118,7 +140,7 @@ export async function taskInsertOne(db: Executor, schema: string, t: PreparedTas
 /** Insert many prepared tasks in one statement; ids come back in input order. */
 export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   if (tasks.length === 0) return []
-  const res = await db.query<{ id: string; idempotency_key: string | null }>(loadSql('task-insert-many.sql', schema), [
+  const res = await run<{ id: string; idempotency_key: string | null }>(db, loadSql('task-insert-many.sql', schema), [
     tasks.map((t) => t.name),
     tasks.map((t) => t.queue),
     tasks.map((t) => t.payloadJson),

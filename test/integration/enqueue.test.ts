@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import pg from 'pg'
-import { Kysely, PostgresDialect } from 'kysely'
+import { Kysely, PostgresDialect, sql } from 'kysely'
 import { z } from 'zod'
 import { createTestDb, databaseUrl, waitUntil, type TestDb } from '../support/db.ts'
 import {
@@ -280,8 +280,36 @@ describe('a trx that is not inside a transaction is refused, and nothing is writ
     const c = await client()
     await c.query('begin')
     await expect(c.query('select 1/0')).rejects.toThrow(/division by zero/)
-    await expectRefused(c, /failed transaction/)
+    // Right after the failure pg may not have read ReadyForQuery('E') yet: then
+    // the INSERT itself is refused (25P02), reported as the same error.
+    await expectRefused(c, /inside a failed transaction \(ROLLBACK it first\)/)
+    expect(c.getTransactionStatus()).toBe('E')
+    // Once pg knows, no statement is sent at all.
+    await expectRefused(c, /inside a failed transaction \(ROLLBACK it first\)/)
+    // Force the lagging case: pg still says 'T', the server refuses the INSERT.
+    const lagging = c as pg.PoolClient & { getTransactionStatus(): string }
+    lagging.getTransactionStatus = () => 'T'
+    try {
+      await expectRefused(c, /inside a failed transaction \(ROLLBACK it first\)/)
+    } finally {
+      delete (lagging as { getTransactionStatus?: unknown }).getTransactionStatus
+    }
     await c.query('rollback')
+    expect(await rowCount()).toBe(0)
+  })
+
+  it('a Kysely transaction aborted by an earlier error', async () => {
+    const trx = await kdb.startTransaction().execute()
+    try {
+      await expect(sql`select 1/0`.execute(trx)).rejects.toThrow(/division by zero/)
+      const err = await rejection(db.tr.enqueue(trx, welcome, { userId: 1 }))
+      expect(err).toBeInstanceOf(TransactionRequiredError)
+      expect((err as Error).message).toMatch(/inside a failed transaction/)
+      expect((err as Error).cause).toMatchObject({ code: '25P02' })
+      await expect(db.tr.enqueueMany(trx, [{ task: welcome, payload: { userId: 2 } }])).rejects.toBeInstanceOf(TransactionRequiredError)
+    } finally {
+      await trx.rollback().execute()
+    }
     expect(await rowCount()).toBe(0)
   })
 

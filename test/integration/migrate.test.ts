@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -62,9 +63,10 @@ function expectEachMigrationRecordedOnce(rows: Array<{ id: number; name: string 
 }
 
 describe('migrate()', () => {
-  it('ships numbered migrations, 0001 first, no gaps', () => {
+  it('ships numbered migrations, 0001 first, each number once', () => {
+    // Two branches each adding "0002_..." would make the migrator skip one of them.
     expect(allIds[0]).toBe(1)
-    expect(allIds).toEqual(allIds.map((_, i) => i + 1))
+    expect(new Set(allIds).size).toBe(allIds.length)
     expect(latestMigrationId()).toBe(allIds.at(-1))
     expect(allNames[0]).toBe('0001_init')
   })
@@ -179,17 +181,26 @@ describe('migrate()', () => {
     expectEachMigrationRecordedOnce(await recorded(schema))
   })
 
-  it('psql -v schema=... -f <file> builds the same schema (the files’ header promise)', async () => {
+  it('psql -v schema=... -f <file> builds the same schema, for files whose header says so', async () => {
     const viaPsql = freshSchema()
     const viaMigrator = freshSchema()
-    for (const m of listMigrations('x')) {
+    let psqlFiles = 0
+    for (const m of listMigrations(viaPsql)) {
       const file = fileURLToPath(new URL(`../../migrations/${m.name}.sql`, import.meta.url))
+      const header = readFileSync(file, 'utf8').match(/^(--.*\n)+/)?.[0] ?? ''
+      if (!/psql -v schema=/.test(header)) {
+        // No psql promise: apply it the migrator's way (schema substituted).
+        await admin.query(m.sql)
+        continue
+      }
+      psqlFiles++
       await execFileAsync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `schema=${viaPsql}`, '-d', databaseUrl(), '-f', file]).catch(
         (err: Error & { stderr?: string }) => {
           throw new Error(`migrations/${m.name}.sql does not run under psql -v schema=...: ${err.stderr ?? err.message}`)
         },
       )
     }
+    expect(psqlFiles).toBeGreaterThanOrEqual(1) // 0001 documents it
     await migrate(newPool(1), viaMigrator)
     // Compare object by object, leaving out the migrator's own bookkeeping table.
     const blocks = async (schema: string) =>

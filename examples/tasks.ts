@@ -1,0 +1,38 @@
+import { z } from 'zod'
+import { defineTask } from '../src/index.ts'
+import { sendMail, upsertCrmContact } from './mailer.ts'
+
+/**
+ * The example app's tasks. `taskrelay dev` runs these when no --tasks is
+ * given; the signup endpoint in app.ts enqueues them in the same transaction
+ * that creates the user.
+ *
+ * Handlers are idempotent where it matters: a task runs at least once, so a
+ * crash after the mail went out but before the outcome was recorded sends it
+ * again. A real mailer would pass an idempotency key derived from the task id.
+ */
+export const sendWelcomeEmail = defineTask({
+  name: 'email.welcome',
+  queue: 'emails',
+  payload: z.object({ userId: z.number().int().positive(), email: z.email(), name: z.string().max(200).optional() }),
+  maxAttempts: 5,
+  timeoutMs: 30_000,
+  async run({ userId, email, name }, ctx) {
+    const { messageId } = await sendMail(
+      { to: email, subject: 'Welcome!', text: `Hi ${name ?? 'there'}, thanks for signing up (user ${userId}).` },
+      { signal: ctx.signal, log: ctx.log },
+    )
+    return { messageId }
+  },
+})
+
+export const syncCrmContact = defineTask({
+  name: 'crm.sync-contact',
+  payload: z.object({ userId: z.number().int().positive(), email: z.email() }),
+  maxAttempts: 5,
+  backoff: { type: 'exponential', baseMs: 500, maxMs: 30_000 },
+  async run(contact, ctx) {
+    await upsertCrmContact(contact, ctx.attempt, ctx.signal)
+    return { synced: true }
+  },
+})

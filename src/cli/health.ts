@@ -1,0 +1,50 @@
+import { createServer, type Server } from 'node:http'
+import type { Logger } from 'pino'
+import type { Runnable } from './runtime.ts'
+
+export interface HealthTarget {
+  name: string
+  service: Runnable
+  /** unhealthy when the loop has not completed an iteration for this long */
+  staleAfterMs: number
+  /** true while the loop is legitimately not iterating (a worker with every slot busy) */
+  busy?: () => boolean
+}
+
+export interface HealthReport {
+  ok: boolean
+  services: Record<string, { ok: boolean; running: boolean; lastSuccessAt: string | null; consecutiveErrors: number }>
+}
+
+/**
+ * Health is "the loop completed recently", not "the process is up": a loop
+ * that hangs without erroring (BullMQ #4378) must turn the check red.
+ */
+export function healthReport(targets: readonly HealthTarget[], now = Date.now()): HealthReport {
+  const services: HealthReport['services'] = {}
+  for (const t of targets) {
+    const last = t.service.lastSuccessAt
+    const fresh = last !== null && now - last.getTime() <= t.staleAfterMs
+    const ok = t.service.running && (fresh || (t.busy?.() ?? false))
+    services[t.name] = { ok, running: t.service.running, lastSuccessAt: last?.toISOString() ?? null, consecutiveErrors: t.service.consecutiveErrors }
+  }
+  return { ok: Object.values(services).every((s) => s.ok), services }
+}
+
+/** GET /healthz → 200 or 503 with the report as JSON. For container health checks. */
+export async function startHealthServer(port: number, targets: readonly HealthTarget[], log: Logger): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url !== '/healthz' && req.url !== '/')) {
+      res.writeHead(404).end()
+      return
+    }
+    const report = healthReport(targets)
+    res.writeHead(report.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(report))
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, () => resolve())
+  })
+  log.info({ port }, 'health endpoint listening on /healthz')
+  return server
+}

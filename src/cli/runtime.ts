@@ -1,0 +1,254 @@
+import { existsSync, statSync } from 'node:fs'
+import { resolve as resolvePath } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import pg from 'pg'
+import { Redis, type RedisOptions } from 'ioredis'
+import { pino, type Logger } from 'pino'
+import { prettyFactory } from 'pino-pretty'
+import { TaskRelay } from '../task-relay.ts'
+import { isTask, type Task } from '../define-task.ts'
+import { currentMigration, latestMigrationId } from '../db/migrate.ts'
+import { REDACT_PATHS, silentLogger } from '../logger.ts'
+import type { TaskRelayEvents } from '../events.ts'
+import { describeRedis, resolveRedisSettings } from '../redis/connection.ts'
+import { CliError, EXIT } from './errors.ts'
+import { redactSecrets, resolveSettings, type ProcessSettings, type ResolvedSettings, type SettingsRequest } from './settings.ts'
+
+/** Where log lines go; `dev` swaps in a writer that keeps its progress line intact. */
+export type LineWriter = (line: string) => void
+
+/**
+ * The CLI's root logger: JSON lines by default, pino-pretty when stdout is a
+ * terminal (or --log-format pretty). Written synchronously and in-process, so
+ * nothing is lost when the process exits right after a fatal message.
+ */
+export function createCliLogger(p: Pick<ProcessSettings, 'logLevel' | 'logFormat'>, write?: LineWriter): Logger {
+  const pretty = p.logFormat === 'pretty' || (p.logFormat === 'auto' && process.stdout.isTTY === true)
+  const out: LineWriter = write ?? ((line) => process.stdout.write(line))
+  const prettify = pretty ? prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }) : null
+  return pino(
+    { level: p.logLevel, base: { pid: process.pid }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+    { write: (line: string) => out(prettify ? prettify(line) : line) },
+  )
+}
+
+/** A network error's useful text: Node's connect errors can be AggregateErrors with an empty message. */
+export function errorText(err: unknown): string {
+  const e = err as { message?: string; code?: string; errors?: Array<{ message?: string }> }
+  const nested = e.errors?.map((x) => x.message).filter(Boolean).join('; ')
+  return e.message || nested || e.code || String(err)
+}
+
+export interface Database {
+  tr: TaskRelay
+  pool: pg.Pool
+  close(): Promise<void>
+}
+
+/**
+ * Open a pool, prove Postgres answers, optionally check the schema is
+ * migrated. Fails with one paragraph saying what to do; changes nothing.
+ */
+export async function openDatabase(
+  p: ProcessSettings,
+  log: Logger,
+  opts: { requireMigrated: boolean; application: string },
+): Promise<Database> {
+  const url = p.databaseUrl!
+  const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 10_000, application_name: opts.application, max: 10 })
+  pool.on('error', (err) => log.warn({ err: { message: err.message } }, 'idle postgres connection failed'))
+  try {
+    await pool.query('select 1')
+  } catch (err) {
+    await pool.end().catch(() => {})
+    throw new CliError(
+      `Cannot connect to PostgreSQL at ${redactSecrets(url)}: ${errorText(err)}. ` +
+        'Make sure the server is running and reachable from here, and that DATABASE_URL (or --database-url) points at it. Nothing was changed.',
+    )
+  }
+  const tr = new TaskRelay({ db: pool, schema: p.schema, logger: log })
+  const close = async () => {
+    await tr.close().catch(() => {})
+    await pool.end().catch(() => {})
+  }
+  if (opts.requireMigrated) {
+    const found = await currentMigration(pool, p.schema)
+    const expected = latestMigrationId()
+    if (found < expected) {
+      await close()
+      throw new CliError(
+        `The taskrelay schema "${p.schema}" in ${redactSecrets(url)} is ${found === 0 ? 'not set up' : `at migration ${found}`}; ` +
+          `this version needs migration ${expected}. Run \`taskrelay migrate\` with the same DATABASE_URL and TASKRELAY_SCHEMA ` +
+          '(or apply the SQL from `taskrelay migrate --print-sql` with your own migration tool), then run this again.',
+      )
+    }
+  }
+  return { tr, pool, close }
+}
+
+/**
+ * Check that Redis (or the Sentinel group's primary) answers PING, once, with
+ * no retries: services retry forever by design, so a wrong URL at start
+ * would otherwise look like a process that silently does nothing.
+ */
+export async function checkRedis(url: string): Promise<void> {
+  const s = resolveRedisSettings(url)
+  const common: RedisOptions = {
+    lazyConnect: true,
+    connectTimeout: 5000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    ...(s.username ? { username: s.username } : {}),
+    ...(s.password ? { password: s.password } : {}),
+    ...(s.db ? { db: s.db } : {}),
+    ...(s.tls ? { tls: s.tls === true ? {} : s.tls } : {}),
+  }
+  const redis = new Redis(
+    s.sentinels
+      ? {
+          ...common,
+          sentinels: s.sentinels,
+          name: s.name!,
+          sentinelRetryStrategy: () => null,
+          ...(s.sentinelUsername ? { sentinelUsername: s.sentinelUsername } : {}),
+          ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
+          ...(s.sentinelTls ? { enableTLSForSentinelMode: true, sentinelTLS: s.sentinelTls === true ? {} : s.sentinelTls } : {}),
+        }
+      : { ...common, host: s.host ?? '127.0.0.1', port: s.port ?? 6379 },
+  )
+  let lastError: unknown
+  redis.on('error', (err) => (lastError = err))
+  try {
+    await redis.connect()
+    await redis.ping()
+  } catch (err) {
+    throw new CliError(
+      `Cannot reach Redis at ${describeRedis(url)}: ${errorText(lastError ?? err)}. ` +
+        'Make sure Redis (and, for redis+sentinel:// URLs, the sentinels) is running and reachable, and that REDIS_URL (or --redis-url) is right. Nothing was changed.',
+    )
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/**
+ * Import a module and collect every exported task: named exports, arrays of
+ * tasks, and tasks inside a default-exported object.
+ */
+export async function loadTasks(modulePath: string): Promise<Task[]> {
+  const file = resolvePath(process.cwd(), modulePath)
+  if (!existsSync(file) || !statSync(file).isFile()) {
+    throw new CliError(
+      `--tasks: there is no file at ${file}. Give the path to the module that exports your tasks, e.g. --tasks ./src/tasks.ts ` +
+        `(relative paths start from ${process.cwd()}).`,
+      EXIT.usage,
+    )
+  }
+  let mod: Record<string, unknown>
+  try {
+    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
+  } catch (err) {
+    throw new CliError(`--tasks: loading ${file} failed: ${errorText(err)}. Fix that module (run \`node ${modulePath}\` to see the full error) and try again.`, EXIT.usage, { cause: err })
+  }
+  const found: Task[] = []
+  const visit = (value: unknown, depth: number) => {
+    if (isTask(value)) found.push(value)
+    else if (Array.isArray(value) && depth < 2) value.forEach((v) => visit(v, depth + 1))
+    else if (depth === 0 && value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+      Object.values(value).forEach((v) => visit(v, depth + 1))
+    }
+  }
+  for (const value of Object.values(mod)) visit(value, 0)
+  const byName = new Map<string, Task>()
+  for (const task of found) {
+    const existing = byName.get(task.name)
+    if (existing && existing !== task) {
+      throw new CliError(`--tasks: ${file} exports two different tasks named "${task.name}"; task names must be unique.`, EXIT.usage)
+    }
+    byName.set(task.name, task)
+  }
+  if (byName.size === 0) {
+    throw new CliError(
+      `--tasks: ${file} exports no tasks. Export each task made with defineTask(), e.g. \`export const sendWelcome = defineTask({ name: 'email.welcome', ... })\`.`,
+      EXIT.usage,
+    )
+  }
+  return [...byName.values()]
+}
+
+/**
+ * Per-task log lines (issue #4: every task event with id, name, queue,
+ * attempt, duration). The worker itself logs retries (warn) and failures
+ * (error) with the same fields; starts and successes are logged here, so a
+ * library user who embeds a Worker is not flooded at info.
+ */
+export function logTaskEvents(events: TaskRelayEvents, log: Logger): void {
+  const fields = (e: { id: string; name: string; queue: string; attempt: number }) => ({ taskId: e.id, task: e.name, queue: e.queue, attempt: e.attempt })
+  events.on('relay:batch', (e) => log.debug({ component: 'relay', dispatched: e.dispatched, byQueue: e.byQueue, durationMs: Math.round(e.durationMs) }, 'tasks dispatched'))
+  events.on('relay:redispatch', (e) => log.info({ component: 'relay', ...e }, 'tasks re-dispatched'))
+  events.on('task:started', (e) => log.info({ component: 'worker', ...fields(e) }, 'task started'))
+  events.on('task:succeeded', (e) => log.info({ component: 'worker', ...fields(e), durationMs: e.durationMs }, 'task succeeded'))
+  events.on('task:handed-back', (e) => log.info({ component: 'worker', ...fields(e) }, 'task handed back'))
+}
+
+/** Something with the Service plumbing: start/stop and health fields. */
+export interface Runnable {
+  start(): Promise<void>
+  stop(): Promise<void>
+  readonly running: boolean
+  readonly lastSuccessAt: Date | null
+  readonly consecutiveErrors: number
+}
+
+/**
+ * Wait for SIGINT/SIGTERM, then run `stop` and exit 0. A second signal while
+ * stopping exits at once with 130 (the operator asked twice).
+ */
+export function waitForSignal(log: Logger, stop: () => Promise<void>): Promise<never> {
+  return new Promise<never>(() => {
+    let stopping = false
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without waiting')
+        process.exit(130)
+      }
+      stopping = true
+      log.info({ signal }, 'stopping')
+      stop().then(
+        () => {
+          log.info('stopped')
+          process.exit(EXIT.ok)
+        },
+        (err: unknown) => {
+          log.error({ err }, 'stop failed')
+          process.exit(EXIT.failed)
+        },
+      )
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+  })
+}
+
+/** What one-shot commands (status, list, retry, ...) read: a database and a schema. */
+export const ONE_SHOT: SettingsRequest = { process: ['databaseUrl', 'schema'], required: ['databaseUrl'], components: [] }
+
+/** Resolve settings, open a migrated schema, run `fn`, close. */
+export async function withDatabase<T>(req: SettingsRequest, flags: Record<string, unknown>, application: string, fn: (db: Database, s: ResolvedSettings) => Promise<T>): Promise<T> {
+  const s = resolveSettings(req, flags)
+  const db = await openDatabase(s.process, silentLogger(), { requireMigrated: true, application: `taskrelay ${application}` })
+  try {
+    return await fn(db, s)
+  } finally {
+    await db.close()
+  }
+}
+
+/** A task id from the command line, or a usage error. */
+export function parseTaskId(text: string): string {
+  if (!/^\d{1,19}$/.test(text.trim()) || BigInt(text.trim()) < 1n) {
+    throw new CliError(`"${text}" is not a task id; task ids are positive whole numbers, as printed by \`taskrelay enqueue\` and \`taskrelay list\`.`, EXIT.usage)
+  }
+  return BigInt(text.trim()).toString()
+}

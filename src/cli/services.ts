@@ -1,0 +1,232 @@
+import type { Command } from 'commander'
+import type { Logger } from 'pino'
+import type { Server } from 'node:http'
+import { Relay } from '../relay/relay.ts'
+import { Worker } from '../worker/worker.ts'
+import { Sweeper } from '../sweeper/sweeper.ts'
+import { TaskRelayEvents } from '../events.ts'
+import type { Task } from '../define-task.ts'
+import type { TaskRelay } from '../task-relay.ts'
+import { listMigrations, migrate } from '../db/migrate.ts'
+import { quoteIdent } from '../db/sql.ts'
+import { CliError, EXIT } from './errors.ts'
+import { addSettingOptions, describeSettings, resolveSettings, type ResolvedSettings, type SettingsRequest, type Component } from './settings.ts'
+import { checkRedis, createCliLogger, loadTasks, logTaskEvents, openDatabase, waitForSignal, errorText, type Database, type Runnable } from './runtime.ts'
+import { startHealthServer, type HealthTarget } from './health.ts'
+
+const LONG_RUNNING: SettingsRequest['process'] = ['databaseUrl', 'redisUrl', 'schema', 'keyPrefix', 'logLevel', 'logFormat', 'healthPort']
+
+export interface StackContext {
+  settings: ResolvedSettings
+  tr: TaskRelay
+  events: TaskRelayEvents
+  tasks: Task[]
+  log: Logger
+}
+
+export interface Started {
+  db: Database
+  log: Logger
+  settings: ResolvedSettings
+  targets: HealthTarget[]
+  /** stop every service, the health server and the pool */
+  stop(): Promise<void>
+}
+
+/** Build the services one command runs; `components` also decides which settings are read. */
+export type Build = (ctx: StackContext) => HealthTarget[]
+
+export function relayTarget(ctx: StackContext): HealthTarget {
+  const p = ctx.settings.process
+  const relay = new Relay(ctx.tr, { redis: p.redisUrl!, keyPrefix: p.keyPrefix, ...ctx.settings.relay }, { events: ctx.events })
+  return { name: 'relay', service: relay, staleAfterMs: 3 * ctx.settings.relay.pollIntervalMs + 30_000 }
+}
+
+export function workerTarget(ctx: StackContext): HealthTarget {
+  const p = ctx.settings.process
+  // Unless queues were given, serve every queue the loaded tasks use: a task on
+  // queue "emails" must not sit unclaimed because the worker listens on "default".
+  const queues = ctx.settings.sources['worker.queues'] === 'default' ? [...new Set(ctx.tasks.map((t) => t.policy.queue))] : ctx.settings.worker.queues
+  const worker = new Worker(ctx.tr, { redis: p.redisUrl!, keyPrefix: p.keyPrefix, tasks: ctx.tasks, ...ctx.settings.worker, queues }, { events: ctx.events })
+  return {
+    name: 'worker',
+    service: worker,
+    staleAfterMs: 3 * ctx.settings.worker.blockMs + 30_000,
+    // Every slot busy: the fetch loop waits for a slot, which is not a hang.
+    busy: () => worker.activeCount >= worker.settings.concurrency,
+  }
+}
+
+export function sweeperTarget(ctx: StackContext): HealthTarget {
+  const sweeper = new Sweeper(ctx.tr, ctx.settings.sweeper, { events: ctx.events })
+  return { name: 'sweeper', service: sweeper, staleAfterMs: 3 * ctx.settings.sweeper.intervalMs + 30_000 }
+}
+
+/**
+ * The start sequence every long-running command shares: settings (all
+ * problems at once), logger, the start-up line with the effective
+ * configuration, tasks module, Postgres and Redis reachability, then the
+ * services. Nothing is started when any check fails.
+ */
+export async function startStack(
+  command: string,
+  req: SettingsRequest,
+  flags: Record<string, unknown>,
+  build: Build,
+  opts: { migrate?: boolean; needsRedis: boolean; log?: (s: ResolvedSettings) => Logger },
+): Promise<Started> {
+  const settings = resolveSettings(req, flags)
+  const p = settings.process
+  const log = opts.log?.(settings) ?? createCliLogger(p)
+  log.info({ command, config: describeSettings(req, settings) }, 'taskrelay starting')
+  const tasks = p.tasks ? await loadTasks(p.tasks) : []
+  const db = await openDatabase(p, log, { requireMigrated: !opts.migrate, application: `taskrelay ${command}` })
+  const started: Runnable[] = []
+  let server: Server | null = null
+  const stop = async () => {
+    await Promise.allSettled(started.map((s) => s.stop()))
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))
+    await db.close()
+  }
+  try {
+    if (opts.migrate) {
+      const res = await db.tr.migrate()
+      log.info({ schema: p.schema, applied: res.applied, current: res.current }, res.applied.length ? 'migrations applied' : 'schema up to date')
+    }
+    if (opts.needsRedis) await checkRedis(p.redisUrl!)
+    const events = new TaskRelayEvents()
+    logTaskEvents(events, log)
+    const targets = build({ settings, tr: db.tr, events, tasks, log })
+    for (const t of targets) {
+      await t.service.start()
+      started.push(t.service)
+    }
+    if (p.healthPort !== undefined) {
+      server = await startHealthServer(p.healthPort, targets, log).catch((err: unknown) => {
+        throw new CliError(`--health-port ${p.healthPort}: cannot listen (${errorText(err)}). Pick a free port or leave the setting out.`)
+      })
+    }
+    log.info({ command, services: targets.map((t) => t.name), tasks: tasks.map((t) => t.name) }, 'taskrelay ready')
+    return { db, log, settings, targets, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
+
+function longRunning(cmd: Command, components: Component[], opts: { tasks: boolean; redis: boolean }): SettingsRequest {
+  const process = LONG_RUNNING.filter((k) => opts.redis || (k !== 'redisUrl' && k !== 'keyPrefix'))
+  const req: SettingsRequest = {
+    process: opts.tasks ? [...process, 'tasks'] : process,
+    required: ['databaseUrl', ...(opts.redis ? (['redisUrl'] as const) : []), ...(opts.tasks ? (['tasks'] as const) : [])],
+    components,
+  }
+  addSettingOptions(cmd, req)
+  return req
+}
+
+const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
+
+export function registerServiceCommands(program: Command): void {
+  const migrateCmd = program
+    .command('migrate')
+    .summary('create or upgrade the taskrelay schema in PostgreSQL')
+    .description(
+      'Apply every pending migration under an advisory lock (safe to run from many processes at once). ' +
+        'With --print-sql, print the SQL instead, for your own migration tool; it also records each ' +
+        'migration in <schema>.migrations, so relays and workers accept the schema afterwards.',
+    )
+    .option('--print-sql', 'print the migration SQL instead of applying it (no database needed)')
+    .option('--from <n>', 'with --print-sql: only migrations after number n (for upgrades)')
+    .addHelpText(
+      'after',
+      examples([
+        'DATABASE_URL=postgres://app:secret@db:5432/app taskrelay migrate',
+        'taskrelay migrate --schema jobs --print-sql > db/migrations/20250101_taskrelay.sql',
+        'taskrelay migrate --print-sql --from 1     # only what is new since migration 1',
+      ]),
+    )
+  const migrateReq: SettingsRequest = { process: ['databaseUrl', 'schema'], required: ['databaseUrl'], components: [] }
+  addSettingOptions(migrateCmd, migrateReq)
+  migrateCmd.action(async (flags: Record<string, unknown>) => {
+    if (flags.printSql) {
+      const s = resolveSettings({ ...migrateReq, required: [] }, flags)
+      const from = flags.from === undefined ? 0 : Number(flags.from)
+      if (!Number.isInteger(from) || from < 0) throw new CliError(`--from: expected a migration number such as 1, got ${JSON.stringify(flags.from)}.`, EXIT.usage)
+      process.stdout.write(migrationSql(s.process.schema, from))
+      return
+    }
+    if (flags.from !== undefined) throw new CliError('--from only applies with --print-sql.', EXIT.usage)
+    const s = resolveSettings(migrateReq, flags)
+    const db = await openDatabase(s.process, createCliLogger({ logLevel: 'warn', logFormat: 'json' }), { requireMigrated: false, application: 'taskrelay migrate' })
+    try {
+      const res = await db.tr.migrate()
+      console.log(
+        res.applied.length
+          ? `applied ${res.applied.join(', ')} to schema "${s.process.schema}" (now at migration ${res.current})`
+          : `schema "${s.process.schema}" is up to date (migration ${res.current})`,
+      )
+    } finally {
+      await db.close()
+    }
+  })
+
+  const relayCmd = program
+    .command('relay')
+    .summary('move committed tasks from PostgreSQL to Redis')
+    .description('Run a relay: wakes on NOTIFY when tasks are committed and pushes them to Redis in batches. Run two or more for availability; they coordinate through row locks.')
+    .addHelpText('after', examples(['taskrelay relay', 'REDIS_URL=redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster taskrelay relay --batch-size 1000 --health-port 8080']))
+  const relayReq = longRunning(relayCmd, ['relay'], { tasks: false, redis: true })
+  relayCmd.action((flags: Record<string, unknown>) => runForever('relay', relayReq, flags, (ctx) => [relayTarget(ctx)], { needsRedis: true }))
+
+  const workerCmd = program
+    .command('worker')
+    .summary('run task handlers')
+    .description(
+      'Run a worker: takes task ids from Redis, claims each task in PostgreSQL with a fenced UPDATE, runs its ' +
+        'handler and records the outcome. --tasks names a module exporting your tasks (defineTask). On SIGTERM ' +
+        'running tasks get --shutdown-grace-ms to finish; the rest are handed back without using an attempt.',
+    )
+    .addHelpText(
+      'after',
+      examples([
+        'taskrelay worker --tasks ./src/tasks.ts',
+        'taskrelay worker --tasks ./dist/tasks.js --queues default,emails --concurrency 50',
+        'TASKRELAY_TASKS=./dist/tasks.js TASKRELAY_WORKER_CONCURRENCY=20 taskrelay worker --health-port 8080',
+      ]),
+    )
+  const workerReq = longRunning(workerCmd, ['worker'], { tasks: true, redis: true })
+  workerCmd.action((flags: Record<string, unknown>) => runForever('worker', workerReq, flags, (ctx) => [workerTarget(ctx)], { needsRedis: true }))
+
+  const sweeperCmd = program
+    .command('sweeper')
+    .summary('repair what crashes leave behind; prune old tasks')
+    .description(
+      'Run a sweeper: puts tasks that were dispatched but never claimed back to pending, retries tasks whose worker ' +
+        'was lost (expired lease), and deletes finished tasks after the retention period. Needs PostgreSQL only.',
+    )
+    .addHelpText('after', examples(['taskrelay sweeper', 'taskrelay sweeper --sweep-interval-ms 10s --retention-ms 3d']))
+  const sweeperReq = longRunning(sweeperCmd, ['sweeper'], { tasks: false, redis: false })
+  sweeperCmd.action((flags: Record<string, unknown>) => runForever('sweeper', sweeperReq, flags, (ctx) => [sweeperTarget(ctx)], { needsRedis: false }))
+}
+
+async function runForever(command: string, req: SettingsRequest, flags: Record<string, unknown>, build: Build, opts: { needsRedis: boolean }): Promise<void> {
+  const started = await startStack(command, req, flags, build, opts)
+  await waitForSignal(started.log, started.stop)
+}
+
+/** Every migration after `from`, with bookkeeping rows, ready for another migration tool. */
+export function migrationSql(schema: string, from: number): string {
+  const table = `${quoteIdent(schema)}.migrations`
+  const parts = [
+    `-- taskrelay schema "${schema}": migrations after ${from}, generated by \`taskrelay migrate --print-sql\`.`,
+    '-- Run each section in a transaction. The inserts record what was applied, so',
+    '-- `taskrelay migrate` and the services see the schema as current afterwards.',
+    `create schema if not exists ${quoteIdent(schema)};`,
+    `create table if not exists ${table} (\n  id integer primary key,\n  name text not null,\n  applied_at timestamptz not null default now()\n);`,
+  ]
+  for (const m of listMigrations(schema).filter((m) => m.id > from)) {
+    parts.push(`-- ${m.name}`, `insert into ${table} (id, name) values (${m.id}, '${m.name}');`, m.sql.trim())
+  }
+  return parts.join('\n\n') + '\n'
+}

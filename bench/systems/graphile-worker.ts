@@ -28,7 +28,7 @@ export function createProducer(): ProducerAdapter {
     async setup(t) {
       tag = t
       schema = `bench_gw_${t}`
-      pool = new pg.Pool({ connectionString: DATABASE_URL, max: 20 })
+      pool = new pg.Pool({ connectionString: DATABASE_URL, max: 17 })
       pool.on('error', () => {})
     pool.on('connect', (c) => c.on('error', () => {}))
       await pool.query(`drop schema if exists "${schema}" cascade`)

@@ -26,7 +26,7 @@ export function createProducer(): ProducerAdapter {
       tag = t
       schema = `bench_pgb_${t}`
       // A send-only instance: maintenance and scheduling run in the worker process.
-      boss = new PgBoss({ connectionString: DATABASE_URL, schema, max: 20, supervise: false, schedule: false, useListenNotify: false })
+      boss = new PgBoss({ connectionString: DATABASE_URL, schema, max: 17, supervise: false, schedule: false, useListenNotify: false })
       boss.on('error', () => {})
       await boss.start()
       await boss.createQueue(QUEUE, { notify: true })

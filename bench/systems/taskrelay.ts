@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import type pgTypes from 'pg'
 import { z } from 'zod'
+import { Redis } from 'ioredis'
 import { TaskRelay, defineTask } from '../../src/index.ts'
 import { DATABASE_URL, REDIS_URL, type BenchPayload } from '../common.ts'
 import type { ProducerAdapter, WorkerModule, WorkerOptions } from './types.ts'
@@ -26,6 +27,17 @@ const payloadSchema = z.object({ n: z.number().int(), t: z.number().optional() }
 
 function benchTask(run: (p: BenchPayload) => void = () => {}) {
   return defineTask({ name: 'bench.noop', payload: payloadSchema, maxAttempts: 3, run: (p) => run(p) })
+}
+
+async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const out: string[] = []
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = next
+    out.push(...keys)
+  } while (cursor !== '0')
+  return out
 }
 
 function version(): string {
@@ -60,7 +72,7 @@ export function createProducer(): ProducerAdapter {
     async setup(t) {
       tag = t
       schema = `bench_tr_${t}`
-      pool = new pg.Pool({ connectionString: DATABASE_URL, max: 20 })
+      pool = new pg.Pool({ connectionString: DATABASE_URL, max: 17 })
       pool.on('error', () => {})
       tr = new TaskRelay({ db: pool, schema })
       await pool.query(`drop schema if exists "${schema}" cascade`)
@@ -75,6 +87,15 @@ export function createProducer(): ProducerAdapter {
       await tr.close()
       await pool.query(`drop schema if exists "${schema}" cascade`)
       await pool.end()
+      // The relay's and worker's Redis keys (ready lists, epoch marker) of this run.
+      const u = new URL(REDIS_URL)
+      const redis = new Redis({ host: u.hostname, port: Number(u.port || 6379), maxRetriesPerRequest: 3 })
+      try {
+        const keys = await scanKeys(redis, `bench:tr:${tag}*`)
+        if (keys.length) await redis.del(...keys)
+      } finally {
+        redis.disconnect()
+      }
     },
     async enqueueOne(p) {
       // S1 (and only S1 runs it one after another): the caller's transaction

@@ -3,15 +3,16 @@
  * not preloaded on the bench machine, so this measures the pieces directly:
  *
  *  1. pgbench, 1 and 16 clients, one INSERT per transaction, into
- *     (a) a plain task-shaped table (the ceiling C1/C2),
- *     (b) taskrelay's tasks table with the exact task-insert-one.sql,
- *     (c) the same with the per-statement NOTIFY trigger disabled,
- *     (d) (b) while a session LISTENs on the channel, as a relay does.
+ *     a plain task-shaped table (the ceiling C1/C2) and taskrelay's tasks
+ *     table with the exact task-insert-one.sql: as shipped; with an idle relay
+ *     registered and LISTENing (a NOTIFY per statement) or a busy one (NOTIFY
+ *     skipped, migration 0003); and copies without the trigger, without ON
+ *     CONFLICT, and with cheap CHECKs instead of the {1,200} regexes.
  *  2. The 1,000-row enqueueMany statement: EXPLAIN (ANALYZE, BUFFERS, WAL),
  *     and wall time per batch of variants (as shipped, without ORDER BY,
  *     without the trigger, without the CHECK regexes).
  *
- *   node bench/tools/enqueue-probe.ts [--seconds 5]
+ *   node bench/tools/enqueue-probe.ts [--seconds 5] [--bulk-only]
  */
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -75,18 +76,26 @@ await pool.query(`alter table ${schema}.t_cheapcheck
   add constraint cheap_name check (name ~ '^[A-Za-z0-9_.:/-]+$' and length(name) <= 200),
   add constraint cheap_queue check (queue ~ '^[A-Za-z0-9_.-]+$' and length(queue) <= 100)`)
 
-interface Variant { label: string; sql: string; listen?: boolean }
+interface Variant { label: string; sql: string; listen?: boolean; relay?: 'idle' | 'busy'; json?: boolean }
+// Migration 0003 notifies only when a relay is registered and none is busy.
+const hasRelays = (await pool.query(`select to_regclass($1) as r`, [`${schema}.relays`])).rows[0].r !== null
 const variants: Variant[] = [
   { label: 'plain task-shaped table (ceiling)', sql: `insert into ${schema}.plain (name, payload) values ('bench.noop', '{"n": 1}');\n` },
   { label: 'tasks, task-insert-one.sql as shipped', sql: insertOne('tasks') },
-  { label: '… as shipped, relay LISTENing', sql: insertOne('tasks'), listen: true },
-  { label: '… without the NOTIFY trigger', sql: insertOne('t_notrig') },
+  ...(hasRelays
+    ? [
+        { label: '… idle relay registered + LISTENing', sql: insertOne('tasks'), listen: true, relay: 'idle' as const },
+        { label: '… busy relay registered (NOTIFY skipped)', sql: insertOne('tasks'), relay: 'busy' as const },
+      ]
+    : [{ label: '… with a relay LISTENing', sql: insertOne('tasks'), listen: true }]),
+  { label: '… without the trigger', sql: insertOne('t_notrig') },
   { label: '… no trigger, no ON CONFLICT clause', sql: insertOne('t_notrig', false) },
   { label: '… no trigger, cheap CHECKs (no {1,200})', sql: insertOne('t_cheapcheck') },
 ]
 
-console.log(`# 1. one INSERT per transaction: pgbench -M prepared, ${SECONDS} s per try, ${ROUNDS} interleaved rounds, median tx/s`)
-for (const clients of [1, 16]) {
+const BULK_ONLY = process.argv.includes('--bulk-only')
+if (!BULK_ONLY) console.log(`# 1. one INSERT per transaction: pgbench -M prepared, ${SECONDS} s per try, ${ROUNDS} interleaved rounds, median tx/s`)
+for (const clients of BULK_ONLY ? [] : [1, 16]) {
   const res = new Map<string, number[]>()
   for (let r = 0; r < ROUNDS; r++) {
     for (const v of variants) {
@@ -97,7 +106,9 @@ for (const clients of [1, 16]) {
         listener.on('notification', () => {})
         await listener.query(`listen "${schema}.task_ready"`)
       }
+      if (v.relay) await pool.query(`insert into ${schema}.relays (relay_id, busy_until) values ('probe', $1)`, [v.relay === 'busy' ? 'infinity' : '-infinity'])
       const tps = await pgbench(v.sql, clients)
+      if (v.relay) await pool.query(`delete from ${schema}.relays`)
       await listener?.end()
       res.set(v.label, [...(res.get(v.label) ?? []), tps])
     }
@@ -132,13 +143,29 @@ const bulk: Variant[] = [
   { label: 'without "order by ord"', sql: manySql.replace(/ order by ord\n/, '\n') },
   { label: 'no NOTIFY trigger (copy of tasks)', sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_notrig`) },
   { label: 'no trigger + cheap CHECKs (no {1,200} regex)', sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_cheapcheck`) },
+  {
+    label: '+ no ON CONFLICT',
+    sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_cheapcheck`).replace(/\non conflict[^\n]*\n/, '\n'),
+  },
+  {
+    label: '+ one json param (json_array_elements)',
+    sql: `insert into "${schema}".t_cheapcheck (name, queue, payload, priority, max_attempts, run_at)
+          select ($1::text[])[1], ($2::text[])[1], e.value::jsonb, ($4::smallint[])[1], ($5::int[])[1], now()
+            from json_array_elements($3::json) with ordinality as e(value, ord)
+           where $6::timestamptz[] is not null and $7::bigint[] is not null and $8::text[] is not null
+           order by ord
+          returning id, idempotency_key`,
+    json: true,
+  },
   { label: 'plain task-shaped table, jsonb only', sql: `insert into ${schema}.plain (name, payload) select 'bench.noop', p from unnest($3::jsonb[]) p where $1::text[] is not null and $2::text[] is not null and $4::smallint[] is not null and $5::int[] is not null and $6::timestamptz[] is not null and $7::bigint[] is not null and $8::text[] is not null` },
 ]
 const times = new Map<string, number[]>()
 let base = 1_000_000
 for (let r = 0; r < 10; r++) {
   for (const v of bulk) {
-    const ps = params((base += N))
+    const ps: unknown[] = params((base += N))
+    // One JSON document instead of a jsonb[] array literal: the server parses it once.
+    if (v.json) ps[2] = '[' + (ps[2] as string[]).join(',') + ']'
     const t = nowMs()
     await client.query({ text: v.sql, values: ps, name: `probe_bulk_${bulk.indexOf(v)}` })
     times.set(v.label, [...(times.get(v.label) ?? []), nowMs() - t])

@@ -126,7 +126,12 @@ export function isTask(value: unknown): value is Task {
 
 /** Milliseconds to wait before the next attempt, after `attempt` failed. */
 export function backoffDelay(policy: BackoffPolicy, attempt: number, error: Error, random = Math.random): number {
-  if (typeof policy === 'function') return Math.max(0, Math.round(policy(attempt, error)))
+  if (typeof policy === 'function') {
+    const ms = policy(attempt, error)
+    // A NaN/Infinity/negative from user code must not park the task forever or spin.
+    if (typeof ms !== 'number' || !Number.isFinite(ms)) throw new TypeError(`backoff function returned ${String(ms)}; return a finite number of ms`)
+    return Math.max(0, Math.round(ms))
+  }
   let delay: number
   if (policy.type === 'fixed') delay = policy.delayMs
   else {

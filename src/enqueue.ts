@@ -84,6 +84,18 @@ export function prepareTask(task: Task, payload: unknown, options: EnqueueOption
   if (payloadJson === undefined) throw new PayloadNotSerializableError(task.name, 'JSON.stringify returned nothing')
   const bytes = Buffer.byteLength(payloadJson)
   if (bytes > maxPayloadBytes) throw new PayloadTooLargeError(task.name, bytes, maxPayloadBytes)
+  // The worker sees the payload after a JSON round trip: a z.date() or a Map
+  // passes here and would fail there on every attempt. Check that form too.
+  const stored = task.payload.safeParse(JSON.parse(payloadJson))
+  if (!stored.success) {
+    throw new PayloadValidationError(
+      task.name,
+      stored.error.issues.map((i) => ({
+        path: i.path.map(String).join('.'),
+        message: `${i.message} after the JSON round trip the worker sees (use z.coerce.date() or strings for dates, plain objects for maps)`,
+      })),
+    )
+  }
   return {
     name: task.name,
     queue: opts.queue ?? task.policy.queue,

@@ -3,7 +3,7 @@
  * by semver; anything else is internal.
  */
 export { TaskRelay } from './task-relay.ts'
-export type { TaskRelayOptions, EnqueueItem, WaitForOptions } from './task-relay.ts'
+export type { TaskRelayOptions, EnqueueItem, EnqueueItems, WaitForOptions } from './task-relay.ts'
 export { defineTask } from './define-task.ts'
 export type { Task, TaskDefinition, TaskContext, TaskPolicy, BackoffPolicy, PayloadOf, ResultOf } from './define-task.ts'
 export type { EnqueueOptions } from './enqueue.ts'

@@ -41,6 +41,11 @@ export interface EnqueueItem<T extends Task = Task> {
   options?: EnqueueOptions
 }
 
+/** Each item's payload is checked against its own task's schema at compile time. */
+export type EnqueueItems<T extends readonly Task<any, any>[]> = {
+  readonly [K in keyof T]: { task: T[K]; payload: PayloadOf<T[K]>; options?: EnqueueOptions }
+}
+
 export interface WaitForOptions {
   timeoutMs?: number
   signal?: AbortSignal
@@ -128,8 +133,8 @@ export class TaskRelay {
   }
 
   /** Enqueue many tasks in one INSERT statement; ids come back in input order. */
-  enqueueMany(trx: Queryable, items: readonly EnqueueItem[]): Promise<{ ids: string[] }>
-  enqueueMany(items: readonly EnqueueItem[]): Promise<{ ids: string[] }>
+  enqueueMany<const T extends readonly Task<any, any>[]>(trx: Queryable, items: EnqueueItems<T>): Promise<{ ids: string[] }>
+  enqueueMany<const T extends readonly Task<any, any>[]>(items: EnqueueItems<T>): Promise<{ ids: string[] }>
   async enqueueMany(a: unknown, b?: unknown): Promise<{ ids: string[] }> {
     const [executor, items] = b === undefined ? [this.#executor, a] : [this.#transactional(a as Queryable, 'enqueueMany'), b]
     if (!Array.isArray(items)) throw new InvalidOptionsError('enqueueMany call', ['items: expected an array of { task, payload, options? }'])
@@ -243,7 +248,8 @@ export class TaskRelay {
 function parseId(id: string | number | bigint): bigint {
   try {
     const n = BigInt(id)
-    if (n > 0n) return n
+    // Postgres bigint: 1 .. 2^63-1
+    if (n > 0n && n < 2n ** 63n) return n
   } catch {
     /* fall through */
   }

@@ -156,5 +156,13 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
 function retryOrFail(task: Task, claimed: ClaimedTask, error: Error, kind: string): AttemptOutcome {
   const record = errorRecord(error, claimed.attempt, kind)
   if (claimed.attempt >= claimed.max_attempts) return { state: 'failed', error: record, delayMs: 0 }
-  return { state: 'pending', error: record, delayMs: backoffDelay(task.policy.backoff, claimed.attempt, error) }
+  let delayMs: number
+  try {
+    delayMs = backoffDelay(task.policy.backoff, claimed.attempt, error)
+  } catch (err) {
+    // A broken backoff function must not lose the retry: fall back to the default curve.
+    delayMs = backoffDelay({ type: 'exponential' }, claimed.attempt, error)
+    record.message += ` (backoff function failed: ${(err as Error).message})`
+  }
+  return { state: 'pending', error: record, delayMs }
 }

@@ -648,7 +648,11 @@ describe('what enqueue writes', () => {
   it('stores any JSON payload the schema accepts, null included; a missing payload becomes {}', async () => {
     const nullable = defineTask({ name: 'nullable', payload: z.null(), run })
     const text = defineTask({ name: 'text', payload: z.string(), run })
-    const optional = defineTask({ name: 'optional', payload: z.object({ a: z.number() }).optional(), run })
+    const optional = defineTask({ name: 'optional', payload: z.object({ a: z.number().optional() }).optional(), run })
+    // undefined is stored as {}; a schema that accepts undefined but not {}
+    // would fail in the worker on every attempt, so enqueue refuses it.
+    const strict = defineTask({ name: 'optional-strict', payload: z.object({ a: z.number() }).optional(), run })
+    await expect(db.tr.enqueue(strict, undefined)).rejects.toThrow(/after the JSON round trip/)
     const a = await db.tr.enqueue(nullable, null)
     const b = await db.tr.enqueue(text, 'hi')
     const c = await db.tr.enqueue(optional, undefined)
@@ -933,5 +937,24 @@ describe('NOTIFY <schema>.task_ready', () => {
     await c.query('rollback')
     expect(await settle()).toEqual([])
     expect(await rowCount()).toBe(0)
+  })
+})
+
+describe('payloads the worker could not read', () => {
+  it('rejects a payload that is valid only before its JSON round trip, writing nothing', async () => {
+    const db = await createTestDb()
+    try {
+      const withDate = defineTask({ name: 'dated', payload: z.object({ at: z.date() }), run: async () => null })
+      const error = await db.tr.enqueue(withDate, { at: new Date() }).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(PayloadValidationError)
+      expect((error as PayloadValidationError).issues[0]!.path).toBe('at')
+      expect((error as Error).message).toMatch(/z\.coerce\.date\(\)/)
+      const coerced = defineTask({ name: 'dated-ok', payload: z.object({ at: z.coerce.date() }), run: async () => null })
+      await db.tr.enqueue(coerced, { at: new Date() })
+      const count = await db.pool.query(`select name from "${db.schema}".tasks`)
+      expect(count.rows).toEqual([{ name: 'dated-ok' }])
+    } finally {
+      await db.cleanup()
+    }
   })
 })

@@ -108,3 +108,21 @@ describe('defineTask / enqueue type inference', () => {
     expect(() => defineTask({ name: 'x', run: () => {} })).toThrow(InvalidOptionsError)
   })
 })
+
+describe('enqueueMany payload types', () => {
+  it('checks each item against its own task', () => {
+    const tr = new TaskRelay({ db: 'postgres://unused@127.0.0.1/unused' })
+    const a = defineTask({ name: 'types.many-a', payload: z.object({ n: z.number() }), run: async () => null })
+    const b = defineTask({ name: 'types.many-b', payload: z.object({ s: z.string() }), run: async () => null })
+    const typed = () =>
+      tr.enqueueMany([
+        { task: a, payload: { n: 1 } },
+        { task: b, payload: { s: 'x' } },
+      ])
+    const mapped = () => tr.enqueueMany([1, 2, 3].map((n) => ({ task: a, payload: { n } })))
+    // @ts-expect-error: b's payload needs s, not n
+    const wrong = () => tr.enqueueMany([{ task: b, payload: { n: 1 } }])
+    expect([typed, mapped, wrong].every((f) => typeof f === 'function')).toBe(true)
+    void tr.close()
+  })
+})

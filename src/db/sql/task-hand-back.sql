@@ -4,7 +4,7 @@
 update :"schema".tasks t
    set state = 'pending',
        run_at = now(),
-       max_attempts = least(t.max_attempts + 1, 1000),
+       max_attempts = t.max_attempts + 1,
        lease_expires_at = null,
        dispatch_token = null,
        last_error = jsonb_build_object(

@@ -32,7 +32,7 @@ export function createProducer(): ProducerAdapter {
       await boss.createQueue(QUEUE, { notify: true })
     },
     async teardown() {
-      await boss.stop({ graceful: false, wait: true }).catch(() => {})
+      await boss.stop({ graceful: false }).catch(() => {})
       // The schema is ours alone: drop it through a plain connection.
       const client = new pg.Client({ connectionString: DATABASE_URL })
       await client.connect()
@@ -83,7 +83,7 @@ export const worker: WorkerModule = {
         )
       },
       async stop() {
-        await boss.stop({ graceful: true, wait: true, timeout: 5000 }).catch(() => {})
+        await boss.stop({ graceful: true, timeout: 5000 }).catch(() => {})
       },
     }
   },

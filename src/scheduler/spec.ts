@@ -1,21 +1,78 @@
+import type { PayloadOf, Task } from '../define-task.ts'
+
+/** What to do about fire times missed while no scheduler ran (see docs/scheduling.md). */
+export type MisfirePolicy = 'skip' | 'all' | 'none'
+
+export const MISFIRE_POLICIES: readonly MisfirePolicy[] = ['skip', 'all', 'none']
+
+/** Enqueue options a schedule may set; each left out takes the task's default at fire time. */
+export interface ScheduleTaskOptions {
+  queue?: string
+  priority?: number
+  maxAttempts?: number
+}
+
 /**
  * A periodic schedule, as given to defineTask({ schedules }) or tr.schedule().
  * Exactly one of `cron` or `every` must be set.
+ *
+ * @example
+ * defineTask({
+ *   name: 'report.daily', payload: z.object({ kind: z.string() }), run,
+ *   schedules: [{ name: 'daily-report', cron: '30 2 * * *', timezone: 'Europe/Berlin', payload: { kind: 'sales' } }],
+ * })
  */
 export interface TaskScheduleSpec {
-  /** Unique schedule name. */
+  /** Unique schedule name: 1-200 of A-Z a-z 0-9 _ . : / - */
   name: string
-  /** Cron expression (5 or 6 fields, seconds first when 6), evaluated in `timezone`. */
+  /** Cron expression (5 fields, or 6 with seconds first), evaluated in `timezone`. */
   cron?: string
-  /** Fixed interval in ms, or a duration string such as "30s", "5m", "1h". */
+  /** Fixed interval in ms (at least 1000), or a duration such as "30s", "5m", "1h30m". */
   every?: number | string
-  /** IANA time zone, default "UTC". */
+  /** IANA time zone for `cron`, default "UTC". Not allowed with `every`. */
   timezone?: string
+  /** Checked against the task's payload schema; default `{}`. */
   payload?: unknown
-  options?: { queue?: string; priority?: number; maxAttempts?: number }
+  options?: ScheduleTaskOptions
   /** What to do about fire times missed while no scheduler ran. Default "skip". */
-  misfire?: 'skip' | 'all' | 'none'
+  misfire?: MisfirePolicy
   /** false: do not fire while the previous fire's task has not finished. Default true. */
   overlap?: boolean
+  /** Left out: true for a new schedule, unchanged for an existing one (a pause survives restarts). */
   enabled?: boolean
+}
+
+/**
+ * Input of tr.schedule() / scheduleUpsert(): a schedule plus its task, given
+ * as the handle from defineTask (payload type-checked) or by name (looked up
+ * in the tasks passed alongside).
+ */
+export interface ScheduleSpec<T extends Task = Task> extends Omit<TaskScheduleSpec, 'payload'> {
+  task: T | string
+  payload?: PayloadOf<T>
+}
+
+/** Where a schedule comes from: defineTask (kept in sync by schedulers) or by hand. */
+export type ScheduleSource = 'code' | 'manual'
+
+/** A row of the schedules table, as scheduleList()/scheduleGet() return it. */
+export interface ScheduleRecord {
+  id: string
+  name: string
+  task: string
+  cron: string | null
+  everyMs: number | null
+  timezone: string
+  payload: unknown
+  options: ScheduleTaskOptions
+  enabled: boolean
+  misfire: MisfirePolicy
+  overlap: boolean
+  source: ScheduleSource
+  lastFireAt: Date | null
+  nextFireAt: Date | null
+  lastTaskId: string | null
+  lastError: string | null
+  createdAt: Date
+  updatedAt: Date
 }

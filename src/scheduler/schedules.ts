@@ -1,0 +1,218 @@
+import type { TaskRelay } from '../task-relay.ts'
+import type { Task } from '../define-task.ts'
+import { prepareTask, taskInsertMany } from '../enqueue.ts'
+import type { Executor } from '../db/executor.ts'
+import { loadSql, quoteIdent } from '../db/sql.ts'
+import { nextFireAfter } from './cron.ts'
+import { ScheduleError, ScheduleNotFoundError } from './errors.ts'
+import { rowTiming, toScheduleRecord, type ScheduleRow } from './schedule-row.ts'
+import type { ScheduleRecord, ScheduleSpec } from './spec.ts'
+import { inTransaction } from './transaction.ts'
+import { resolveSchedule, sameDefinition, taskMap, type ResolvedSchedule } from './validate.ts'
+
+/**
+ * Schedules as data: create/update by name, remove, list, pause, resume,
+ * run now, and the sync of schedules declared in defineTask(). Every function
+ * takes the TaskRelay first, so the facade, the CLI and tests call the same
+ * code. Validation happens before any SQL: bad input writes nothing.
+ */
+
+export interface ScheduleWriteOptions {
+  /** Tasks a schedule may name by string (a Task handle in the spec needs none). */
+  tasks?: readonly Task[]
+  /** The time to compute the first fire time from; default: now. Tests pass a fixed clock. */
+  now?: Date
+}
+
+export type UpsertStatus = 'created' | 'updated' | 'unchanged'
+
+export interface UpsertResult {
+  schedule: ScheduleRecord
+  status: UpsertStatus
+}
+
+/**
+ * Create or update a schedule by name (validated against the task's payload
+ * schema). Changing the timing (cron, every, timezone) recomputes the next
+ * fire time from now; changing anything else keeps it.
+ *
+ * @example
+ * await scheduleUpsert(tr, { name: 'cleanup', task: cleanupTask, every: '15m', payload: { olderThanDays: 30 } })
+ */
+export async function scheduleUpsert<T extends Task>(tr: TaskRelay, spec: ScheduleSpec<T>, options: ScheduleWriteOptions = {}): Promise<UpsertResult> {
+  const resolved = resolveSchedule(spec, { tasks: taskMap(options.tasks, 'schedule tasks'), maxPayloadBytes: tr.maxPayloadBytes, now: options.now })
+  const row = await upsertResolved(tr.executor, tr.schema, resolved, options.now ?? null)
+  if (row) return { schedule: toScheduleRecord(row), status: row.created ? 'created' : 'updated' }
+  const existing = await scheduleGet(tr, resolved.name)
+  if (!existing) throw new ScheduleNotFoundError(resolved.name) // deleted concurrently
+  return { schedule: existing, status: 'unchanged' }
+}
+
+async function upsertResolved(db: Executor, schema: string, s: ResolvedSchedule, now: Date | null): Promise<(ScheduleRow & { created: boolean }) | undefined> {
+  const nextFireAt = nextFireAfter(s.timing, now ?? new Date())
+  const res = await db.query<ScheduleRow & { created: boolean }>(loadSql('schedule-upsert.sql', schema), [
+    s.name,
+    s.taskName,
+    'cron' in s.timing ? s.timing.cron : null,
+    'everyMs' in s.timing ? s.timing.everyMs : null,
+    'cron' in s.timing ? s.timing.timezone : 'UTC',
+    s.payloadJson,
+    s.queue,
+    s.priority,
+    s.maxAttempts,
+    s.enabled,
+    s.misfire,
+    s.overlap,
+    s.source,
+    nextFireAt,
+    now,
+  ])
+  return res.rows[0]
+}
+
+/** Delete a schedule. Returns false when none had this name. Tasks it already enqueued stay. */
+export async function scheduleRemove(tr: TaskRelay, name: string): Promise<boolean> {
+  const res = await tr.executor.query(`delete from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
+  return res.rowCount > 0
+}
+
+/** One schedule, or null. */
+export async function scheduleGet(tr: TaskRelay, name: string): Promise<ScheduleRecord | null> {
+  const res = await tr.executor.query<ScheduleRow>(`select * from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
+  return res.rows[0] ? toScheduleRecord(res.rows[0]) : null
+}
+
+/** All schedules (optionally of one task), by name. */
+export async function scheduleList(tr: TaskRelay, filter: { task?: string } = {}): Promise<ScheduleRecord[]> {
+  const res = await tr.executor.query<ScheduleRow>(
+    `select * from ${quoteIdent(tr.schema)}.schedules where $1::text is null or task_name = $1 order by name`,
+    [filter.task ?? null],
+  )
+  return res.rows.map(toScheduleRecord)
+}
+
+/** Stop firing a schedule (kept, and kept paused across scheduler restarts). */
+export async function schedulePause(tr: TaskRelay, name: string): Promise<ScheduleRecord> {
+  const res = await tr.executor.query<ScheduleRow>(
+    `update ${quoteIdent(tr.schema)}.schedules set enabled = false, updated_at = now() where name = $1 returning *`,
+    [name],
+  )
+  if (!res.rows[0]) throw new ScheduleNotFoundError(name)
+  return toScheduleRecord(res.rows[0])
+}
+
+/**
+ * Fire a paused schedule again, from the next fire time after now: the time
+ * it was paused is not downtime, so no misfire catch-up follows a resume.
+ */
+export async function scheduleResume(tr: TaskRelay, name: string, options: { now?: Date } = {}): Promise<ScheduleRecord> {
+  for (let attempt = 0; ; attempt++) {
+    const res = await tr.executor.query<ScheduleRow>(`select * from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
+    const row = res.rows[0]
+    if (!row) throw new ScheduleNotFoundError(name)
+    if (row.enabled) return toScheduleRecord(row)
+    let next: Date | null
+    try {
+      next = nextFireAfter(rowTiming(row), options.now ?? new Date())
+    } catch (err) {
+      throw new ScheduleError(name, [`stored definition cannot be evaluated: ${(err as Error).message}`], { cause: err })
+    }
+    if (next === null) throw new ScheduleError(name, [`cron expression ${JSON.stringify(row.cron)} never fires again`])
+    // Only if the timing is still the one `next` was computed from.
+    const updated = await tr.executor.query<ScheduleRow>(
+      `update ${quoteIdent(tr.schema)}.schedules
+          set enabled = true, next_fire_at = $2, last_error = null, updated_at = coalesce($6::timestamptz, now())
+        where id = $1 and not enabled and cron is not distinct from $3 and every_ms is not distinct from $4 and timezone = $5
+        returning *`,
+      [row.id, next, row.cron, row.every_ms, row.timezone, options.now ?? null],
+    )
+    if (updated.rows[0]) return toScheduleRecord(updated.rows[0])
+    if (attempt >= 2) throw new Error(`schedule "${name}" kept changing while being resumed; try again`)
+  }
+}
+
+/**
+ * Enqueue the schedule's task once, now, with its payload and options,
+ * outside the regular fire times (next_fire_at is unchanged). Recorded as the
+ * schedule's last task, so `overlap: false` waits for it too.
+ */
+export async function scheduleRunNow(tr: TaskRelay, name: string, options: { tasks: readonly Task[]; now?: Date }): Promise<{ taskId: string }> {
+  const tasks = taskMap(options.tasks, 'scheduleRunNow tasks')
+  return inTransaction(tr.requirePool('scheduleRunNow()'), async (db) => {
+    const res = await db.query<ScheduleRow>(`select * from ${quoteIdent(tr.schema)}.schedules where name = $1 for update`, [name])
+    const row = res.rows[0]
+    if (!row) throw new ScheduleNotFoundError(name)
+    const task = tasks.get(row.task_name)
+    if (!task) throw new ScheduleError(name, [`task: unknown task "${row.task_name}"; pass it in tasks`])
+    let prepared
+    try {
+      prepared = prepareTask(
+        task,
+        row.payload,
+        {
+          ...(row.queue !== null ? { queue: row.queue } : {}),
+          ...(row.priority !== null ? { priority: row.priority } : {}),
+          ...(row.max_attempts !== null ? { maxAttempts: row.max_attempts } : {}),
+          ...(options.now ? { runAt: options.now } : {}),
+        },
+        tr.maxPayloadBytes,
+      )
+    } catch (err) {
+      throw new ScheduleError(name, [`stored payload no longer fits task "${task.name}": ${(err as Error).message}`], { cause: err })
+    }
+    const [taskId] = await taskInsertMany(db, tr.schema, [prepared])
+    await db.query(`update ${quoteIdent(tr.schema)}.schedules set last_task_id = $2 where id = $1`, [row.id, taskId])
+    return { taskId: taskId! }
+  })
+}
+
+export interface SyncResult {
+  created: string[]
+  updated: string[]
+  unchanged: string[]
+  /** Code-declared schedules of these tasks that the code no longer declares. */
+  removed: string[]
+}
+
+/**
+ * Validate every schedule declared in defineTask({ schedules }) of `tasks`
+ * (all of them, before writing anything), then upsert them and remove the
+ * ones of these tasks the code no longer declares, in one transaction.
+ * Schedulers call this at start; concurrent syncs are serialized by an
+ * advisory lock. An unchanged declaration keeps its next fire time, so
+ * restarts do not hide misfires.
+ */
+export async function syncTaskSchedules(tr: TaskRelay, tasks: readonly Task[], options: { now?: Date } = {}): Promise<SyncResult> {
+  const declared = resolveDeclaredSchedules(tasks, tr.maxPayloadBytes, options.now)
+  const names = [...declared.keys()]
+  return inTransaction(tr.requirePool('syncTaskSchedules()'), async (db) => {
+    await db.query('select pg_advisory_xact_lock(hashtext($1))', [`taskrelay.schedules-sync:${tr.schema}`])
+    const result: SyncResult = { created: [], updated: [], unchanged: [], removed: [] }
+    for (const s of declared.values()) {
+      const row = await upsertResolved(db, tr.schema, s, options.now ?? null)
+      result[row ? (row.created ? 'created' : 'updated') : 'unchanged'].push(s.name)
+    }
+    const taskNames = [...taskMap(tasks, 'scheduler tasks').keys()]
+    const removed = await db.query<{ name: string }>(loadSql('schedule-delete-stale-code.sql', tr.schema), [taskNames, names])
+    result.removed = removed.rows.map((r) => r.name)
+    return result
+  })
+}
+
+/** All schedules declared on `tasks`, validated; a name declared twice differently is an error. */
+export function resolveDeclaredSchedules(tasks: readonly Task[], maxPayloadBytes: number, now?: Date): Map<string, ResolvedSchedule> {
+  const byName = taskMap(tasks, 'scheduler tasks')
+  const declared = new Map<string, { schedule: ResolvedSchedule; task: string }>()
+  for (const task of byName.values()) {
+    for (const spec of task.schedules ?? []) {
+      const schedule = resolveSchedule(spec, { tasks: byName, maxPayloadBytes, declaredBy: task, now })
+      const seen = declared.get(schedule.name)
+      if (seen && !sameDefinition(seen.schedule, schedule)) {
+        const where = seen.task === task.name ? `twice in task "${task.name}"` : `in tasks "${seen.task}" and "${task.name}"`
+        throw new ScheduleError(schedule.name, [`declared ${where} with different definitions; schedule names must be unique`])
+      }
+      declared.set(schedule.name, { schedule, task: task.name })
+    }
+  }
+  return new Map([...declared].map(([name, d]) => [name, d.schedule]))
+}

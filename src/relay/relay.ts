@@ -45,6 +45,9 @@ export class Relay extends Service<RelayRoundResult> {
   /** queue -> list length after our last push, for queues at or over the backlog bound */
   readonly #saturated = new Map<string, number>()
   #everReady = false
+  /** performance.now() of the earliest connection loss not yet followed by a re-dispatch */
+  #lostAt: number | null = null
+  #closes = 0
   /** identifies this relay's row in the relays table */
   readonly relayId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   #lastDispatchAt = 0
@@ -63,6 +66,12 @@ export class Relay extends Service<RelayRoundResult> {
     await this.#tr.assertSchemaCurrent()
     await this.#tr.executor.query(loadSql('relay-register.sql', this.#tr.schema), [this.relayId])
     const redis = createRedis(this.#redisConfig, { role: 'commands', commandTimeoutMs: 5000 }, this.log)
+    // The replication window to re-dispatch ends when the primary was lost,
+    // not when we got through to the new one (seconds later with Sentinel).
+    redis.on('close', () => {
+      this.#closes++
+      this.#lostAt ??= performance.now()
+    })
     // Every (re)connection may follow a failover or a Redis restart.
     redis.on('ready', () => {
       const first = !this.#everReady
@@ -182,31 +191,39 @@ export class Relay extends Service<RelayRoundResult> {
   /**
    * After a reconnect: if the epoch marker is gone, Redis lost everything, so
    * every dispatched task is re-dispatched; otherwise (a failover, a network
-   * blip) only those dispatched within failoverWindowMs, which may not have
-   * reached the new primary before it was promoted.
+   * blip) only those dispatched within failoverWindowMs before the connection
+   * was lost (or since), which may not have reached the new primary before it
+   * was promoted. The window is measured in milliseconds and applied with the
+   * database clock, so clock skew between hosts does not shift it.
    */
   async #afterRedisReady(first: boolean): Promise<void> {
     const redis = this.#redis
     if (!redis) return
+    const closes = this.#closes
+    const lostAt = this.#lostAt
     try {
       const epochKey = this.#keys.epoch()
       const created = await redis.set(epochKey, randomUUID(), 'NX')
-      let since: Date | null = null
+      // null: everything dispatched; a number: dispatched within that many ms
+      let windowMs: number | null | undefined
       let reason: 'redis-reconnect' | 'redis-data-lost' = 'redis-reconnect'
       if (created === 'OK') {
-        since = new Date(0)
+        windowMs = null
         reason = 'redis-data-lost'
       } else if (!first) {
-        since = new Date(this.clock.now().getTime() - this.settings.failoverWindowMs)
+        windowMs = Math.ceil(performance.now() - (lostAt ?? performance.now())) + this.settings.failoverWindowMs
       }
       this.#saturated.clear()
-      if (!since) return
-      const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), [since])
-      if (res.rowCount > 0) {
-        this.log.warn({ count: res.rowCount, reason }, 're-dispatching tasks that may be missing from Redis')
-        this.events.emit('relay:redispatch', { count: res.rowCount, reason })
+      if (windowMs !== undefined) {
+        const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), [windowMs])
+        if (res.rowCount > 0) {
+          this.log.warn({ count: res.rowCount, reason, windowMs }, 're-dispatching tasks that may be missing from Redis')
+          this.events.emit('relay:redispatch', { count: res.rowCount, reason })
+        }
+        this.wake()
       }
-      this.wake()
+      // Handled, unless the connection dropped again meanwhile (the next ready keeps the earlier start).
+      if (this.#closes === closes) this.#lostAt = null
     } catch (err) {
       this.log.error({ err }, 'could not check Redis after reconnect; the sweeper will recover lost dispatches')
     }

@@ -38,3 +38,20 @@ export type { RedisConfig, RedisSettings } from './redis/connection.ts'
 export { TaskRelayEvents } from './events.ts'
 export type { EventMap } from './events.ts'
 export type { RelaySettings, WorkerSettings, SweeperSettings } from './config.ts'
+export { Scheduler } from './scheduler/scheduler.ts'
+export type { SchedulerOptions, SchedulerRunResult } from './scheduler/scheduler.ts'
+export type { SchedulerSettings } from './scheduler/settings.ts'
+export {
+  scheduleUpsert,
+  scheduleRemove,
+  scheduleGet,
+  scheduleList,
+  schedulePause,
+  scheduleResume,
+  scheduleRunNow,
+  syncTaskSchedules,
+} from './scheduler/schedules.ts'
+export type { UpsertResult, UpsertStatus, ScheduleWriteOptions, SyncResult } from './scheduler/schedules.ts'
+export type { TaskScheduleSpec, ScheduleSpec, ScheduleRecord, ScheduleTaskOptions, MisfirePolicy, ScheduleSource } from './scheduler/spec.ts'
+export type { ScheduleFire } from './scheduler/fire.ts'
+export { ScheduleError, ScheduleNotFoundError } from './scheduler/errors.ts'

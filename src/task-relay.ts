@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 import { type Task, type PayloadOf, isTask } from './define-task.ts'
 import { prepareTask, taskInsertMany, taskInsertOne, type EnqueueOptions } from './enqueue.ts'
 import { isKysely, kyselyExecutor, pgExecutor, transactionProblem, type Executor, type Queryable } from './db/executor.ts'
-import { migrate as runMigrations, currentMigration, latestMigrationId, type MigrateResult } from './db/migrate.ts'
+import { migrate as runMigrations, appliedMigrations, currentMigration, latestMigrationId, listMigrations, type MigrateResult } from './db/migrate.ts'
 import { channels, quoteIdent } from './db/sql.ts'
 import { ConfigError, InvalidOptionsError, SchemaVersionError, TaskFailedError, TaskNotFoundError, TransactionRequiredError, WaitTimeoutError } from './errors.ts'
 import { schemaNameSchema, zodProblems } from './config.ts'
@@ -13,6 +13,8 @@ import { silentLogger } from './logger.ts'
 import { toTaskRecord, type TaskRecord, type TaskRow } from './task-record.ts'
 import { isFinal } from './task-state.ts'
 import { TaskListener } from './db/task-listener.ts'
+import { scheduleList, scheduleRemove, scheduleUpsert, type ScheduleWriteOptions, type UpsertResult } from './scheduler/schedules.ts'
+import type { ScheduleRecord, ScheduleSpec } from './scheduler/spec.ts'
 
 export interface TaskRelayOptions {
   /** A pg.Pool, a connection string, or a Kysely instance (over pg). */
@@ -112,11 +114,35 @@ export class TaskRelay {
     return runMigrations(this.requirePool('migrate()'), this.schema)
   }
 
-  /** Throw SchemaVersionError unless the schema is fully migrated. */
+  /** Throw SchemaVersionError unless every shipped migration has been applied. */
   async assertSchemaCurrent(): Promise<void> {
-    const found = await currentMigration(this.requirePool('assertSchemaCurrent()'), this.schema)
-    const expected = latestMigrationId()
-    if (found < expected) throw new SchemaVersionError(found, expected, this.schema)
+    const pool = this.requirePool('assertSchemaCurrent()')
+    const applied = new Set(await appliedMigrations(pool, this.schema))
+    const missing = listMigrations(this.schema).filter((m) => !applied.has(m.id))
+    if (missing.length > 0) {
+      throw new SchemaVersionError(await currentMigration(pool, this.schema), latestMigrationId(), this.schema)
+    }
+  }
+
+  /**
+   * Create or update a periodic schedule by name, validated against the
+   * task's payload schema. See docs/scheduling.md.
+   *
+   * @example
+   * await tr.schedule({ name: 'nightly-report', task: report, cron: '0 3 * * *', timezone: 'Europe/Berlin', payload: {} })
+   */
+  schedule<T extends Task>(spec: ScheduleSpec<T>, options?: ScheduleWriteOptions): Promise<UpsertResult> {
+    return scheduleUpsert(this, spec, options)
+  }
+
+  /** Delete a schedule; false when none had this name. Tasks already enqueued stay. */
+  unschedule(name: string): Promise<boolean> {
+    return scheduleRemove(this, name)
+  }
+
+  /** All schedules by name (optionally of one task). */
+  listSchedules(filter?: { task?: string }): Promise<ScheduleRecord[]> {
+    return scheduleList(this, filter)
   }
 
   /**

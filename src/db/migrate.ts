@@ -90,6 +90,14 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<MigrateRes
   }
 }
 
+/** Ids of the applied migrations ([] when the schema has none). */
+export async function appliedMigrations(pool: pg.Pool, schema: string): Promise<number[]> {
+  const exists = await pool.query<{ t: string | null }>('select to_regclass($1)::text as t', [`${quoteIdent(schema)}.migrations`])
+  if (exists.rows[0]?.t == null) return []
+  const res = await pool.query<{ id: number }>(`select id from ${quoteIdent(schema)}.migrations order by id`)
+  return res.rows.map((r) => r.id)
+}
+
 /** The highest applied migration, or 0 when the schema has none. */
 export async function currentMigration(pool: pg.Pool, schema: string): Promise<number> {
   const res = await pool.query<{ id: number | null }>(

@@ -36,3 +36,19 @@ export const syncCrmContact = defineTask({
     return { synced: true }
   },
 })
+
+/**
+ * A periodic task: the schedule is declared with the task, and every
+ * scheduler (`taskrelay scheduler`, `taskrelay dev`) syncs it at start and
+ * fires it exactly once per fire time, however many schedulers run.
+ */
+export const dailySignupReport = defineTask({
+  name: 'report.daily-signups',
+  payload: z.object({ recipients: z.array(z.email()).min(1) }),
+  schedules: [{ name: 'daily-signup-report', cron: '0 8 * * *', timezone: 'UTC', payload: { recipients: ['team@example.com'] } }],
+  async run({ recipients }, ctx) {
+    // A real report would query the users table; the example only shows the plumbing.
+    ctx.log.info({ recipients, firedFor: ctx.task.createdAt }, 'daily signup report sent (example)')
+    return { recipients: recipients.length }
+  },
+})

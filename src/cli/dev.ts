@@ -5,14 +5,14 @@ import { TASK_STATES, type TaskState } from '../task-state.ts'
 import type { Executor } from '../db/executor.ts'
 import { addSettingOptions, type SettingsRequest } from './settings.ts'
 import { createCliLogger, waitForSignal } from './runtime.ts'
-import { relayTarget, startStack, sweeperTarget, workerTarget } from './services.ts'
+import { relayTarget, schedulerTarget, startStack, sweeperTarget, workerTarget } from './services.ts'
 
 /** The bundled example tasks (a checkout only: the published package leaves examples/ out). */
 export const EXAMPLE_TASKS = fileURLToPath(new URL('../../examples/tasks.ts', import.meta.url))
 
 const DEV: SettingsRequest = {
   process: ['databaseUrl', 'redisUrl', 'schema', 'keyPrefix', 'logLevel', 'logFormat', 'healthPort', 'tasks'],
-  components: ['relay', 'worker', 'sweeper'],
+  components: ['relay', 'worker', 'sweeper', 'scheduler'],
   defaults: {
     databaseUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
     redisUrl: 'redis://127.0.0.1:6379',
@@ -54,9 +54,9 @@ async function countByState(db: Executor, schema: string): Promise<Record<TaskSt
 export function registerDevCommand(program: Command): void {
   const dev = program
     .command('dev')
-    .summary('everything in one process, for development: migrate, relay, sweeper, worker')
+    .summary('everything in one process, for development: migrate, relay, sweeper, worker, scheduler')
     .description(
-      'Apply migrations, then run a relay, a sweeper and a worker in this process, with a live line of task ' +
+      'Apply migrations, then run a relay, a sweeper, a worker and a scheduler in this process, with a live line of task ' +
         'counts per state. Uses the local servers unless DATABASE_URL / REDIS_URL say otherwise, and the bundled ' +
         'example tasks (examples/tasks.ts) unless --tasks names yours. Ctrl-C stops it cleanly.',
     )
@@ -78,7 +78,7 @@ export function registerDevCommand(program: Command): void {
   dev.action(async (flags: Record<string, unknown>) => {
     const tty = process.stdout.isTTY === true
     const progress = new ProgressLine(tty)
-    const started = await startStack('dev', DEV, flags, (ctx) => [relayTarget(ctx), sweeperTarget(ctx), workerTarget(ctx)], {
+    const started = await startStack('dev', DEV, flags, (ctx) => [relayTarget(ctx), sweeperTarget(ctx), workerTarget(ctx), schedulerTarget(ctx)], {
       migrate: true,
       needsRedis: true,
       log: (s) => createCliLogger(s.process, progress.write),

@@ -154,7 +154,7 @@ export function registerManageCommands(program: Command): void {
       const tasks = await loadTasks(settings.process.tasks)
       task = tasks.find((t) => t.name === name) ?? null
       if (!task) {
-        throw new CliError(`--tasks: ${settings.process.tasks} has no task named "${name}" (it has: ${tasks.map((t) => t.name).join(', ')}). Nothing was written.`, EXIT.usage)
+        throw new CliError(`--tasks: ${settings.process.tasks} has no task named "${name}" (it has: ${tasks.map((t) => t.name).sort().join(', ')}). Nothing was written.`, EXIT.usage)
       }
       // Validate before connecting: a bad payload is reported even when the database is down.
       try {

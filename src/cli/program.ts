@@ -6,11 +6,12 @@ import { registerServiceCommands } from './services.ts'
 import { registerInspectCommands } from './inspect.ts'
 import { registerManageCommands } from './manage.ts'
 import { registerDevCommand } from './dev.ts'
+import { registerScheduleCommands } from './schedules.ts'
 
 /**
  * `taskrelay`: one binary for running the parts (migrate, relay, worker,
- * sweeper, dev) and for operating them (status, stats, list, retry, cancel,
- * enqueue). Each command group lives in its own file; this one only wires
+ * sweeper, scheduler, dev) and for operating them (status, stats, list, retry, cancel,
+ * enqueue, schedules). Each command group lives in its own file; this one only wires
  * them together and turns errors into messages and exit codes.
  */
 export function buildProgram(): Command {
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerDevCommand(program)
   registerInspectCommands(program)
   registerManageCommands(program)
+  registerScheduleCommands(program)
   // Subcommands inherit exitOverride/showHelpAfterError only when created after
   // they are set on the parent, which the registrations above ensure.
   return program

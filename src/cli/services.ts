@@ -4,6 +4,7 @@ import type { Server } from 'node:http'
 import { Relay } from '../relay/relay.ts'
 import { Worker } from '../worker/worker.ts'
 import { Sweeper } from '../sweeper/sweeper.ts'
+import { Scheduler } from '../scheduler/scheduler.ts'
 import { TaskRelayEvents } from '../events.ts'
 import type { Task } from '../define-task.ts'
 import type { TaskRelay } from '../task-relay.ts'
@@ -60,6 +61,12 @@ export function workerTarget(ctx: StackContext): HealthTarget {
 export function sweeperTarget(ctx: StackContext): HealthTarget {
   const sweeper = new Sweeper(ctx.tr, ctx.settings.sweeper, { events: ctx.events })
   return { name: 'sweeper', service: sweeper, staleAfterMs: 3 * ctx.settings.sweeper.intervalMs + 30_000 }
+}
+
+export function schedulerTarget(ctx: StackContext): HealthTarget {
+  const scheduler = new Scheduler(ctx.tr, { tasks: ctx.tasks, ...ctx.settings.scheduler }, { events: ctx.events })
+  // The loop sleeps until the next fire time, at most maxSleepMs.
+  return { name: 'scheduler', service: scheduler, staleAfterMs: 2 * ctx.settings.scheduler.maxSleepMs + 30_000 }
 }
 
 /**
@@ -208,6 +215,16 @@ export function registerServiceCommands(program: Command): void {
     .addHelpText('after', examples(['taskrelay sweeper', 'taskrelay sweeper --sweep-interval-ms 10s --retention-ms 3d']))
   const sweeperReq = longRunning(sweeperCmd, ['sweeper'], { tasks: false, redis: false })
   sweeperCmd.action((flags: Record<string, unknown>) => runForever('sweeper', sweeperReq, flags, (ctx) => [sweeperTarget(ctx)], { needsRedis: false }))
+  const schedulerCmd = program
+    .command('scheduler')
+    .summary('turn cron and interval schedules into tasks')
+    .description(
+      'Run a scheduler: fires the schedules of the tasks in --tasks exactly once per fire time, however many schedulers run. ' +
+        'At start it syncs the schedules declared in defineTask({ schedules }). Needs PostgreSQL only. See docs/scheduling.md.',
+    )
+    .addHelpText('after', examples(['taskrelay scheduler --tasks ./src/tasks.ts', 'taskrelay scheduler --tasks ./dist/tasks.js --sync-schedules false --health-port 8080']))
+  const schedulerReq = longRunning(schedulerCmd, ['scheduler'], { tasks: true, redis: false })
+  schedulerCmd.action((flags: Record<string, unknown>) => runForever('scheduler', schedulerReq, flags, (ctx) => [schedulerTarget(ctx)], { needsRedis: false }))
 }
 
 async function runForever(command: string, req: SettingsRequest, flags: Record<string, unknown>, build: Build, opts: { needsRedis: boolean }): Promise<void> {

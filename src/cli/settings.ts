@@ -2,8 +2,8 @@ import { z } from 'zod'
 import { Option, type Command } from 'commander'
 import { relaySettingsSchema, sweeperSettingsSchema, workerSettingsSchema, schemaNameSchema } from '../config.ts'
 import type { RelaySettings, SweeperSettings, WorkerSettings } from '../config.ts'
+import { schedulerSettingsSchema, type SchedulerSettings } from '../scheduler/settings.ts'
 import { ConfigError } from '../errors.ts'
-import { redactUrl } from '../logger.ts'
 import { describeRedis, parseRedisUrl } from '../redis/connection.ts'
 import { SettingsError } from './errors.ts'
 import { formatDuration, parseDuration } from './format.ts'
@@ -38,7 +38,11 @@ function checkDatabaseUrl(value: string, ctx: z.RefinementCtx) {
 
 function checkRedisUrl(value: string, ctx: z.RefinementCtx) {
   try {
-    parseRedisUrl(value)
+    const parsed = parseRedisUrl(value)
+    // parseRedisUrl reads "/x" as database NaN; ioredis would then silently use 0.
+    if (parsed.db !== undefined && !(Number.isInteger(parsed.db) && parsed.db >= 0)) {
+      ctx.addIssue({ code: 'custom', message: 'the database number after the last "/" must be a whole number such as 0' })
+    }
   } catch (err) {
     const problems = err instanceof ConfigError ? err.problems : [(err as Error).message]
     for (const p of problems) ctx.addIssue({ code: 'custom', message: p.replace(/^REDIS_URL: /, '') })
@@ -67,6 +71,7 @@ const COMPONENT_SCHEMAS = {
   relay: relaySettingsSchema,
   worker: workerSettingsSchema,
   sweeper: sweeperSettingsSchema,
+  scheduler: schedulerSettingsSchema,
 } as const satisfies Record<string, z.ZodType>
 
 export type Component = keyof typeof COMPONENT_SCHEMAS
@@ -104,6 +109,7 @@ const DESCRIPTIONS: Record<string, string> = {
   'relay.batchSize': 'rows moved to Redis per round trip',
   'relay.pollIntervalMs': 'safety-net poll when no NOTIFY arrives',
   'relay.maxBacklogPerQueue': 'stop dispatching to a queue holding this many unclaimed tasks in Redis',
+  'relay.lingerMs': 'after its last dispatch, a relay keeps polling briefly this long (enqueues skip NOTIFY meanwhile)',
   'relay.failoverWindowMs': 'after a Redis failover, re-dispatch tasks dispatched this recently',
   'worker.queues': 'queues this worker takes tasks from, comma-separated',
   'worker.concurrency': 'most handlers running at once in this process',
@@ -118,11 +124,17 @@ const DESCRIPTIONS: Record<string, string> = {
   'sweeper.retentionMs': 'finished tasks older than this are deleted',
   'sweeper.pruneBatchSize': 'rows deleted per statement while pruning',
   'sweeper.lostWorkerRetryDelayMs': 'delay before retrying a task whose worker was lost',
+  'scheduler.batchSize': 'due schedules claimed per tick (one transaction)',
+  'scheduler.maxSleepMs': 'longest sleep between ticks (a schedule change wakes schedulers earlier)',
+  'scheduler.misfireGraceMs': 'a fire time at most this late still fires under every misfire policy',
+  'scheduler.maxCatchUp': 'misfire "all": at most this many missed fire times per schedule are fired',
+  'scheduler.syncSchedules': 'at start, create/update/remove the schedules declared in defineTask({ schedules })',
 }
 
 /** Flags that would be ambiguous where several components share a command (`dev`). */
 const FLAG_OVERRIDES: Record<string, string> = {
   'sweeper.intervalMs': 'sweep-interval-ms',
+  'scheduler.batchSize': 'schedule-batch-size',
 }
 
 const PROCESS_NAMES: Record<ProcessKey, { flag: string; env: string; kind: Kind; expected?: string }> = {
@@ -269,12 +281,13 @@ const HELP_GROUPS: Record<Group, string> = {
   relay: 'Relay settings:',
   worker: 'Worker settings:',
   sweeper: 'Sweeper settings:',
+  scheduler: 'Scheduler settings:',
 }
 
 /** Add the flags of these settings to a command, with env var names and defaults in the help. */
 export function addSettingOptions(cmd: Command, req: SettingsRequest): Command {
   for (const def of requestedDefs(req)) {
-    const value = def.kind === 'ms' ? 'ms' : def.kind === 'list' ? 'list' : def.kind === 'url' ? 'url' : def.kind === 'int' ? 'n' : 'value'
+    const value = def.kind === 'ms' ? 'ms' : def.kind === 'list' ? 'list' : def.kind === 'url' ? 'url' : def.kind === 'int' ? 'n' : def.kind === 'bool' ? 'true|false' : 'value'
     // The CLI's worker serves the loaded tasks' queues unless told otherwise (services.ts).
     const dflt = def.key === 'worker.queues' ? "the tasks' queues" : (req.defaults?.[def.field as ProcessKey] ?? defaultText(def))
     const extra = [`env ${def.env}`, dflt ? `default ${def.kind === 'url' ? redactSecrets(dflt) : dflt}` : '']
@@ -292,15 +305,23 @@ export interface ResolvedSettings {
   relay: Readonly<RelaySettings>
   worker: Readonly<WorkerSettings>
   sweeper: Readonly<SweeperSettings>
+  scheduler: Readonly<SchedulerSettings>
   /** where each requested value came from: "--flag", "ENV_VAR" or "default" */
   sources: Readonly<Record<string, string>>
 }
 
 /** Hide passwords in URLs (userinfo and ?password= style parameters). */
 export function redactSecrets(text: string): string {
-  return redactUrl(text)
-    .replace(/\/\/([^:/@,]*):[^@/]+@/, '//$1:***@')
-    .replace(/([?&](?:sentinel)?[Pp]assword=)[^&]*/g, '$1***')
+  return text.replace(/\/\/([^:/@,]*):[^@/]+@/, '//$1:***@').replace(/([?&](?:sentinel)?[Pp]assword=)[^&]*/g, '$1***')
+}
+
+/** Every password-looking part of a URL, so they can be scrubbed from any message that quotes it. */
+function secretsIn(url: string): string[] {
+  const found: string[] = []
+  const userinfo = /\/\/[^:/@,]*:([^@]+)@/.exec(url)?.[1]
+  if (userinfo) found.push(userinfo, decodeURIComponent(userinfo))
+  for (const m of url.matchAll(/[?&](?:sentinel)?[Pp]assword=([^&]*)/g)) if (m[1]) found.push(m[1], decodeURIComponent(m[1]))
+  return found
 }
 
 function showValue(def: SettingDef, raw: string): string {
@@ -353,7 +374,7 @@ export function resolveSettings(
   const problems: string[] = []
   const sources: Record<string, string> = {}
   const given: Record<string, string> = {}
-  const inputs: Record<Group, Record<string, unknown>> = { process: {}, relay: {}, worker: {}, sweeper: {} }
+  const inputs: Record<Group, Record<string, unknown>> = { process: {}, relay: {}, worker: {}, sweeper: {}, scheduler: {} }
   const defs = requestedDefs(req)
   const label = (def: SettingDef) => `${def.key} (--${def.flag} / ${def.env})`
 
@@ -420,12 +441,18 @@ export function resolveSettings(
   for (const c of COMPONENTS) {
     components[c] = req.components.includes(c) ? parse(c, COMPONENT_SCHEMAS[c]) : COMPONENT_SCHEMAS[c].parse({})
   }
-  if (problems.length > 0) throw new SettingsError(problems)
+  if (problems.length > 0) {
+    // Messages from parsers may quote the raw value (e.g. a sentinel list that was really a password).
+    const secrets = defs.filter((d) => d.kind === 'url' && given[d.key]).flatMap((d) => secretsIn(given[d.key]!))
+    const scrub = (p: string) => secrets.reduce((text, secret) => text.replaceAll(secret, '***'), p)
+    throw new SettingsError(problems.map(scrub))
+  }
   return Object.freeze({
     process: processSettings as ProcessSettings,
     relay: components.relay as RelaySettings,
     worker: components.worker as WorkerSettings,
     sweeper: components.sweeper as SweeperSettings,
+    scheduler: components.scheduler as SchedulerSettings,
     sources: Object.freeze(sources),
   })
 }

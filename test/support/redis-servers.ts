@@ -385,6 +385,19 @@ export async function currentPrimaryPort(set: SentinelSet): Promise<number | nul
   return null
 }
 
+/** Wait until every running sentinel sees the replica on `port` as healthy and linked to its primary. */
+export async function waitSentinelsSeeReplica(set: SentinelSet, port: number, timeoutMs = 30_000): Promise<void> {
+  for (const s of set.sentinels.filter((x) => x.running)) {
+    await waitFor(`${s.name} to see the replica on port ${port} as healthy`, async () => {
+      const reps = (await redisCommand(s.port, ['SENTINEL', 'REPLICAS', set.masterName])) as string[][]
+      return reps.some((r) => {
+        const field = (name: string) => r[r.indexOf(name) + 1]
+        return field('port') === String(port) && field('flags') === 'slave' && field('master-link-status') === 'ok'
+      })
+    }, timeoutMs)
+  }
+}
+
 /** SIGKILL every server given, by pid, and remove their directories. */
 export async function stopServers(servers: Iterable<RedisServer>): Promise<void> {
   for (const s of servers) {

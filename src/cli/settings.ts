@@ -99,7 +99,7 @@ export interface SettingDef {
 /** One line per setting; README's configuration table is generated from these. */
 const DESCRIPTIONS: Record<string, string> = {
   'process.databaseUrl': 'PostgreSQL connection URL',
-  'process.redisUrl': 'Redis URL: redis://, rediss:// (TLS) or redis+sentinel://host1:26379,host2:26379/mymaster',
+  'process.redisUrl': 'Redis URL (see Deployment with Redis Sentinel)',
   'process.schema': 'Postgres schema holding taskrelay tables and functions',
   'process.keyPrefix': 'prefix of every Redis key (lets deployments share one Redis)',
   'process.logLevel': 'log level',

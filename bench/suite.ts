@@ -1,7 +1,9 @@
 /**
  * The orchestrator: rounds × scenarios × systems, interleaved
  * (round 1: S1 A B C D, S2 A B C D, …; round 2: the same with the system
- * order rotated), ceilings once per round, then the report.
+ * order rotated). Each ceiling is measured once per round right before the
+ * scenario it is the ceiling of (C1 before S1, C2 before S2, C3 before S3,
+ * C4/C5 before S4; the rest at the start of the round), then the report.
  */
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -95,7 +97,14 @@ export async function main(argv: string[]): Promise<number> {
     totalSeconds: 0,
   }
   const t0 = Date.now()
-  const total = runs * (scenarios.length * systems.length + (ceilingIds.length ? 1 : 0))
+  // Which ceilings to measure right before which scenario, so each is taken in the same conditions.
+  const PAIRED: Partial<Record<ScenarioId, string[]>> = { S1: ['C1'], S2: ['C2'], S3: ['C3'], S4: ['C4', 'C5'] }
+  const ceilingGroups = new Map<ScenarioId | 'start', string[]>()
+  for (const id of ceilingIds) {
+    const owner = scenarios.find((sc) => PAIRED[sc]?.includes(id)) ?? 'start'
+    ceilingGroups.set(owner, [...(ceilingGroups.get(owner) ?? []), id])
+  }
+  const total = runs * (scenarios.length * systems.length + ceilingGroups.size)
   const progress = new Progress(total)
   const profileDir = resolve('bench/results/profiles')
   const childExecArgv = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-name=%ROLE%-${pid}.cpuprofile'] : []
@@ -107,19 +116,23 @@ export async function main(argv: string[]): Promise<number> {
   })
 
   for (let run = 1; run <= runs && !interrupted; run++) {
-    if (ceilingIds.length) {
-      progress.begin(`ceilings, round ${run}/${runs}`)
+    const measureGroup = async (key: ScenarioId | 'start') => {
+      const ids = ceilingGroups.get(key)
+      if (!ids?.length || interrupted) return
+      progress.begin(`ceilings ${ids.join(', ')}, round ${run}/${runs}`)
       try {
-        const c = await measureCeilings(quick ? 2 : 4, quick ? 50_000 : 200_000, ceilingIds)
+        const c = await measureCeilings(quick ? 2 : 4, quick ? 50_000 : 200_000, ids)
         for (const [k, v] of Object.entries(c)) (result.ceilings[k] ??= []).push(v)
         progress.end(Object.entries(c).map(([k, v]) => `${k} ${fmt(v)}`).join(', '))
       } catch (err) {
         progress.end(`ceilings failed: ${(err as Error).message.split('\n')[0]}`)
       }
     }
+    await measureGroup('start')
     // Rotate the system order each round so no system is always first after a ceiling.
     const order = systems.map((_, i) => systems[(i + run - 1) % systems.length]!)
     for (const scenario of scenarios) {
+      await measureGroup(scenario)
       for (const system of order) {
         if (interrupted) break
         const a = producers.get(system)!

@@ -204,20 +204,25 @@ export class Relay extends Service<RelayRoundResult> {
     try {
       const epochKey = this.#keys.epoch()
       const created = await redis.set(epochKey, randomUUID(), 'NX')
-      // null: everything dispatched; a number: dispatched within that many ms
-      let windowMs: number | null | undefined
+      // Re-dispatch what was dispatched between `fromMsAgo` and `toMsAgo`
+      // (null: no bound). Data lost: everything. Reconnect: the window
+      // before the connection was lost; what was dispatched since then was
+      // pushed after the reconnect (to the new primary) or reverted, so
+      // resetting it would only queue stale duplicates (500 ms of slack).
+      let bounds: [number | null, number | null] | undefined
       let reason: 'redis-reconnect' | 'redis-data-lost' = 'redis-reconnect'
       if (created === 'OK') {
-        windowMs = null
+        bounds = [null, null]
         reason = 'redis-data-lost'
       } else if (!first) {
-        windowMs = Math.ceil(performance.now() - (lostAt ?? performance.now())) + this.settings.failoverWindowMs
+        const sinceLost = lostAt === null ? 0 : Math.floor(performance.now() - lostAt)
+        bounds = [sinceLost + this.settings.failoverWindowMs, lostAt === null ? null : Math.max(0, sinceLost - 500)]
       }
       this.#saturated.clear()
-      if (windowMs !== undefined) {
-        const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), [windowMs])
+      if (bounds) {
+        const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), bounds)
         if (res.rowCount > 0) {
-          this.log.warn({ count: res.rowCount, reason, windowMs }, 're-dispatching tasks that may be missing from Redis')
+          this.log.warn({ count: res.rowCount, reason, fromMsAgo: bounds[0], toMsAgo: bounds[1] }, 're-dispatching tasks that may be missing from Redis')
           this.events.emit('relay:redispatch', { count: res.rowCount, reason })
         }
         this.wake()

@@ -18,6 +18,7 @@ describe('Redis loses everything mid-stream', () => {
   beforeAll(async () => {
     redis = await startRedisServer({ name: 'volatile' })
     p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redis.url, label: 'rloss' })
+    await p.enableAudit()
     probe = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 })
     probe.on('error', () => {})
   })
@@ -31,11 +32,12 @@ describe('Redis loses everything mid-stream', () => {
   it('loses no task when Redis is SIGKILLed and restarted empty', async () => {
     const started = Date.now()
     const worker = { ...FAST.worker, concurrency: 4, prefetch: 0, leaseMs: 6000, heartbeatMs: 500 }
-    // The Redis backlog (bounded at 300, ~2 s of work) stays well under the
-    // dispatch timeout, so the sweeper does not re-dispatch tasks merely
-    // waiting in Redis; whatever it re-dispatches was really lost.
-    const relay = { ...FAST.relay, maxBacklogPerQueue: 300 }
-    const sweeper = { ...FAST.sweeper, dispatchTimeoutMs: 8000 }
+    // The Redis backlog (bounded at 150 + one batch per relay, ~2 s of work)
+    // stays under the dispatch timeout even on a busy box, so the sweeper
+    // rarely re-dispatches tasks merely waiting in Redis (the timeout counts
+    // time queued in Redis too).
+    const relay = { ...FAST.relay, maxBacklogPerQueue: 150, batchSize: 50 }
+    const sweeper = { ...FAST.sweeper, dispatchTimeoutMs: 10_000 }
     const services = [
       p.spawn('relay', { settings: relay }),
       p.spawn('relay', { settings: relay }),
@@ -52,16 +54,20 @@ describe('Redis loses everything mid-stream', () => {
     })
     const readyKey = `${p.keyPrefix}:{default}:ready`
     const lostWithRedis: number[] = []
+    const kills: number[] = []
+    const restarts: number[] = []
     for (const downMs of [0, 2000]) {
       const backlog = await waitUntil(async () => {
         const n = await probe.llen(readyKey)
-        return n >= 100 ? n : false
+        return n >= 80 ? n : false
       }, { what: 'a backlog of messages in Redis', timeoutMs: 30_000 })
       const oldPid = redis.pid
+      kills.push(Date.now())
       await redis.kill()
       lostWithRedis.push(backlog)
       if (downMs) await new Promise((r) => setTimeout(r, downMs))
       await redis.restart()
+      restarts.push(Date.now())
       expect(redis.pid).not.toBe(oldPid)
       // Completions resume after the restart.
       const before = await p.completedRuns()
@@ -84,6 +90,13 @@ describe('Redis loses everything mid-stream', () => {
         `relay re-dispatches after data loss: ${dataLost.map((e) => e.count).join(', ')}; sweeper re-dispatched ${swept}; ` +
         `stale messages dropped ${stale}; ${(Date.now() - started) / 1000}s`,
     )
+    // Tasks the sweeper had to re-dispatch: when were they dispatched, relative to the kills?
+    const swept2 = await p.pool.query(
+      `select a.id, a.at as swept_at, (select max(b.at) from "${p.schema}".audit b where b.id = a.id and b.new_state = 'dispatched' and b.at < a.at) as dispatched_at,
+              (select b.app from "${p.schema}".audit b where b.id = a.id and b.new_state = 'dispatched' and b.at < a.at order by b.at desc limit 1) as by
+         from "${p.schema}".audit a where a.old_state = 'dispatched' and a.new_state = 'pending' and a.app like '%sweeper' order by a.at`,
+    )
+    console.info(JSON.stringify({ kills, restarts, swept: swept2.rows.slice(0, 30) }))
     expect(dataLost.length).toBeGreaterThanOrEqual(2)
   }, 240_000)
 })

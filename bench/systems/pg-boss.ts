@@ -13,6 +13,7 @@ import type { ProducerAdapter, WorkerModule, WorkerOptions } from './types.ts'
 
 const VERSION = (JSON.parse(readFileSync(new URL('../node_modules/pg-boss/package.json', import.meta.url), 'utf8')) as { version: string }).version
 const QUEUE = 'bench'
+const LOCAL_CONCURRENCY = Number(process.env.BENCH_PGBOSS_LOCAL_CONCURRENCY ?? 1)
 
 export function createProducer(): ProducerAdapter {
   let boss: PgBoss
@@ -76,7 +77,14 @@ export const worker: WorkerModule = {
       async start() {
         await boss.work<BenchPayload>(
           QUEUE,
-          { batchSize: opts.concurrency, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, burstWhenBatchFull: true },
+          {
+            // concurrency = localConcurrency pollers × batchSize jobs each
+            localConcurrency: LOCAL_CONCURRENCY,
+            batchSize: Math.ceil(opts.concurrency / LOCAL_CONCURRENCY),
+            pollingIntervalSeconds: 0.5,
+            notifyPollingIntervalSeconds: 0.5,
+            burstWhenBatchFull: true,
+          },
           async (jobs) => {
             for (const job of jobs) onTask(job.data)
           },

@@ -1,10 +1,10 @@
 import type { Command } from 'commander'
-import { quoteIdent } from '../db/sql.ts'
-import { TASK_STATES, type TaskState } from '../task-state.ts'
+import { TASK_STATES } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
-import type { Executor } from '../db/executor.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatAge, formatDuration, parseDuration, renderTable, toJson, truncate } from './format.ts'
+import { formatAge, formatDuration, parseDuration, toJson, truncate } from './format.ts'
+import { readStats, renderStats, type StatsSnapshot } from './stats-report.ts'
+import { listTasks, parseListFilters, renderList } from './task-list.ts'
 import { addSettingOptions } from './settings.ts'
 import { ONE_SHOT, parseTaskId, waitForSignal, withDatabase } from './runtime.ts'
 import { createCliLogger } from './runtime.ts'
@@ -89,7 +89,8 @@ export function registerInspectCommands(program: Command): void {
   addSettingOptions(list, ONE_SHOT)
   list.action((flags: Record<string, unknown>) =>
     withDatabase(ONE_SHOT, flags, 'list', async (db, s) => {
-      const page = await listTasks(db.tr.executor, s.process.schema, parseListFilters(flags))
+      const filters = parseListFilters(flags)
+      const page = await listTasks(db.tr.executor, s.process.schema, filters)
       if (flags.json) {
         console.log(toJson(page))
         return
@@ -99,7 +100,9 @@ export function registerInspectCommands(program: Command): void {
         return
       }
       console.log(renderList(page.tasks))
-      if (page.nextAfter) console.log(`\nmore: repeat with --after ${page.nextAfter}`)
+      if (page.nextAfter) {
+        console.log(flags.offset !== undefined ? `\nmore: repeat with --offset ${filters.offset + filters.limit}` : `\nmore: repeat with --after ${page.nextAfter}`)
+      }
     }),
   )
 }
@@ -147,249 +150,4 @@ function stateHint(t: TaskRecord, now: number): string | null {
     default:
       return null
   }
-}
-
-export interface QueueStats {
-  queue: string
-  waiting: number
-  pending: number
-  scheduled: number
-  dispatched: number
-  running: number
-  succeededLastHour: number
-  failedLastHour: number
-  cancelledLastHour: number
-  /** tasks that finished (succeeded or failed) in the last minute */
-  throughputLastMinute: number
-  /** average per minute over the last 15 minutes */
-  throughputPerMinute15m: number
-  /** age of the oldest pending task that is due, in ms */
-  oldestPendingMs: number | null
-}
-
-export interface StatsSnapshot {
-  at: string
-  queues: QueueStats[]
-  totals: Omit<QueueStats, 'queue'>
-}
-
-/**
- * One scan of unfinished tasks plus those finished in the last hour (the
- * partial indexes cover both), grouped by queue.
- */
-export async function readStats(db: Executor, schema: string): Promise<StatsSnapshot> {
-  const res = await db.query<Record<string, string | number | null>>(
-    `select queue,
-            count(*) filter (where state = 'waiting')::int as waiting,
-            count(*) filter (where state = 'pending' and run_at <= now())::int as pending,
-            count(*) filter (where state = 'pending' and run_at > now())::int as scheduled,
-            count(*) filter (where state = 'dispatched')::int as dispatched,
-            count(*) filter (where state = 'running')::int as running,
-            count(*) filter (where state = 'succeeded')::int as succeeded,
-            count(*) filter (where state = 'failed')::int as failed,
-            count(*) filter (where state = 'cancelled')::int as cancelled,
-            count(*) filter (where state in ('succeeded', 'failed') and finished_at > now() - interval '1 minute')::int as done_1m,
-            count(*) filter (where state in ('succeeded', 'failed') and finished_at > now() - interval '15 minutes')::int as done_15m,
-            (extract(epoch from now() - min(run_at) filter (where state = 'pending' and run_at <= now())) * 1000)::float8 as oldest_ms
-       from ${quoteIdent(schema)}.tasks
-      where state in ('waiting', 'pending', 'dispatched', 'running') or finished_at > now() - interval '1 hour'
-      group by queue
-      order by queue`,
-  )
-  const queues: QueueStats[] = res.rows.map((r) => ({
-    queue: String(r.queue),
-    waiting: Number(r.waiting),
-    pending: Number(r.pending),
-    scheduled: Number(r.scheduled),
-    dispatched: Number(r.dispatched),
-    running: Number(r.running),
-    succeededLastHour: Number(r.succeeded),
-    failedLastHour: Number(r.failed),
-    cancelledLastHour: Number(r.cancelled),
-    throughputLastMinute: Number(r.done_1m),
-    throughputPerMinute15m: Math.round((Number(r.done_15m) / 15) * 10) / 10,
-    oldestPendingMs: r.oldest_ms === null ? null : Math.round(Number(r.oldest_ms)),
-  }))
-  const sum = (k: keyof Omit<QueueStats, 'queue' | 'oldestPendingMs'>) => Math.round(queues.reduce((n, q) => n + q[k], 0) * 10) / 10
-  const oldest = queues.map((q) => q.oldestPendingMs).filter((v): v is number => v !== null)
-  return {
-    at: new Date().toISOString(),
-    queues,
-    totals: {
-      waiting: sum('waiting'),
-      pending: sum('pending'),
-      scheduled: sum('scheduled'),
-      dispatched: sum('dispatched'),
-      running: sum('running'),
-      succeededLastHour: sum('succeededLastHour'),
-      failedLastHour: sum('failedLastHour'),
-      cancelledLastHour: sum('cancelledLastHour'),
-      throughputLastMinute: sum('throughputLastMinute'),
-      throughputPerMinute15m: sum('throughputPerMinute15m'),
-      oldestPendingMs: oldest.length ? Math.max(...oldest) : null,
-    },
-  }
-}
-
-function renderStats(snap: StatsSnapshot, schema: string): string {
-  type Row = Omit<QueueStats, 'queue'> & { queue: string }
-  const rows: Row[] = [...snap.queues, ...(snap.queues.length > 1 ? [{ queue: 'all queues', ...snap.totals }] : [])]
-  const age = (ms: number | null) => (ms === null ? '-' : formatDuration(ms))
-  const table = renderTable<Row>(
-    [
-      { header: 'QUEUE', value: (r) => r.queue },
-      { header: 'PENDING', value: (r) => r.pending, right: true },
-      { header: 'SCHEDULED', value: (r) => r.scheduled, right: true },
-      { header: 'DISPATCHED', value: (r) => r.dispatched, right: true },
-      { header: 'RUNNING', value: (r) => r.running, right: true },
-      { header: 'SUCCEEDED 1H', value: (r) => r.succeededLastHour, right: true },
-      { header: 'FAILED 1H', value: (r) => r.failedLastHour, right: true },
-      { header: 'CANCELLED 1H', value: (r) => r.cancelledLastHour, right: true },
-      { header: 'DONE/MIN', value: (r) => r.throughputLastMinute, right: true },
-      { header: 'OLDEST PENDING', value: (r) => age(r.oldestPendingMs), right: true },
-    ],
-    rows,
-  )
-  const t = snap.totals
-  return [
-    `taskrelay stats, schema "${schema}", ${new Date(snap.at).toLocaleTimeString()}`,
-    '',
-    snap.queues.length ? table : 'no unfinished tasks and nothing finished in the last hour',
-    '',
-    `throughput: ${t.throughputLastMinute} in the last minute, ${t.throughputPerMinute15m}/min over 15 min · ` +
-      `oldest pending: ${age(t.oldestPendingMs)} · failed in the last hour: ${t.failedLastHour}`,
-  ].join('\n')
-}
-
-export interface ListFilters {
-  states: TaskState[] | null
-  task: string | null
-  queue: string | null
-  sinceMs: number | null
-  olderThanMs: number | null
-  limit: number
-  offset: number
-  after: string | null
-}
-
-function parseListFilters(flags: Record<string, unknown>): ListFilters {
-  const problems: string[] = []
-  const str = (k: string) => (typeof flags[k] === 'string' ? (flags[k] as string) : null)
-  const age = (k: string, flag: string) => {
-    const v = str(k)
-    if (v === null) return null
-    const ms = parseDuration(v)
-    if (ms === null) problems.push(`${flag}: expected an age such as 30m, 1h or 7d, got "${v}"`)
-    return ms
-  }
-  const int = (k: string, flag: string, min: number, max: number) => {
-    const v = str(k)
-    if (v === null) return null
-    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) problems.push(`${flag}: expected a whole number from ${min} to ${max}, got "${v}"`)
-    return Number(v)
-  }
-  let states: TaskState[] | null = null
-  if (str('state') !== null) {
-    states = str('state')!.split(',').map((x) => x.trim()).filter(Boolean) as TaskState[]
-    const bad = states.filter((x) => !TASK_STATES.includes(x))
-    if (bad.length) problems.push(`--state: unknown state ${bad.map((b) => `"${b}"`).join(', ')}; use ${TASK_STATES.join(', ')}`)
-  }
-  const filters: ListFilters = {
-    states,
-    task: str('task'),
-    queue: str('queue'),
-    sinceMs: age('since', '--since'),
-    olderThanMs: age('olderThan', '--older-than'),
-    limit: int('limit', '--limit', 1, 1000) ?? 50,
-    offset: int('offset', '--offset', 0, 10_000_000) ?? 0,
-    after: null,
-  }
-  if (str('after') !== null) {
-    if (!/^\d{1,19}$/.test(str('after')!)) problems.push(`--after: expected a task id, got "${str('after')}"`)
-    else filters.after = str('after')
-  }
-  if (filters.after !== null && str('offset') !== null) problems.push('--after and --offset: use one way of paging, not both')
-  if (problems.length) throw new CliError(`invalid filters:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee \`taskrelay list --help\`.`, EXIT.usage)
-  return filters
-}
-
-export interface ListedTask {
-  id: string
-  name: string
-  queue: string
-  state: TaskState
-  attempt: number
-  maxAttempts: number
-  priority: number
-  createdAt: Date
-  runAt: Date
-  startedAt: Date | null
-  finishedAt: Date | null
-  workerId: string | null
-  error: string | null
-}
-
-/** Newest first (id desc), so `--after <last id>` is a stable cursor while tasks keep arriving. */
-export async function listTasks(db: Executor, schema: string, f: ListFilters): Promise<{ tasks: ListedTask[]; nextAfter: string | null }> {
-  const where: string[] = []
-  const values: unknown[] = []
-  const add = (sqlText: string, value: unknown) => {
-    values.push(value)
-    where.push(sqlText.replace('?', `$${values.length}`))
-  }
-  if (f.states) add('state = any(?::text[])', f.states)
-  // Only * is a wildcard: LIKE's own % and _ (and the escape character) are escaped.
-  if (f.task) add(f.task.includes('*') ? "name like ? escape '\\'" : 'name = ?', f.task.includes('*') ? f.task.replace(/[\\%_]/g, '\\$&').replaceAll('*', '%') : f.task)
-  if (f.queue) add('queue = ?', f.queue)
-  if (f.sinceMs !== null) add("created_at >= now() - ? * interval '1 millisecond'", f.sinceMs)
-  if (f.olderThanMs !== null) add("created_at < now() - ? * interval '1 millisecond'", f.olderThanMs)
-  if (f.after) add('id < ?::bigint', f.after)
-  values.push(f.limit + 1, f.offset)
-  const res = await db.query<{ id: string; name: string; queue: string; state: TaskState; attempt: number; max_attempts: number; priority: number; created_at: Date; run_at: Date; started_at: Date | null; finished_at: Date | null; worker_id: string | null; error: string | null }>(
-    `select id, name, queue, state, attempt, max_attempts, priority, created_at, run_at, started_at, finished_at, worker_id, error
-       from ${quoteIdent(schema)}.task_status
-      ${where.length ? 'where ' + where.join(' and ') : ''}
-      order by id desc
-      limit $${values.length - 1} offset $${values.length}`,
-    values,
-  )
-  const rows = res.rows.slice(0, f.limit)
-  return {
-    tasks: rows.map((r) => ({
-      id: String(r.id),
-      name: r.name,
-      queue: r.queue,
-      state: r.state,
-      attempt: r.attempt,
-      maxAttempts: r.max_attempts,
-      priority: r.priority,
-      createdAt: r.created_at,
-      runAt: r.run_at,
-      startedAt: r.started_at,
-      finishedAt: r.finished_at,
-      workerId: r.worker_id,
-      error: r.error,
-    })),
-    nextAfter: res.rows.length > f.limit ? String(rows.at(-1)!.id) : null,
-  }
-}
-
-function renderList(tasks: ListedTask[]): string {
-  const now = Date.now()
-  return renderTable<ListedTask>(
-    [
-      { header: 'ID', value: (t) => t.id, right: true },
-      { header: 'TASK', value: (t) => t.name, max: 40 },
-      { header: 'QUEUE', value: (t) => t.queue, max: 20 },
-      { header: 'STATE', value: (t) => t.state },
-      { header: 'ATTEMPT', value: (t) => `${t.attempt}/${t.maxAttempts}`, right: true },
-      { header: 'CREATED', value: (t) => formatAge(t.createdAt, now) },
-      {
-        header: 'FINISHED / RUNS',
-        value: (t) => (t.finishedAt ? formatAge(t.finishedAt, now) : t.state === 'pending' && t.runAt.getTime() > now ? formatAge(t.runAt, now) : '-'),
-      },
-      { header: 'ERROR', value: (t) => t.error ?? '', max: 60 },
-    ],
-    tasks,
-  )
 }

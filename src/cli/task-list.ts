@@ -1,0 +1,139 @@
+import { quoteIdent } from '../db/sql.ts'
+import { TASK_STATES, type TaskState } from '../task-state.ts'
+import type { Executor } from '../db/executor.ts'
+import { CliError, EXIT } from './errors.ts'
+import { formatAge, parseDuration, renderTable } from './format.ts'
+
+/** `taskrelay list`: filters from flags, the keyset-paged query, the table. */
+export interface ListFilters {
+  states: TaskState[] | null
+  task: string | null
+  queue: string | null
+  sinceMs: number | null
+  olderThanMs: number | null
+  limit: number
+  offset: number
+  after: string | null
+}
+
+export function parseListFilters(flags: Record<string, unknown>): ListFilters {
+  const problems: string[] = []
+  const str = (k: string) => (typeof flags[k] === 'string' ? (flags[k] as string) : null)
+  const age = (k: string, flag: string) => {
+    const v = str(k)
+    if (v === null) return null
+    const ms = parseDuration(v)
+    if (ms === null) problems.push(`${flag}: expected an age such as 30m, 1h or 7d, got "${v}"`)
+    return ms
+  }
+  const int = (k: string, flag: string, min: number, max: number) => {
+    const v = str(k)
+    if (v === null) return null
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) problems.push(`${flag}: expected a whole number from ${min} to ${max}, got "${v}"`)
+    return Number(v)
+  }
+  let states: TaskState[] | null = null
+  if (str('state') !== null) {
+    states = str('state')!.split(',').map((x) => x.trim()).filter(Boolean) as TaskState[]
+    const bad = states.filter((x) => !TASK_STATES.includes(x))
+    if (bad.length) problems.push(`--state: unknown state ${bad.map((b) => `"${b}"`).join(', ')}; use ${TASK_STATES.join(', ')}`)
+  }
+  const filters: ListFilters = {
+    states,
+    task: str('task'),
+    queue: str('queue'),
+    sinceMs: age('since', '--since'),
+    olderThanMs: age('olderThan', '--older-than'),
+    limit: int('limit', '--limit', 1, 1000) ?? 50,
+    offset: int('offset', '--offset', 0, 10_000_000) ?? 0,
+    after: null,
+  }
+  if (str('after') !== null) {
+    if (!/^\d{1,19}$/.test(str('after')!)) problems.push(`--after: expected a task id, got "${str('after')}"`)
+    else filters.after = str('after')
+  }
+  if (filters.after !== null && str('offset') !== null) problems.push('--after and --offset: use one way of paging, not both')
+  if (problems.length) throw new CliError(`invalid filters:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee \`taskrelay list --help\`.`, EXIT.usage)
+  return filters
+}
+
+export interface ListedTask {
+  id: string
+  name: string
+  queue: string
+  state: TaskState
+  attempt: number
+  maxAttempts: number
+  priority: number
+  createdAt: Date
+  runAt: Date
+  startedAt: Date | null
+  finishedAt: Date | null
+  workerId: string | null
+  error: string | null
+}
+
+/** Newest first (id desc), so `--after <last id>` is a stable cursor while tasks keep arriving. */
+export async function listTasks(db: Executor, schema: string, f: ListFilters): Promise<{ tasks: ListedTask[]; nextAfter: string | null }> {
+  const where: string[] = []
+  const values: unknown[] = []
+  const add = (sqlText: string, value: unknown) => {
+    values.push(value)
+    where.push(sqlText.replace('?', `$${values.length}`))
+  }
+  if (f.states) add('state = any(?::text[])', f.states)
+  // Only * is a wildcard: LIKE's own % and _ (and the escape character) are escaped.
+  if (f.task) add(f.task.includes('*') ? "name like ? escape '\\'" : 'name = ?', f.task.includes('*') ? f.task.replace(/[\\%_]/g, '\\$&').replaceAll('*', '%') : f.task)
+  if (f.queue) add('queue = ?', f.queue)
+  if (f.sinceMs !== null) add("created_at >= now() - ? * interval '1 millisecond'", f.sinceMs)
+  if (f.olderThanMs !== null) add("created_at < now() - ? * interval '1 millisecond'", f.olderThanMs)
+  if (f.after) add('id < ?::bigint', f.after)
+  values.push(f.limit + 1, f.offset)
+  const res = await db.query<{ id: string; name: string; queue: string; state: TaskState; attempt: number; max_attempts: number; priority: number; created_at: Date; run_at: Date; started_at: Date | null; finished_at: Date | null; worker_id: string | null; error: string | null }>(
+    `select id, name, queue, state, attempt, max_attempts, priority, created_at, run_at, started_at, finished_at, worker_id, error
+       from ${quoteIdent(schema)}.task_status
+      ${where.length ? 'where ' + where.join(' and ') : ''}
+      order by id desc
+      limit $${values.length - 1} offset $${values.length}`,
+    values,
+  )
+  const rows = res.rows.slice(0, f.limit)
+  return {
+    tasks: rows.map((r) => ({
+      id: String(r.id),
+      name: r.name,
+      queue: r.queue,
+      state: r.state,
+      attempt: r.attempt,
+      maxAttempts: r.max_attempts,
+      priority: r.priority,
+      createdAt: r.created_at,
+      runAt: r.run_at,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+      workerId: r.worker_id,
+      error: r.error,
+    })),
+    nextAfter: res.rows.length > f.limit ? String(rows.at(-1)!.id) : null,
+  }
+}
+
+export function renderList(tasks: ListedTask[]): string {
+  const now = Date.now()
+  return renderTable<ListedTask>(
+    [
+      { header: 'ID', value: (t) => t.id, right: true },
+      { header: 'TASK', value: (t) => t.name, max: 40 },
+      { header: 'QUEUE', value: (t) => t.queue, max: 20 },
+      { header: 'STATE', value: (t) => t.state },
+      { header: 'ATTEMPT', value: (t) => `${t.attempt}/${t.maxAttempts}`, right: true },
+      { header: 'CREATED', value: (t) => formatAge(t.createdAt, now) },
+      {
+        header: 'FINISHED / RUNS',
+        value: (t) => (t.finishedAt ? formatAge(t.finishedAt, now) : t.state === 'pending' && t.runAt.getTime() > now ? formatAge(t.runAt, now) : '-'),
+      },
+      { header: 'ERROR', value: (t) => t.error ?? '', max: 60 },
+    ],
+    tasks,
+  )
+}

@@ -39,7 +39,12 @@ export function registerScheduleCommands(program: Command): void {
     .description('Manage the schedules that schedulers fire (see docs/scheduling.md). Schedules declared in defineTask({ schedules }) are synced by schedulers at start; the ones added here are kept as they are.')
     .addHelpText('after', examples(['taskrelay schedules list', "taskrelay schedules add nightly-report report.build --cron '0 3 * * *' --timezone Europe/Berlin --tasks ./src/tasks.ts", 'taskrelay schedules pause nightly-report']))
 
-  const list = group.command('list').summary('show every schedule with its next and last fire').option('--task <name>', 'only schedules of this task').option('--json', 'print JSON')
+  const list = group
+    .command('list')
+    .summary('show every schedule with its next and last fire')
+    .option('--task <name>', 'only schedules of this task')
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples(['taskrelay schedules list', 'taskrelay schedules list --task report.build --json']))
   addSettingOptions(list, ONE_SHOT)
   list.action((flags: Record<string, unknown>) =>
     withDatabase(ONE_SHOT, flags, 'schedules', async (db) => {

@@ -47,7 +47,10 @@ describe('relay, worker, sweeper and scheduler as separate processes', () => {
   it('run a task to succeeded, log its events, report health, and exit 0 on SIGTERM', async () => {
     const healthPort = await freePort()
     const tasks = { TASKRELAY_TASKS: 'test/cli/fixtures/tasks.ts' }
-    const relay = start(['relay'])
+    // A password the server ignores (trust auth) but the logs must never show.
+    const withPassword = new URL(databaseUrl())
+    withPassword.password = 'hunter2'
+    const relay = start(['relay'], { DATABASE_URL: withPassword.href })
     const worker = start(['worker', '--concurrency', '2', '--health-port', String(healthPort)], tasks)
     const sweeper = start(['sweeper', '--sweep-interval-ms', '1s'])
     const scheduler = start(['scheduler'], tasks)
@@ -74,9 +77,13 @@ describe('relay, worker, sweeper and scheduler as separate processes', () => {
     expect(health.status).toBe(200)
     expect(await health.json()).toMatchObject({ ok: true, services: { worker: { ok: true, running: true } } })
 
+    const relayConfig = relay.logs.find((l) => l.msg === 'taskrelay starting')!.config as Record<string, unknown>
+    expect(relayConfig.database).toContain(':***@')
+
     const codes = await Promise.all([relay, worker, sweeper, scheduler].map((p) => p.stop('SIGTERM')))
     expect(codes).toEqual([0, 0, 0, 0])
     for (const p of [relay, worker, sweeper, scheduler]) expect(p.logs.some((l) => l.msg === 'stopped')).toBe(true)
+    expect(relay.stdout() + relay.stderr()).not.toContain('hunter2')
   })
 
   it('refuses to start a worker without tasks, before touching any server', async () => {

@@ -24,7 +24,15 @@ function installed(): boolean {
 if (!installed()) {
   console.error('bench: installing the peers (npm ci in bench/) ...')
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
-  execFileSync(npm, ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: benchDir, stdio: 'inherit' })
+  try {
+    execFileSync(npm, ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: benchDir, stdio: ['ignore', 'inherit', 'pipe'] })
+  } catch {
+    // npm ci refuses a lockfile whose platform-specific optional packages
+    // (msgpackr-extract's prebuilt binaries) were left out where it was written;
+    // install from the same lockfile without rewriting it instead.
+    console.error('bench: npm ci refused the lockfile; npm install --no-save from it instead')
+    execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: benchDir, stdio: 'inherit' })
+  }
 }
 
 const { main } = await import('./suite.ts')

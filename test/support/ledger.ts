@@ -200,7 +200,6 @@ export interface LedgerReport {
   overlaps: Array<{ taskId: string; a: string; b: string; aStart: number; aEnd: number | null; bStart: number; bEnd: number | null }>
   /** runs never finished whose process was not declared dead */
   unfinished: Array<{ runId: string; taskId: string; pid: number }>
-  /** tasks whose row is not in `state` ... filled by checkTasks */
 }
 
 /** Read both tables and find every violation of the delivery promise. */

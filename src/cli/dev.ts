@@ -4,7 +4,7 @@ import { quoteIdent } from '../db/sql.ts'
 import { TASK_STATES, type TaskState } from '../task-state.ts'
 import type { Executor } from '../db/executor.ts'
 import { addSettingOptions, type SettingsRequest } from './settings.ts'
-import { createCliLogger, waitForSignal } from './runtime.ts'
+import { createCliLogger, trapEarlySignals, waitForSignal } from './runtime.ts'
 import { relayTarget, schedulerTarget, startStack, sweeperTarget, workerTarget } from './services.ts'
 
 /** The bundled example tasks (a checkout only: the published package leaves examples/ out). */
@@ -76,6 +76,7 @@ export function registerDevCommand(program: Command): void {
     )
   addSettingOptions(dev, DEV)
   dev.action(async (flags: Record<string, unknown>) => {
+    trapEarlySignals()
     const tty = process.stdout.isTTY === true
     const progress = new ProgressLine(tty)
     const started = await startStack('dev', DEV, flags, (ctx) => [relayTarget(ctx), sweeperTarget(ctx), workerTarget(ctx), schedulerTarget(ctx)], {

@@ -201,6 +201,19 @@ export interface Runnable {
   readonly consecutiveErrors: number
 }
 
+let earlySignal: NodeJS.Signals | null = null
+const recordEarly = (signal: NodeJS.Signals) => (earlySignal ??= signal)
+
+/**
+ * Call first thing in a long-running command: a SIGTERM that arrives while it
+ * is still connecting and starting (a container stopped right after start)
+ * then stops it cleanly once started, instead of killing it half-way.
+ */
+export function trapEarlySignals(): void {
+  process.on('SIGINT', recordEarly)
+  process.on('SIGTERM', recordEarly)
+}
+
 /**
  * Wait for SIGINT/SIGTERM, then run `stop` and exit 0. A second signal while
  * stopping exits at once with 130 (the operator asked twice).
@@ -226,8 +239,11 @@ export function waitForSignal(log: Logger, stop: () => Promise<void>): Promise<n
         },
       )
     }
+    process.off('SIGINT', recordEarly)
+    process.off('SIGTERM', recordEarly)
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
+    if (earlySignal) onSignal(earlySignal)
   })
 }
 

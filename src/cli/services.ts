@@ -12,7 +12,7 @@ import { listMigrations } from '../db/migrate.ts'
 import { quoteIdent } from '../db/sql.ts'
 import { CliError, EXIT } from './errors.ts'
 import { addSettingOptions, describeSettings, resolveSettings, type ResolvedSettings, type SettingsRequest, type Component } from './settings.ts'
-import { checkRedis, createCliLogger, loadTasks, logTaskEvents, openDatabase, waitForSignal, errorText, type Database, type Runnable } from './runtime.ts'
+import { checkRedis, createCliLogger, loadTasks, logTaskEvents, openDatabase, trapEarlySignals, waitForSignal, errorText, type Database, type Runnable } from './runtime.ts'
 import { startHealthServer, type HealthTarget } from './health.ts'
 
 const LONG_RUNNING: SettingsRequest['process'] = ['databaseUrl', 'redisUrl', 'schema', 'keyPrefix', 'logLevel', 'logFormat', 'healthPort']
@@ -228,6 +228,7 @@ export function registerServiceCommands(program: Command): void {
 }
 
 async function runForever(command: string, req: SettingsRequest, flags: Record<string, unknown>, build: Build, opts: { needsRedis: boolean }): Promise<void> {
+  trapEarlySignals()
   const started = await startStack(command, req, flags, build, opts)
   await waitForSignal(started.log, started.stop)
 }

@@ -10,7 +10,9 @@
  *   d  tr.enqueue(client, task, payload)  the public API
  *   e  prepareTask() alone (zod + JSON + size check), no SQL
  *
- * Interleaved in chunks; median µs per call.
+ * Interleaved in chunks; median µs per call. Then S2's shape (16 loops of
+ * autocommit INSERTs through node-pg) for a plain table, the raw statement,
+ * a lean copy of the table and tr.enqueue.
  *   node bench/tools/enqueue-micro.ts [--n 2000]
  */
 import { createRequire } from 'node:module'
@@ -72,6 +74,40 @@ for (const [label] of variants) {
   const xs = per.get(label)!
   console.log(`  ${label.padEnd(40)} ${median(xs).toFixed(0).padStart(6)} µs  (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`)
 }
+
+// Part 2: S2's shape: 16 loops, one autocommit INSERT each, through node-pg.
+// The same client stack for all three, so the gap to C2 (pgbench, written in
+// C) splits into "node-pg" and "taskrelay's INSERT".
+const pool16 = new pg.Pool({ connectionString: DATABASE_URL, max: 16 })
+const tr16 = new TaskRelay({ db: pool16, schema })
+const loops = async (count: number, fn: () => Promise<unknown>) => {
+  let left = count
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (left-- > 0) await fn()
+  }))
+}
+const conc: Array<[string, () => Promise<unknown>]> = [
+  ['plain task-shaped table', () => pool16.query({ text: `insert into ${schema}.plain (name, payload) values ($1, $2)`, values: ['bench.noop', JSON.stringify({ n: n++ })], name: 'm16_plain' })],
+  ['task-insert-one.sql, no validation', () => pool16.query({ text: insertOne, values: ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, null], name: 'm16_task' })],
+  ['… on t_lean (no trigger/ON CONFLICT, cheap CHECKs)', () => pool16.query({ text: noConflict(onTable('t_lean')), values: ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, null], name: 'm16_lean' })],
+  ['tr.enqueue(task, payload) (S2)', () => tr16.enqueue(task, { n: n++ })],
+]
+const rates = new Map<string, number[]>()
+const C16 = 2000
+for (let r = 0; r < 4; r++) {
+  for (const [label, fn] of conc) {
+    const t = nowMs()
+    await loops(C16, fn)
+    rates.set(label, [...(rates.get(label) ?? []), C16 / ((nowMs() - t) / 1000)])
+  }
+}
+console.log(`\n16 loops, autocommit INSERT via node-pg, ${C16} per try, 4 interleaved tries, median tx/s:`)
+for (const [label] of conc) {
+  const xs = rates.get(label)!
+  console.log(`  ${label.padEnd(52)} ${median(xs).toFixed(0).padStart(6)} tx/s  (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`)
+}
+await tr16.close()
+await pool16.end()
 await pool.query(`drop schema if exists ${schema} cascade`)
 await tr.close()
 await pool.end()

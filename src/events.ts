@@ -12,7 +12,7 @@ export interface TaskEventFields {
 }
 
 export interface EventMap {
-  'relay:batch': [{ dispatched: number; byQueue: Record<string, number>; durationMs: number }]
+  'relay:batch': [{ dispatched: number; byQueue: Record<string, number>; durationMs: number; ids: string[] }]
   'relay:redispatch': [{ count: number; reason: 'redis-reconnect' | 'redis-data-lost' | 'push-failed' }]
   'task:started': [TaskEventFields]
   'task:succeeded': [TaskEventFields & { durationMs: number }]

@@ -232,11 +232,21 @@ export class TaskRelay {
       const onAbort = () => finish(() => reject(options.signal!.reason))
       const unsubscribe = listener.subscribe(taskId, () => void check())
       options.signal?.addEventListener('abort', onAbort, { once: true })
-      if (options.timeoutMs !== undefined) {
-        timer = setTimeout(() => finish(() => reject(new WaitTimeoutError(taskId, options.timeoutMs!))), options.timeoutMs)
-      }
-      // Check after subscribing: a task that finished before LISTEN was set up is seen here.
-      void listener.ready().then(check, (err) => finish(() => reject(err)))
+      const startedAt = performance.now()
+      // Check after subscribing: a task that finished before LISTEN was set up
+      // is seen here. The timeout is armed after that first read, so a task
+      // already finished wins even over a timeout shorter than one query.
+      void listener
+        .ready()
+        .then(check)
+        .then(
+          () => {
+            if (settled || options.timeoutMs === undefined) return
+            const left = Math.max(0, options.timeoutMs - (performance.now() - startedAt))
+            timer = setTimeout(() => finish(() => reject(new WaitTimeoutError(taskId, options.timeoutMs!))), left)
+          },
+          (err) => finish(() => reject(err)),
+        )
     })
   }
 

@@ -38,7 +38,8 @@ export function parseRedisUrl(url: string): RedisSettings {
       return { host: host!, port: port ? Number(port) : 26379 }
     })
     if (sentinels.some((s) => !s.host || !Number.isInteger(s.port))) {
-      throw new ConfigError([`REDIS_URL: cannot read the sentinel list "${hostList}"; expected host1:26379,host2:26379`])
+      // The raw list is not quoted back: a malformed URL may carry a password in it.
+      throw new ConfigError(['REDIS_URL: cannot read the sentinel host list; expected redis+sentinel://host1:26379,host2:26379/mymaster'])
     }
     const tls = secure === 's' || params.get('tls') === 'true'
     return {
@@ -63,6 +64,9 @@ export function parseRedisUrl(url: string): RedisSettings {
     throw new ConfigError([`REDIS_URL: unsupported scheme "${u.protocol}"; use redis://, rediss:// or redis+sentinel://`])
   }
   const db = u.pathname.replace(/^\//, '')
+  if (db !== '' && !/^\d+$/.test(db)) {
+    throw new ConfigError([`REDIS_URL: the path must be a database number (redis://host:6379/0), got "/${db}"`])
+  }
   return {
     host: u.hostname || '127.0.0.1',
     port: u.port ? Number(u.port) : 6379,

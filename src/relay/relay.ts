@@ -161,7 +161,7 @@ export class Relay extends Service<RelayRoundResult> {
     }
     const durationMs = performance.now() - started
     const counts = Object.fromEntries([...byQueue].map(([q, m]) => [q, m.length]))
-    this.events.emit('relay:batch', { dispatched: rows.length, byQueue: counts, durationMs })
+    this.events.emit('relay:batch', { dispatched: rows.length, byQueue: counts, durationMs, ids: rows.map((r) => String(r.id)) })
     this.log.debug({ dispatched: rows.length, byQueue: counts, durationMs }, 'dispatched batch')
     return { dispatched: rows.length, more: rows.length === this.settings.batchSize, saturatedQueues: saturated }
   }

@@ -228,7 +228,6 @@ export class Worker extends Service<number> {
     }
     const fields = { id: claimed.id, name: claimed.name, queue: claimed.queue, attempt: claimed.attempt }
     const log = this.log.child({ taskId: claimed.id, task: claimed.name, queue: claimed.queue, attempt: claimed.attempt })
-    log.debug('task started')
     this.events.emit('task:started', fields)
     let handlerSettled: Promise<unknown> = Promise.resolve()
     void runAttempt({
@@ -260,7 +259,6 @@ export class Worker extends Service<number> {
           log.warn({ durationMs }, 'outcome discarded: this attempt no longer owns the task (lease lost or cancelled)')
           this.events.emit('task:lease-lost', fields)
         } else if (outcome.state === 'succeeded') {
-          log.debug({ durationMs }, 'task succeeded')
           this.events.emit('task:succeeded', { ...fields, durationMs })
         } else if (outcome.state === 'pending') {
           log.warn({ durationMs, delayMs: outcome.delayMs, err: outcome.error.message }, 'task failed; will retry')

@@ -40,6 +40,12 @@ export class LeaseKeeper {
   start(): void {
     this.#lastOkAt = Date.now()
     this.#timer = setInterval(() => {
+      // A heartbeat that hangs (network partition) never fails, so the catch
+      // below never fires: give the attempts up before the leases the last
+      // confirmed heartbeat bought can expire and be handed to another worker.
+      if (Date.now() - this.#lastOkAt > this.#leaseMs - this.#heartbeatMs) {
+        for (const a of this.#attempts()) if (a.active) a.abort(new LeaseLostError(a.id, a.attempt))
+      }
       this.#beating ??= this.beat()
         .then(() => {}, () => {}) // logged in beat(); the next tick retries
         .finally(() => (this.#beating = null))
@@ -59,13 +65,15 @@ export class LeaseKeeper {
       this.#lastOkAt = Date.now()
       return new Set()
     }
+    // The renewed leases run from when the UPDATE executed, at the earliest when it was sent.
+    const sentAt = Date.now()
     try {
       const res = await this.#db.query<{ id: string }>(loadSql('task-heartbeat-batch.sql', this.#schema), [
         attempts.map((a) => a.id),
         attempts.map((a) => a.attempt),
         this.#leaseMs,
       ])
-      if (!only) this.#lastOkAt = Date.now()
+      if (!only) this.#lastOkAt = sentAt
       const owned = new Set(res.rows.map((r) => String(r.id)))
       for (const a of attempts) {
         if (!owned.has(a.id) && a.active) a.abort(new LeaseLostError(a.id, a.attempt))

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { databaseUrl, redisUrl, waitUntil } from '../support/db.ts'
 import { checkLedger, checkTaskRows } from '../support/ledger.ts'
-import { FAST, Pipeline, allReady } from './fixtures/pipeline-harness.ts'
+import { FAST, PartitionProxy, Pipeline, allReady, expectDelivered } from './fixtures/pipeline-harness.ts'
 
 /**
  * A worker process is SIGKILLed while its handlers run. Its attempts are not
@@ -130,6 +130,99 @@ describe('worker SIGKILL mid-task', () => {
     console.info(
       `[worker-kill] A held ${orphaned.length} attempts (${killedRuns.length} in handlers); leases expired ${Math.max(...leaseById.values()) - killedAt} ms after the kill; ` +
         `B started the first retry ${firstRetry - killedAt} ms after the kill`,
+    )
+  }, 120_000)
+})
+
+/**
+ * A worker cut off from Postgres (a partition: its queries hang, nothing
+ * fails, nothing closes) while its handlers run. It cannot renew its
+ * leases, so the sweeper hands the tasks to another worker once they
+ * expire: the cut-off worker must stop its handlers (ctx.signal) before its
+ * leases run out, or two runs of one task overlap. After the partition
+ * heals it goes on working by itself.
+ */
+describe('worker partitioned from Postgres mid-task', () => {
+  let p: Pipeline
+  let proxy: PartitionProxy
+
+  beforeAll(async () => {
+    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'wpart' })
+    proxy = await PartitionProxy.start(databaseUrl())
+  })
+
+  afterAll(async () => {
+    proxy?.heal()
+    await p?.cleanup({ sharedRedisUrl: redisUrl() })
+    await proxy?.close()
+  })
+
+  it('stops its handlers before its leases expire; another worker runs them, never at the same time', async () => {
+    const leaseMs = 2000
+    const workerSettings = { ...FAST.worker, concurrency: 4, prefetch: 0, leaseMs, heartbeatMs: 400 }
+    const sweeperSettings = { ...FAST.sweeper, intervalMs: 200, lostWorkerRetryDelayMs: 0 }
+    const services = [
+      p.spawn('relay', { settings: FAST.relay }),
+      p.spawn('sweeper', { settings: sweeperSettings }),
+      p.spawn('sweeper', { settings: sweeperSettings }),
+    ]
+    // A reaches Postgres through the proxy; its ledger writes go straight to Postgres.
+    const a = p.spawn('worker', { name: 'workerA', settings: workerSettings, databaseUrl: proxy.url(databaseUrl()) })
+    await allReady([...services, a])
+    const aId = String((await a.ready).workerId)
+
+    const producer = p.spawn('producer', { env: { TR_PRODUCE: JSON.stringify({ commit: 4, rollback: 0, maxTxSize: 4, msMin: 6000, msMax: 6000 }) } })
+    await producer.waitMessage((m) => m.type === 'done')
+    await waitUntil(
+      async () => (await p.pool.query(`select count(*)::int as c from "${p.schema}".ledger where pid = $1 and run_finished is null`, [a.pid])).rows[0].c === 4,
+      { what: 'worker A running 4 handlers', timeoutMs: 15_000 },
+    )
+    const b = p.spawn('worker', { name: 'workerB', settings: workerSettings })
+    await b.ready
+
+    proxy.partition()
+    const partitionedAt = Date.now()
+    // The leases A holds (no heartbeat of A can land any more).
+    const held = await p.pool.query<{ id: string; lease: number }>(
+      `select id::text, extract(epoch from lease_expires_at) * 1000 as lease from "${p.schema}".tasks where state = 'running' and worker_id = $1`,
+      [aId],
+    )
+    expect(held.rows).toHaveLength(4)
+
+    await p.waitAllSucceeded(30_000, 4)
+    const healedAt = Date.now()
+    proxy.heal()
+
+    // A stopped every handler before the lease it held expired.
+    const aRuns = await p.pool.query<{ task_id: string; run_finished: number; outcome: string }>(
+      `select task_id::text, run_finished, outcome from "${p.schema}".ledger where pid = $1`,
+      [a.pid],
+    )
+    const leaseOf = new Map(held.rows.map((r) => [r.id, Number(r.lease)]))
+    expect(aRuns.rows.map((r) => r.outcome)).toEqual(['aborted', 'aborted', 'aborted', 'aborted'])
+    for (const r of aRuns.rows) expect(Number(r.run_finished)).toBeLessThan(leaseOf.get(r.task_id)!)
+    const rows = await p.pool.query<{ attempt: number; worker_id: string; kind: string }>(
+      `select attempt, worker_id, last_error->>'kind' as kind from "${p.schema}".tasks`,
+    )
+    expect(rows.rows.map((r) => [r.attempt, r.kind])).toEqual(rows.rows.map(() => [2, 'lost_worker']))
+
+    // Healed, A works again by itself.
+    const more = p.spawn('producer', { env: { TR_PRODUCE: JSON.stringify({ commit: 40, rollback: 0, startN: 1000, maxTxSize: 5, msMin: 100, msMax: 200 }) } })
+    await more.waitMessage((m) => m.type === 'done')
+    await p.waitAllSucceeded(30_000, 44)
+    const aAfter = await p.pool.query<{ c: number }>(
+      `select count(*)::int as c from "${p.schema}".ledger where pid = $1 and outcome = 'ok' and run_started > $2`,
+      [a.pid, healedAt],
+    )
+    expect(aAfter.rows[0]!.c).toBeGreaterThan(0)
+    const exits = await Promise.all([...services, a, b].map((c) => c.terminate()))
+    expect(exits.map((e) => e.code)).toEqual([0, 0, 0, 0, 0])
+    // Every task ran to success; the only second runs are the four A gave up.
+    const ledger = await expectDelivered(p, { duplicates: true })
+    expect(ledger.duplicates).toHaveLength(4)
+    console.info(
+      `[worker-partition] A stopped its handlers ${Math.max(...aRuns.rows.map((r) => Number(r.run_finished))) - partitionedAt} ms after the partition ` +
+        `(leases expired ${Math.min(...leaseOf.values()) - partitionedAt} ms after it); A completed ${aAfter.rows[0]!.c} tasks after the heal`,
     )
   }, 120_000)
 })

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
-import { databaseUrl, waitUntil } from '../support/db.ts'
+import { databaseUrl, redisUrl, waitUntil } from '../support/db.ts'
 import { startRedisServer, stopServers, type RedisServer } from '../support/redis-servers.ts'
-import { FAST, Pipeline, allReady, expectDelivered } from './fixtures/pipeline-harness.ts'
+import { FAST, PartitionProxy, Pipeline, allReady, expectDelivered } from './fixtures/pipeline-harness.ts'
 
 /**
  * Redis is only the fast lane: a Redis without persistence is SIGKILLed
@@ -99,4 +100,88 @@ describe('Redis loses everything mid-stream', () => {
     if (swept2.rows.length) console.info(`[redis-data-loss] re-dispatched by the sweeper: ${JSON.stringify({ kills, restarts, rows: swept2.rows.slice(0, 10) })}`)
     expect(dataLost.length).toBeGreaterThanOrEqual(2)
   }, 240_000)
+})
+
+/**
+ * Redis silently unreachable: one relay's and one worker's Redis traffic is
+ * black-holed for several seconds (no error, no close: the blocking read just
+ * hangs, pushes get no reply). Their watchdogs and timeouts notice, the other
+ * relay and worker carry on, what the black hole swallowed is recovered, and
+ * both resume once the network heals.
+ */
+describe('Redis silently unreachable for one relay and one worker', () => {
+  let p: Pipeline
+  let proxy: PartitionProxy
+
+  beforeAll(async () => {
+    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'rpart' })
+    proxy = await PartitionProxy.start(redisUrl())
+  })
+
+  afterAll(async () => {
+    proxy?.heal()
+    await p?.cleanup({ sharedRedisUrl: redisUrl() })
+    await proxy?.close()
+  })
+
+  it('loses nothing and both resume after the partition heals', async () => {
+    const worker = { ...FAST.worker, concurrency: 8, leaseMs: 6000, heartbeatMs: 500 }
+    const sweeper = { ...FAST.sweeper, dispatchTimeoutMs: 3000 }
+    const cutUrl = proxy.url(redisUrl())
+    const cutRelay = p.spawn('relay', { name: 'relay-cut', settings: FAST.relay, redisUrl: cutUrl })
+    const cutWorker = p.spawn('worker', { name: 'worker-cut', settings: worker, redisUrl: cutUrl })
+    const services = [
+      p.spawn('relay', { settings: FAST.relay }),
+      p.spawn('worker', { settings: worker }),
+      p.spawn('sweeper', { settings: sweeper }),
+      p.spawn('sweeper', { settings: sweeper }),
+      cutRelay,
+      cutWorker,
+    ]
+    await allReady(services)
+    const producer = p.spawn('producer', {
+      env: { TR_PRODUCE: JSON.stringify({ commit: 2000, rollback: 200, rate: 150, maxTxSize: 5, msMin: 5, msMax: 30 }) },
+    })
+    await p.waitCompletedRuns(300, '300 completions before the partition', 60_000)
+    const dispatchedBy = (c: typeof cutRelay) => Number([...c.messages].reverse().find((m) => m.type === 'stats')?.dispatched ?? 0)
+    // Both sides of the cut did work before it.
+    await waitUntil(async () => dispatchedBy(cutRelay) > 0, { what: 'the cut relay to dispatch' })
+    await waitUntil(
+      async () => (await p.pool.query(`select count(*)::int as c from "${p.schema}".ledger where pid = $1`, [cutWorker.pid])).rows[0].c > 0,
+      { what: 'the cut worker to run tasks' },
+    )
+
+    proxy.partition()
+    const relayErrorsBefore = cutRelay.events('service:error').length
+    const before = await p.completedRuns()
+    // The other relay and worker carry on meanwhile.
+    await p.waitCompletedRuns(before + 300, 'completions during the partition')
+    // The cut side notices by itself: the relay's push times out (its round is
+    // put back), the worker's blocking read hangs past its deadline and its
+    // watchdog rebuilds the connection.
+    await waitUntil(() => cutRelay.events('service:error').length > relayErrorsBefore, { what: 'the cut relay to time out a push', timeoutMs: 20_000 })
+    await waitUntil(() => /blocking read hung past its timeout/.test(readFileSync(cutWorker.logFile, 'utf8')), {
+      what: "the cut worker's blocking-read watchdog",
+      timeoutMs: 20_000,
+    })
+    const healedAt = Date.now()
+    const relayBefore = dispatchedBy(cutRelay)
+    proxy.heal()
+
+    await waitUntil(async () => dispatchedBy(cutRelay) > relayBefore, { what: 'the cut relay to dispatch again after the heal', timeoutMs: 30_000 })
+    await waitUntil(
+      async () =>
+        (await p.pool.query(`select count(*)::int as c from "${p.schema}".ledger where pid = $1 and run_started > $2`, [cutWorker.pid, healedAt])).rows[0]
+          .c > 0,
+      { what: 'the cut worker to run tasks again after the heal', timeoutMs: 30_000 },
+    )
+    await producer.waitMessage((m) => m.type === 'done', 90_000)
+    await p.waitAllSucceeded(60_000)
+    const exits = await Promise.all(services.map((c) => c.terminate()))
+    expect(exits.map((e) => e.code)).toEqual(services.map(() => 0))
+    const ledger = await expectDelivered(p, { duplicates: false })
+    const swept = services.flatMap((c) => c.events('sweeper:run')).reduce((n, e) => n + Number(e.redispatched), 0)
+    const relayErrors = cutRelay.events('service:error').length
+    console.info(`[redis-partition] ${ledger.produced} tasks; sweeper re-dispatched ${swept}; failed rounds of the cut relay ${relayErrors}`)
+  }, 180_000)
 })

@@ -1,0 +1,82 @@
+/**
+ * `taskrelay/testing`: helpers for users' own tests.
+ *
+ * @example
+ * import { expectEnqueued, runInline } from 'taskrelay/testing'
+ * await db.transaction().execute(async (trx) => {
+ *   await signUp(trx, 'a@example.com')            // your code, which enqueues
+ *   await expectEnqueued(trx, sendWelcome, { email: 'a@example.com' })
+ * })
+ * const result = await runInline(sendWelcome, { userId: 1, email: 'a@example.com' })
+ */
+import { isDeepStrictEqual } from 'node:util'
+import { z } from 'zod'
+import type { Task, TaskContext, PayloadOf, ResultOf } from './define-task.ts'
+import { PayloadValidationError, TaskRelayError } from './errors.ts'
+import { toExecutor, type Queryable } from './db/executor.ts'
+import { quoteIdent } from './db/sql.ts'
+import { silentLogger } from './logger.ts'
+
+export class ExpectationError extends TaskRelayError {
+  constructor(message: string) {
+    super('EXPECTATION_FAILED', message)
+  }
+}
+
+/**
+ * Assert that a task of this kind is enqueued (visible to `db`, so inside
+ * the caller's transaction too) whose payload contains `match` (deep
+ * partial match). Returns the matching task ids.
+ */
+export async function expectEnqueued<T extends Task>(
+  db: Queryable,
+  task: T,
+  match: Partial<PayloadOf<T>> = {},
+  options: { schema?: string; count?: number } = {},
+): Promise<string[]> {
+  const schema = options.schema ?? 'taskrelay'
+  const res = await toExecutor(db).query<{ id: string; payload: unknown }>(
+    `select id, payload from ${quoteIdent(schema)}.tasks where name = $1 and state in ('waiting', 'pending', 'dispatched') order by id`,
+    [task.name],
+  )
+  const ids = res.rows.filter((r) => contains(r.payload, match)).map((r) => String(r.id))
+  const wanted = options.count
+  if (wanted === undefined ? ids.length === 0 : ids.length !== wanted) {
+    throw new ExpectationError(
+      `expected ${wanted ?? 'at least 1'} enqueued "${task.name}" task(s) matching ${JSON.stringify(match)}, found ${ids.length}` +
+        ` (of ${res.rows.length} enqueued "${task.name}" tasks)`,
+    )
+  }
+  return ids
+}
+
+function contains(actual: unknown, expected: unknown): boolean {
+  if (expected === null || typeof expected !== 'object' || Array.isArray(expected)) return isDeepStrictEqual(actual, expected)
+  if (actual === null || typeof actual !== 'object') return false
+  return Object.entries(expected).every(([k, v]) => contains((actual as Record<string, unknown>)[k], v))
+}
+
+/**
+ * Run a task's handler in-process, the way a worker would: the payload goes
+ * through the same JSON round trip and schema parse, and the handler gets a
+ * context (attempt 1 unless given, a live AbortSignal, a silent logger).
+ */
+export async function runInline<T extends Task>(
+  task: T,
+  payload: PayloadOf<T>,
+  context: Partial<Pick<TaskContext, 'attempt' | 'signal' | 'log'>> = {},
+): Promise<ResultOf<T>> {
+  const parsed = task.payload.safeParse(JSON.parse(JSON.stringify(payload ?? {})))
+  if (!parsed.success) {
+    throw new PayloadValidationError(task.name, parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })))
+  }
+  const attempt = context.attempt ?? 1
+  const ctx: TaskContext = {
+    signal: context.signal ?? new AbortController().signal,
+    attempt,
+    task: { id: '0', name: task.name, queue: task.policy.queue, attempt, maxAttempts: task.policy.maxAttempts, priority: task.policy.priority, createdAt: new Date() },
+    log: context.log ?? silentLogger(),
+    heartbeat: async () => {},
+  }
+  return (await task.run(parsed.data as z.output<typeof task.payload>, ctx)) as ResultOf<T>
+}

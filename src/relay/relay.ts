@@ -31,6 +31,13 @@ interface DispatchedRow {
 }
 
 /**
+ * A round that finds this many rows means enqueues arrive faster than the
+ * relay's round trip: it lingers and enqueues stop notifying. One row per
+ * round is a trickle, where a NOTIFY per enqueue is cheap and fastest.
+ */
+const BUSY_ROUND_ROWS = 2
+
+/**
  * Moves due pending rows from Postgres to Redis. Wakes on the enqueue
  * trigger's NOTIFY, polls every pollIntervalMs as a safety net, and goes again
  * at once while batches come back full.
@@ -50,7 +57,8 @@ export class Relay extends Service<RelayRoundResult> {
   #closes = 0
   /** identifies this relay's row in the relays table */
   readonly relayId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
-  #lastDispatchAt = 0
+  /** until when this relay polls on its own (advertised in the relays table) */
+  #lingerUntil = 0
 
   constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
     super('relay', { logger: tr.logger, ...deps })
@@ -104,13 +112,13 @@ export class Relay extends Service<RelayRoundResult> {
   }
 
   /**
-   * Go again at once while rounds find work; linger (poll every 2 ms) for
-   * lingerMs after the last dispatch, as advertised in the relays table;
-   * then sleep until a NOTIFY or the safety-net poll.
+   * Go again at once while rounds find work; after a round that found
+   * several rows (load), linger: poll every 2 ms for lingerMs, as advertised
+   * in the relays table; otherwise sleep until a NOTIFY or the safety-net poll.
    */
   protected delayAfter(result: RelayRoundResult): number {
     if (result.dispatched > 0) return 0
-    if (performance.now() - this.#lastDispatchAt < this.settings.lingerMs) return 2
+    if (performance.now() < this.#lingerUntil) return 2
     return this.settings.pollIntervalMs
   }
 
@@ -126,10 +134,11 @@ export class Relay extends Service<RelayRoundResult> {
       saturated,
       this.settings.lingerMs,
       this.relayId,
+      BUSY_ROUND_ROWS,
     ])
     const rows = res.rows
     if (rows.length === 0) return { dispatched: 0, more: false, saturatedQueues: saturated }
-    this.#lastDispatchAt = performance.now()
+    if (rows.length >= BUSY_ROUND_ROWS) this.#lingerUntil = performance.now() + this.settings.lingerMs
 
     // RETURNING order is unspecified: restore priority order before pushing.
     rows.sort((a, b) => b.priority - a.priority || a.run_at.getTime() - b.run_at.getTime() || Number(BigInt(a.id) - BigInt(b.id)))

@@ -6,8 +6,10 @@
 -- The commit happens BEFORE the Redis push on purpose: a worker can only
 -- claim a committed dispatch, and a crash between commit and push is
 -- repaired by the sweeper's dispatch timeout (or the relay's own revert).
--- When something was dispatched, the relay ($5) advertises that it keeps
--- polling for $4 ms, so enqueues skip their NOTIFY meanwhile (0003).
+-- When the round found at least $6 rows (the relay is under load), the
+-- relay ($5) advertises that it keeps polling for $4 ms, so enqueues skip
+-- their NOTIFY meanwhile (0003). At low rates every enqueue still wakes it
+-- at once, which is what keeps latency low.
 with due as (
   select id
     from :"schema".tasks
@@ -29,6 +31,6 @@ with due as (
   update :"schema".relays
      set busy_until = clock_timestamp() + $4::bigint * interval '1 millisecond', seen_at = now()
    where relay_id = $5
-     and exists (select 1 from moved)
+     and (select count(*) from moved) >= $6
 )
 select id, queue, priority, run_at from moved

@@ -120,6 +120,13 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
     ...(purpose.role === 'commands' && purpose.commandTimeoutMs ? { commandTimeout: purpose.commandTimeoutMs } : {}),
     // Blocking reads get a client-side deadline of their own timeout plus this grace.
     ...(purpose.role === 'blocking' ? { blockingTimeout: 60_000, blockingTimeoutGrace: 3000 } : {}),
+    // A blocking pop must never reach Redis after its caller stopped waiting
+    // for it, or what it pops is lost (until the sweeper's dispatch timeout):
+    // ioredis keeps a command's first client-side deadline when it resends it
+    // after a reconnect, and sends queued commands even when their deadline
+    // already resolved them. So blocking pops are neither resent nor queued
+    // while disconnected; the worker waits for 'ready' before it reads.
+    ...(purpose.role === 'blocking' ? { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } : {}),
     keepAlive: 10_000,
   }
   const options: RedisOptions = s.sentinels
@@ -157,4 +164,44 @@ export async function checkEvictionPolicy(redis: Redis, log: Logger): Promise<vo
   } catch {
     // CONFIG is often disabled on managed Redis; nothing to check then.
   }
+}
+
+/** Wait until the connection is ready (true), or the signal aborts (false). */
+export async function whenReady(redis: Redis, signal: AbortSignal): Promise<boolean> {
+  if (redis.status === 'ready') return true
+  if (signal.aborted) return false
+  return new Promise<boolean>((resolve) => {
+    const done = (ready: boolean) => {
+      redis.off('ready', onReady)
+      signal.removeEventListener('abort', onAbort)
+      resolve(ready)
+    }
+    const onReady = () => done(true)
+    const onAbort = () => done(false)
+    redis.on('ready', onReady)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/**
+ * Resolve with null as soon as the connection closes while `command` is in
+ * flight. For the worker's blocking read: a read cut off by a failover is not
+ * resent (autoResendUnfulfilledCommands is off for blocking connections), so
+ * waiting for its client-side deadline would only stall the next read.
+ */
+export function unlessClosed<T>(redis: Redis, command: Promise<T>): Promise<T | null> {
+  return new Promise<T | null>((resolve, reject) => {
+    const onClose = () => resolve(null)
+    redis.once('close', onClose)
+    command.then(
+      (value) => {
+        redis.off('close', onClose)
+        resolve(value)
+      },
+      (err) => {
+        redis.off('close', onClose)
+        reject(err)
+      },
+    )
+  })
 }

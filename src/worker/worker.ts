@@ -7,7 +7,7 @@ import type { Task } from '../define-task.ts'
 import { parseSettings, workerSettingsSchema, type WorkerSettings } from '../config.ts'
 import { InvalidOptionsError, LeaseLostError, TaskRelayError } from '../errors.ts'
 import { loadSql } from '../db/sql.ts'
-import { createRedis, type RedisConfig } from '../redis/connection.ts'
+import { createRedis, unlessClosed, whenReady, type RedisConfig } from '../redis/connection.ts'
 import { decodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
 import { runAttempt, type ClaimedTask } from './run-attempt.ts'
 import { Completer } from './completer.ts'
@@ -132,8 +132,11 @@ export class Worker extends Service<number> {
     if (free === 0 || this.stopSignal.aborted) return 0
     const blocking = this.#blocking!
     const keys = this.settings.queues.map((q) => this.#keys.ready(q))
+    // Reads are never queued offline nor resent (see createRedis): wait for the connection, and
+    // stop waiting for a read the moment its connection drops.
+    if (!(await whenReady(blocking, this.stopSignal))) return 0
     const startedAt = Date.now()
-    const reply = await blocking.blmpop(this.settings.blockMs / 1000, keys.length, ...keys, 'LEFT', 'COUNT', free)
+    const reply = await unlessClosed(blocking, blocking.blmpop(this.settings.blockMs / 1000, keys.length, ...keys, 'LEFT', 'COUNT', free))
     if (!reply) {
       // ioredis answers null itself when the server stayed silent past the
       // block time plus grace: the connection hangs (seen after failovers).

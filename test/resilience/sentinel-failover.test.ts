@@ -38,6 +38,7 @@ describe('Sentinel failover: primary SIGKILLed mid-stream, then a live primary d
   beforeAll(async () => {
     set = await startSentinelSet({ replicas: 1, sentinels: 3, downAfterMs: 1000, failoverTimeoutMs: 3000 })
     p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: set.url, label: 'failover' })
+    await p.enableAudit()
   }, 90_000)
 
   afterAll(async () => {
@@ -161,6 +162,16 @@ describe('Sentinel failover: primary SIGKILLed mid-stream, then a live primary d
         `longest completion gap ${Math.round(Number(gaps.rows[0]!.gap))} ms; relay re-dispatches ${JSON.stringify(redispatches.map((e) => [e.reason, e.count]))}; ` +
         `sweeper re-dispatched ${swept}; loop errors ${JSON.stringify([...new Set(errors)])}; ${(Date.now() - started) / 1000}s`,
     )
+    if (swept > 0) {
+      // Diagnostics: when were the tasks the sweeper had to re-dispatch dispatched, by whom, relative to the failovers?
+      const rows = await p.pool.query(
+        `select a.id, round(a.at)::bigint as swept_at,
+                (select round(max(b.at))::bigint from "${p.schema}".audit b where b.id = a.id and b.new_state = 'dispatched' and b.at < a.at) as dispatched_at,
+                (select b.app from "${p.schema}".audit b where b.id = a.id and b.new_state = 'dispatched' and b.at < a.at order by b.at desc limit 1) as by
+           from "${p.schema}".audit a where a.old_state = 'dispatched' and a.new_state = 'pending' and a.app like '%sweeper' order by a.at limit 10`,
+      )
+      console.info(`[sentinel-failover] swept: ${JSON.stringify({ killedAt, switches: switches.map((x) => x.at), failoverAt, rows: rows.rows })}`)
+    }
     // "Within a few seconds of the promotion": a liveness bound, generous for a shared 2-core box.
     expect(resume1).toBeLessThan(8000)
     expect(resume2).toBeLessThan(8000)

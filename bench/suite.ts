@@ -13,10 +13,11 @@ import { Redis } from 'ioredis'
 import { DATABASE_URL, REDIS_URL, SCENARIOS, SYSTEMS, runTag, type ScenarioId, type SystemName } from './common.ts'
 import { CEILINGS, measureCeilings, toolsAvailable } from './ceilings.ts'
 import { FULL, QUICK, RUNNERS, SCENARIO_INFO, type ScenarioContext } from './scenarios.ts'
-import { Progress, fmt, terminalReport, writeOutputs, type BenchResult, type Cell } from './report.ts'
+import { Progress, fmt, markdownReport, terminalReport, writeOutputs, type BenchResult, type Cell } from './report.ts'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import type { ProducerAdapter } from './systems/types.ts'
 
-const USAGE = `usage: npm run bench -- [--quick] [--only S1,S4] [--systems taskrelay,bullmq,pg-boss,graphile-worker] [--runs 3] [--out bench/results] [--no-ceilings] [--profile]`
+const USAGE = `usage: npm run bench -- [--quick] [--only S1,S4] [--systems taskrelay,bullmq,pg-boss,graphile-worker] [--runs 3] [--out bench/results] [--no-ceilings] [--profile] | --render bench/results/<date>.json`
 
 async function loadProducer(system: SystemName): Promise<ProducerAdapter> {
   const mod = (await import(`./systems/${system}.ts`)) as { createProducer(): ProducerAdapter }
@@ -57,12 +58,23 @@ export async function main(argv: string[]): Promise<number> {
       out: { type: 'string', default: 'bench/results' },
       'no-ceilings': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      render: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     allowPositionals: false,
   })
   if (values.help) {
     console.log(USAGE)
+    return 0
+  }
+  if (values.render) {
+    // Re-print and re-write the Markdown of an earlier run from its JSON.
+    const result = JSON.parse(readFileSync(values.render, 'utf8')) as BenchResult
+    console.log(terminalReport(result))
+    const md = resolve(values.out!, 'latest.md')
+    mkdirSync(resolve(values.out!), { recursive: true })
+    writeFileSync(md, markdownReport(result))
+    console.log(`\nwrote ${md}`)
     return 0
   }
   const quick = values.quick!

@@ -27,6 +27,7 @@ export class LeaseKeeper {
   #timer: NodeJS.Timeout | null = null
   #lastOkAt = Date.now()
   #beating: Promise<void> | null = null
+  #deadline: NodeJS.Timeout | null = null
 
   constructor(opts: { db: Executor; schema: string; leaseMs: number; heartbeatMs: number; log: Logger; attempts: () => Iterable<LeasedAttempt> }) {
     this.#db = opts.db
@@ -38,14 +39,8 @@ export class LeaseKeeper {
   }
 
   start(): void {
-    this.#lastOkAt = Date.now()
+    this.#confirmed(Date.now())
     this.#timer = setInterval(() => {
-      // A heartbeat that hangs (network partition) never fails, so the catch
-      // below never fires: give the attempts up before the leases the last
-      // confirmed heartbeat bought can expire and be handed to another worker.
-      if (Date.now() - this.#lastOkAt > this.#leaseMs - this.#heartbeatMs) {
-        for (const a of this.#attempts()) if (a.active) a.abort(new LeaseLostError(a.id, a.attempt))
-      }
       this.#beating ??= this.beat()
         .then(() => {}, () => {}) // logged in beat(); the next tick retries
         .finally(() => (this.#beating = null))
@@ -55,14 +50,31 @@ export class LeaseKeeper {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer)
     this.#timer = null
+    if (this.#deadline) clearTimeout(this.#deadline)
+    this.#deadline = null
     await this.#beating
+  }
+
+  /**
+   * Leases were confirmed as of `at`. A heartbeat that hangs (network
+   * partition) never fails, so the catch in beat() never fires: give the
+   * attempts up heartbeatMs before the leases that confirmation bought can
+   * expire and be handed to another worker, unless a later one comes first.
+   */
+  #confirmed(at: number): void {
+    this.#lastOkAt = at
+    if (this.#deadline) clearTimeout(this.#deadline)
+    this.#deadline = setTimeout(() => {
+      for (const a of this.#attempts()) if (a.active) a.abort(new LeaseLostError(a.id, a.attempt))
+    }, Math.max(0, at + this.#leaseMs - this.#heartbeatMs - Date.now()))
+    this.#deadline.unref()
   }
 
   /** Renew the given attempts now (all active ones by default). Returns the ids still owned. */
   async beat(only?: LeasedAttempt[]): Promise<Set<string>> {
     const attempts = (only ?? [...this.#attempts()]).filter((a) => a.active).sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
     if (attempts.length === 0) {
-      this.#lastOkAt = Date.now()
+      if (!only) this.#confirmed(Date.now())
       return new Set()
     }
     // The renewed leases run from when the UPDATE executed, at the earliest when it was sent.
@@ -73,7 +85,7 @@ export class LeaseKeeper {
         attempts.map((a) => a.attempt),
         this.#leaseMs,
       ])
-      if (!only) this.#lastOkAt = sentAt
+      if (!only) this.#confirmed(sentAt)
       const owned = new Set(res.rows.map((r) => String(r.id)))
       for (const a of attempts) {
         if (!owned.has(a.id) && a.active) a.abort(new LeaseLostError(a.id, a.attempt))

@@ -35,15 +35,15 @@ create table :"schema".schedules (
   last_error    text,                               -- why the latest fire produced no task, if it did not
   created_at    timestamptz not null default now(),
   updated_at    timestamptz not null default now(), -- last change of the definition (not of fire bookkeeping)
-  constraint schedules_name_valid check (name ~ '^[A-Za-z0-9_.:/-]{1,200}$'),
-  constraint schedules_task_name_valid check (task_name ~ '^[A-Za-z0-9_.:/-]{1,200}$'),
+  constraint schedules_name_valid check (name ~ '^[A-Za-z0-9_.:/-]+$' and length(name) <= 200),
+  constraint schedules_task_name_valid check (task_name ~ '^[A-Za-z0-9_.:/-]+$' and length(task_name) <= 200),
   constraint schedules_cron_or_every check ((cron is null) <> (every_ms is null)),
   constraint schedules_every_min check (every_ms >= 1000),
   constraint schedules_misfire_valid check (misfire in ('skip', 'all', 'none')),
   constraint schedules_source_valid check (source in ('code', 'manual')),
   constraint schedules_priority_range check (priority between -1000 and 1000),
   constraint schedules_max_attempts_range check (max_attempts between 1 and 1000),
-  constraint schedules_queue_valid check (queue ~ '^[A-Za-z0-9_.-]{1,100}$')
+  constraint schedules_queue_valid check (queue ~ '^[A-Za-z0-9_.-]+$' and length(queue) <= 100)
 );
 
 -- Scheduler: due schedules, oldest first, and the next wake-up time.

@@ -131,6 +131,18 @@ async function run<R>(db: Executor, text: string, values: readonly unknown[]) {
 
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
 export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
+  if (t.idempotencyKey === null) {
+    const plain = await run<{ id: string }>(db, loadSql('task-insert-one-plain.sql', schema), [
+      t.name,
+      t.queue,
+      t.payloadJson,
+      t.priority,
+      t.maxAttempts,
+      t.runAt,
+      t.delayMs,
+    ])
+    return String(plain.rows[0]!.id)
+  }
   const res = await run<{ id: string }>(db, loadSql('task-insert-one.sql', schema), [
     t.name,
     t.queue,
@@ -152,6 +164,18 @@ export async function taskInsertOne(db: Executor, schema: string, t: PreparedTas
 /** Insert many prepared tasks in one statement; ids come back in input order. */
 export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   if (tasks.length === 0) return []
+  if (tasks.every((t) => t.idempotencyKey === null)) {
+    const plain = await run<{ id: string }>(db, loadSql('task-insert-many-plain.sql', schema), [
+      tasks.map((t) => t.name),
+      tasks.map((t) => t.queue),
+      tasks.map((t) => t.payloadJson),
+      tasks.map((t) => t.priority),
+      tasks.map((t) => t.maxAttempts),
+      tasks.map((t) => t.runAt),
+      tasks.map((t) => t.delayMs),
+    ])
+    return plain.rows.map((r) => String(r.id))
+  }
   const res = await run<{ id: string; idempotency_key: string | null }>(db, loadSql('task-insert-many.sql', schema), [
     tasks.map((t) => t.name),
     tasks.map((t) => t.queue),

@@ -20,13 +20,21 @@ export function withSchema(text: string, schema: string): string {
   return text.replaceAll(':"schema"', quoteIdent(schema)).replaceAll(":'schema'", quoteLiteral(schema))
 }
 
+const resolved = new Map<string, string>()
+
 export function loadSql(file: string, schema: string): string {
-  let raw = cache.get(file)
-  if (raw === undefined) {
-    raw = readFileSync(new URL(`./sql/${file}`, import.meta.url), 'utf8')
-    cache.set(file, raw)
+  const key = `${schema}/${file}`
+  let text = resolved.get(key)
+  if (text === undefined) {
+    let raw = cache.get(file)
+    if (raw === undefined) {
+      raw = readFileSync(new URL(`./sql/${file}`, import.meta.url), 'utf8')
+      cache.set(file, raw)
+    }
+    text = withSchema(raw, schema)
+    resolved.set(key, text)
   }
-  return withSchema(raw, schema)
+  return text
 }
 
 /** Channels the schema's triggers and services notify on. */

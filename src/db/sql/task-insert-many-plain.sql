@@ -1,0 +1,11 @@
+-- Enqueue many tasks without idempotency keys in one statement (one NOTIFY
+-- at most for the batch). No ON CONFLICT: see task-insert-one-plain.sql.
+-- Rows are inserted and returned in input order (ORDER BY ord).
+insert into :"schema".tasks (name, queue, payload, priority, max_attempts, run_at)
+select name, queue, payload, priority, max_attempts,
+       coalesce(run_at, now() + delay_ms * interval '1 millisecond')
+  from unnest($1::text[], $2::text[], $3::jsonb[], $4::smallint[], $5::int[],
+              $6::timestamptz[], $7::bigint[])
+       with ordinality as input(name, queue, payload, priority, max_attempts, run_at, delay_ms, ord)
+ order by ord
+returning id

@@ -23,6 +23,16 @@ export interface TaskRelayOptions {
   schema?: string
   /** Largest accepted payload, as JSON bytes. Default 1 MiB. */
   maxPayloadBytes?: number
+  /**
+   * Write every state change with a synchronous commit. Default false: the
+   * relay's dispatch and the worker's outcome writes use
+   * synchronous_commit=off (enqueues, claims and heartbeats never do). After
+   * a Postgres crash (not a restart) the last ~0.2 s of those writes may be
+   * undone: a dispatch reverts to pending, an outcome to running and the
+   * task runs again once its lease expires — at-least-once, never
+   * concurrent. Set true to pay one more fsync per task instead.
+   */
+  durableTransitions?: boolean
   logger?: Logger
 }
 
@@ -33,6 +43,7 @@ const optionsSchema = z.strictObject({
   ),
   schema: schemaNameSchema.default('taskrelay'),
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
+  durableTransitions: z.boolean().default(false),
   logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'child' in v, 'expected a pino logger').optional(),
 })
 
@@ -73,6 +84,9 @@ export class TaskRelay {
   readonly pool: pg.Pool | null
   readonly #executor: Executor
   readonly #ownsPool: boolean
+  readonly durableTransitions: boolean
+  #transitionPool: pg.Pool | null = null
+  #transitionExecutor: Executor | null = null
   #listener: TaskListener | null = null
 
   constructor(options: TaskRelayOptions) {
@@ -81,6 +95,7 @@ export class TaskRelay {
     const o = parsed.data
     this.schema = o.schema
     this.maxPayloadBytes = o.maxPayloadBytes
+    this.durableTransitions = o.durableTransitions
     this.logger = o.logger ?? silentLogger()
     if (typeof o.db === 'string') {
       this.pool = new pg.Pool({ connectionString: o.db })
@@ -103,6 +118,25 @@ export class TaskRelay {
   /** Executor over taskrelay's own pool (autocommit). */
   get executor(): Executor {
     return this.#executor
+  }
+
+  /**
+   * Executor for the relay's dispatch and the worker's outcomes: a small pool
+   * of its own with synchronous_commit=off (see durableTransitions). Safe
+   * because nothing downstream trusts those writes before a synchronous
+   * commit follows them: a worker's claim flushes the WAL up to itself, so a
+   * dispatch it claims is durable; a lost outcome is retried after its lease.
+   */
+  get transitionExecutor(): Executor {
+    if (this.durableTransitions || !this.pool) return this.#executor
+    if (!this.#transitionExecutor) {
+      const base = (this.pool as unknown as { options: pg.PoolConfig }).options
+      const options = [base.options, '-c synchronous_commit=off'].filter(Boolean).join(' ')
+      this.#transitionPool = new pg.Pool({ ...base, options, max: 4 })
+      this.#transitionPool.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
+      this.#transitionExecutor = pgExecutor(this.#transitionPool, { prepare: true })
+    }
+    return this.#transitionExecutor
   }
 
   get channels() {
@@ -254,6 +288,9 @@ export class TaskRelay {
   async close(): Promise<void> {
     await this.#listener?.close()
     this.#listener = null
+    await this.#transitionPool?.end()
+    this.#transitionPool = null
+    this.#transitionExecutor = null
     if (this.#ownsPool) await this.pool?.end()
   }
 

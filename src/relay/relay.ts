@@ -128,7 +128,7 @@ export class Relay extends Service<RelayRoundResult> {
     await this.#refreshSaturated(redis)
     const token = randomUUID()
     const saturated = [...this.#saturated.keys()]
-    const res = await this.#tr.executor.query<DispatchedRow>(loadSql('relay-dispatch-batch.sql', this.#tr.schema), [
+    const res = await this.#tr.transitionExecutor.query<DispatchedRow>(loadSql('relay-dispatch-batch.sql', this.#tr.schema), [
       this.settings.batchSize,
       token,
       saturated,

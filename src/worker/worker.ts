@@ -90,7 +90,8 @@ export class Worker extends Service<number> {
     this.#redisConfig = redis
     this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
     this.workerId = workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
-    this.#completer = new Completer(tr.executor, tr.schema, this.settings.flushIntervalMs, this.log)
+    // Outcomes may commit asynchronously (see TaskRelay.durableTransitions); heartbeats never do.
+    this.#completer = new Completer(tr.transitionExecutor, tr.schema, this.settings.flushIntervalMs, this.log)
     this.#leases = new LeaseKeeper({
       db: tr.executor,
       schema: tr.schema,

@@ -129,30 +129,24 @@ async function run<R>(db: Executor, text: string, values: readonly unknown[]) {
   }
 }
 
+/** $1..$7 of every insert statement (task-insert-*.sql), in their order; keyed statements add $8. */
+function rowParams(t: PreparedTask): unknown[] {
+  return [t.name, t.queue, t.payloadJson, t.priority, t.maxAttempts, t.runAt, t.delayMs]
+}
+
+/** The same parameters as arrays, one per column, for the unnest() batch statements. */
+function columnParams(tasks: readonly PreparedTask[]): unknown[][] {
+  const rows = tasks.map(rowParams)
+  return rows[0]!.map((_, column) => rows.map((row) => row[column]))
+}
+
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
 export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
   if (t.idempotencyKey === null) {
-    const plain = await run<{ id: string }>(db, loadSql('task-insert-one-plain.sql', schema), [
-      t.name,
-      t.queue,
-      t.payloadJson,
-      t.priority,
-      t.maxAttempts,
-      t.runAt,
-      t.delayMs,
-    ])
+    const plain = await run<{ id: string }>(db, loadSql('task-insert-one-plain.sql', schema), rowParams(t))
     return String(plain.rows[0]!.id)
   }
-  const res = await run<{ id: string }>(db, loadSql('task-insert-one.sql', schema), [
-    t.name,
-    t.queue,
-    t.payloadJson,
-    t.priority,
-    t.maxAttempts,
-    t.runAt,
-    t.delayMs,
-    t.idempotencyKey,
-  ])
+  const res = await run<{ id: string }>(db, loadSql('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey])
   const id = res.rows[0]?.id
   if (id !== undefined) return String(id)
   const existing = await taskFindByIdempotencyKeys(db, schema, [t.idempotencyKey!])
@@ -165,25 +159,11 @@ export async function taskInsertOne(db: Executor, schema: string, t: PreparedTas
 export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   if (tasks.length === 0) return []
   if (tasks.every((t) => t.idempotencyKey === null)) {
-    const plain = await run<{ id: string }>(db, loadSql('task-insert-many-plain.sql', schema), [
-      tasks.map((t) => t.name),
-      tasks.map((t) => t.queue),
-      tasks.map((t) => t.payloadJson),
-      tasks.map((t) => t.priority),
-      tasks.map((t) => t.maxAttempts),
-      tasks.map((t) => t.runAt),
-      tasks.map((t) => t.delayMs),
-    ])
+    const plain = await run<{ id: string }>(db, loadSql('task-insert-many-plain.sql', schema), columnParams(tasks))
     return plain.rows.map((r) => String(r.id))
   }
   const res = await run<{ id: string; idempotency_key: string | null }>(db, loadSql('task-insert-many.sql', schema), [
-    tasks.map((t) => t.name),
-    tasks.map((t) => t.queue),
-    tasks.map((t) => t.payloadJson),
-    tasks.map((t) => t.priority),
-    tasks.map((t) => t.maxAttempts),
-    tasks.map((t) => t.runAt),
-    tasks.map((t) => t.delayMs),
+    ...columnParams(tasks),
     tasks.map((t) => t.idempotencyKey),
   ])
   const byKey = new Map<string, string>()

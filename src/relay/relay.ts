@@ -230,7 +230,9 @@ export class Relay extends Service<RelayRoundResult> {
       this.#saturated.clear()
       if (bounds) {
         const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), bounds)
-        if (res.rowCount > 0) {
+        // Data loss is worth a line even when nothing was in flight: operators
+        // should know their Redis restarted empty.
+        if (res.rowCount > 0 || reason === 'redis-data-lost') {
           this.log.warn({ count: res.rowCount, reason, fromMsAgo: bounds[0], toMsAgo: bounds[1] }, 're-dispatching tasks that may be missing from Redis')
           this.events.emit('relay:redispatch', { count: res.rowCount, reason })
         }

@@ -16,6 +16,8 @@ export interface Cell {
   valid: boolean
   verdict: string
   extra?: Record<string, number>
+  /** the system's version when the cell ran (taskrelay: git commit) */
+  version?: string
   /** set when the cell could not run at all */
   error?: string
   skipped?: string
@@ -157,6 +159,16 @@ export function targets(result: BenchResult, rows: Row[]): Array<{ target: strin
   return out
 }
 
+/** Systems whose code changed between cells of this run (taskrelay's working tree can move under a long run). */
+export function versionWarnings(result: BenchResult): string[] {
+  const out: string[] = []
+  for (const s of result.systems) {
+    const seen = [...new Set(result.cells.filter((c) => c.system === s.name && c.version).map((c) => c.version!))]
+    if (seen.length > 1) out.push(`WARNING: ${s.name}'s code changed during this run (${seen.join(' → ')}); its rows mix versions — run again on a fixed commit.`)
+  }
+  return out
+}
+
 function valueCell(r: Row): string {
   if (r.scenario === 'S5') return `${fmt(r.extra.p50)} / ${fmt(r.extra.p95)} / ${fmt(r.extra.p99)}`
   return fmt(r.median)
@@ -187,6 +199,7 @@ function table(headers: string[], rows: string[][]): string {
 export function terminalReport(result: BenchResult): string {
   const rows = summarize(result)
   const out: string[] = []
+  for (const w of versionWarnings(result)) out.push(w)
   out.push(`taskrelay benchmark — ${result.date} — ${result.machine.cpu} (${result.machine.cores} cores), ${result.options.quick ? 'QUICK, ' : ''}${result.options.runs} run(s) each, interleaved`)
   out.push('')
   const body: string[][] = []
@@ -222,6 +235,7 @@ export function markdownReport(result: BenchResult): string {
   out.push('')
   out.push(`${result.date} · ${result.machine.cpu}, ${result.machine.cores} cores, ${result.machine.memGiB} GiB · Node ${result.machine.node} · ${result.machine.postgres} · Redis ${result.machine.redis}`)
   out.push('')
+  for (const w of versionWarnings(result)) out.push(`> **${w}**\n`)
   out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50, and min–max is of the p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once); a run that failed the check is not counted and is listed in the notes.`)
   out.push('')
   out.push('| scenario | system | median | min–max | vs best peer | valid runs | notes |')

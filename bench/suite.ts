@@ -151,7 +151,7 @@ export async function main(argv: string[]): Promise<number> {
         const label = `${scenario} ${system} (round ${run}/${runs})`
         progress.begin(label)
         const cellStart = Date.now()
-        const cell: Cell = { scenario, system, run, value: null, valid: false, verdict: '', seconds: 0 }
+        const cell: Cell = { scenario, system, run, value: null, valid: false, verdict: '', seconds: 0, version: a.version }
         if (system === 'taskrelay' && ['S4', 'S5', 'S6'].includes(scenario) && !taskrelayDelivery) {
           cell.skipped = 'the delivery pipeline (src/relay/relay.ts, src/worker/worker.ts) is not in this checkout yet'
           cell.verdict = 'not run'
@@ -186,6 +186,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   progress.finish()
   result.totalSeconds = (Date.now() - t0) / 1000
+  // What ran last is what the summary names; versionWarnings() flags a run that mixed versions.
+  result.systems = systems.map((s) => ({ name: s, version: producers.get(s)!.version, settings: producers.get(s)!.settings }))
   console.log(terminalReport(result))
   const files = writeOutputs(result, outDir)
   console.log(`\nwrote ${files.json} and ${files.md}`)

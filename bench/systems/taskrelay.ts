@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module'
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import type pgTypes from 'pg'
 import { z } from 'zod'
@@ -44,7 +45,9 @@ function version(): string {
   try {
     const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
     const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'migrations'], { cwd: ROOT, encoding: 'utf8' }).trim()
-    return `git ${rev}${dirty ? '+wip' : ''}`
+    // Uncommitted changes to src/ or migrations/ are part of what runs: fingerprint them.
+    const wip = dirty ? '+wip.' + createHash('sha1').update(execFileSync('git', ['diff', 'HEAD', '--', 'src', 'migrations'], { cwd: ROOT, encoding: 'utf8' })).digest('hex').slice(0, 7) : ''
+    return `git ${rev}${wip}`
   } catch {
     return 'unknown'
   }
@@ -66,7 +69,9 @@ export function createProducer(): ProducerAdapter {
 
   return {
     name: 'taskrelay',
-    version: version(),
+    get version() {
+      return version()
+    },
     settings: 'enqueue in caller tx (S1) / own pool autocommit (S2, S6), enqueueMany (S3); relay process + worker process, concurrency 50',
     extraRoles: ['relay'],
     async setup(t) {

@@ -8,7 +8,7 @@ import type { BenchPayload, SystemName } from '../common.ts'
  */
 export interface ProducerAdapter {
   readonly name: SystemName
-  /** The exact package version (or taskrelay's git commit). */
+  /** The exact package version (or taskrelay's git commit, read again for every cell: the tree may move). */
   readonly version: string
   /** Settings worth printing beside the numbers. */
   readonly settings: string

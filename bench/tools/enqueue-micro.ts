@@ -16,6 +16,7 @@
  *   node bench/tools/enqueue-micro.ts [--n 2000]
  */
 import { createRequire } from 'node:module'
+import { existsSync } from 'node:fs'
 import type pgTypes from 'pg'
 import { z } from 'zod'
 import { TaskRelay, defineTask } from '../../src/index.ts'
@@ -41,10 +42,13 @@ await pool.query(`alter table ${schema}.t_lean drop constraint tasks_name_valid,
   add constraint cheap_name check (name ~ '^[A-Za-z0-9_.:/-]+$' and length(name) <= 200),
   add constraint cheap_queue check (queue ~ '^[A-Za-z0-9_.-]+$' and length(queue) <= 100)`)
 const task = defineTask({ name: 'bench.noop', payload: z.object({ n: z.number().int(), t: z.number().optional() }), run: () => {} })
-const insertOne = loadSql('task-insert-one.sql', schema)
+// What a keyless enqueue sends: task-insert-one-plain.sql since 161e201, task-insert-one.sql (ON CONFLICT) before.
+const hasPlain = existsSync(new URL('../../src/db/sql/task-insert-one-plain.sql', import.meta.url))
+const insertOne = loadSql(hasPlain ? 'task-insert-one-plain.sql' : 'task-insert-one.sql', schema)
 const onTable = (t: string) => insertOne.replace(`"${schema}".tasks`, `"${schema}".${t}`)
 const noConflict = (sql: string) => sql.replace(/\non conflict[^\n]*\n/, '\n')
-const raw = (text: string, name: string) => () => c.query({ text, values: ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, null], name })
+const values = () => ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, ...(hasPlain ? [] : [null])]
+const raw = (text: string, name: string) => () => c.query({ text, values: values(), name })
 
 const c = await pool.connect()
 await c.query('begin')
@@ -52,10 +56,14 @@ let n = 0
 const variants: Array<[string, () => Promise<unknown> | unknown]> = [
   ['a  select 1 (round-trip floor)', () => c.query({ text: 'select 1', name: 'micro_select1' })],
   ['b  INSERT plain task-shaped table', () => c.query({ text: `insert into ${schema}.plain (name, payload) values ($1, $2)`, values: ['bench.noop', JSON.stringify({ n: n++ })], name: 'micro_plain' })],
-  ['c  task-insert-one.sql, no validation', raw(insertOne, 'micro_task')],
+  ['c  shipped keyless INSERT, no validation', raw(insertOne, 'micro_task')],
   ['c1 … on a copy without the trigger', raw(onTable('t_notrig'), 'micro_notrig')],
-  ['c2 … no trigger, no ON CONFLICT', raw(noConflict(onTable('t_notrig')), 'micro_notrig_nc')],
-  ['c3 … no trigger, no ON CONFLICT, cheap CHECKs', raw(noConflict(onTable('t_lean')), 'micro_lean_nc')],
+  ...(hasPlain
+    ? []
+    : ([
+        ['c2 … no trigger, no ON CONFLICT', raw(noConflict(onTable('t_notrig')), 'micro_notrig_nc')],
+        ['c3 … no trigger, no ON CONFLICT, cheap CHECKs', raw(noConflict(onTable('t_lean')), 'micro_lean_nc')],
+      ] as Array<[string, () => Promise<unknown>]>)),
   ['d  tr.enqueue(client, task, payload)', () => tr.enqueue(c, task, { n: n++ })],
   ['e  prepareTask() alone, no SQL', () => prepareTask(task, { n: n++ }, undefined, 1024 * 1024)],
 ]
@@ -88,8 +96,8 @@ const loops = async (count: number, fn: () => Promise<unknown>) => {
 }
 const conc: Array<[string, () => Promise<unknown>]> = [
   ['plain task-shaped table', () => pool16.query({ text: `insert into ${schema}.plain (name, payload) values ($1, $2)`, values: ['bench.noop', JSON.stringify({ n: n++ })], name: 'm16_plain' })],
-  ['task-insert-one.sql, no validation', () => pool16.query({ text: insertOne, values: ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, null], name: 'm16_task' })],
-  ['… on t_lean (no trigger/ON CONFLICT, cheap CHECKs)', () => pool16.query({ text: noConflict(onTable('t_lean')), values: ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, null], name: 'm16_lean' })],
+  ['shipped keyless INSERT, no validation', () => pool16.query({ text: insertOne, values: values(), name: 'm16_task' })],
+  ['… on a copy without the trigger', () => pool16.query({ text: noConflict(onTable('t_notrig')), values: values(), name: 'm16_notrig' })],
   ['tr.enqueue(task, payload) (S2)', () => tr16.enqueue(task, { n: n++ })],
 ]
 const rates = new Map<string, number[]>()

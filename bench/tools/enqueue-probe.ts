@@ -15,7 +15,7 @@
  *   node bench/tools/enqueue-probe.ts [--seconds 5] [--bulk-only]
  */
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -55,8 +55,10 @@ await pool.query(`alter table ${schema}.t_cheapcheck drop constraint tasks_name_
 
 
 const ROUNDS = 3
+// What a keyless enqueue sends: task-insert-one-plain.sql since 161e201, task-insert-one.sql (ON CONFLICT) before.
+const hasPlain = existsSync(new URL('../../src/db/sql/task-insert-one-plain.sql', import.meta.url))
 const insertOne = (table: string, onConflict = true) =>
-  loadSql('task-insert-one.sql', schema)
+  loadSql(hasPlain ? 'task-insert-one-plain.sql' : 'task-insert-one.sql', schema)
     .split('\n')
     .filter((l) => !l.startsWith('--') && (onConflict || !/on conflict|returning/.test(l)))
     .join('\n')
@@ -76,12 +78,12 @@ await pool.query(`alter table ${schema}.t_cheapcheck
   add constraint cheap_name check (name ~ '^[A-Za-z0-9_.:/-]+$' and length(name) <= 200),
   add constraint cheap_queue check (queue ~ '^[A-Za-z0-9_.-]+$' and length(queue) <= 100)`)
 
-interface Variant { label: string; sql: string; listen?: boolean; relay?: 'idle' | 'busy'; json?: boolean }
+interface Variant { label: string; sql: string; listen?: boolean; relay?: 'idle' | 'busy' }
 // Migration 0003 notifies only when a relay is registered and none is busy.
 const hasRelays = (await pool.query(`select to_regclass($1) as r`, [`${schema}.relays`])).rows[0].r !== null
 const variants: Variant[] = [
   { label: 'plain task-shaped table (ceiling)', sql: `insert into ${schema}.plain (name, payload) values ('bench.noop', '{"n": 1}');\n` },
-  { label: 'tasks, task-insert-one.sql as shipped', sql: insertOne('tasks') },
+  { label: hasPlain ? 'tasks, shipped keyless INSERT' : 'tasks, task-insert-one.sql as shipped', sql: insertOne('tasks') },
   ...(hasRelays
     ? [
         { label: '… idle relay registered + LISTENing', sql: insertOne('tasks'), listen: true, relay: 'idle' as const },
@@ -89,8 +91,13 @@ const variants: Variant[] = [
       ]
     : [{ label: '… with a relay LISTENing', sql: insertOne('tasks'), listen: true }]),
   { label: '… without the trigger', sql: insertOne('t_notrig') },
-  { label: '… no trigger, no ON CONFLICT clause', sql: insertOne('t_notrig', false) },
-  { label: '… no trigger, cheap CHECKs (no {1,200})', sql: insertOne('t_cheapcheck') },
+  // Before 161e201: the ON CONFLICT clause and the {1,200} regex CHECKs, one at a time.
+  ...(hasPlain
+    ? []
+    : [
+        { label: '… no trigger, no ON CONFLICT clause', sql: insertOne('t_notrig', false) },
+        { label: '… no trigger, cheap CHECKs (no {1,200})', sql: insertOne('t_cheapcheck') },
+      ]),
 ]
 
 const BULK_ONLY = process.argv.includes('--bulk-only')
@@ -121,8 +128,8 @@ for (const clients of BULK_ONLY ? [] : [1, 16]) {
 }
 for (const t of ['plain', 'tasks', 't_notrig', 't_cheapcheck']) await pool.query(`truncate ${schema}.${t}`)
 
-console.log('\n# 2. one 1,000-row enqueueMany statement (task-insert-many.sql)')
-const manySql = loadSql('task-insert-many.sql', schema)
+console.log(`\n# 2. one 1,000-row enqueueMany statement (${hasPlain ? 'task-insert-many-plain.sql' : 'task-insert-many.sql'})`)
+const manySql = loadSql(hasPlain ? 'task-insert-many-plain.sql' : 'task-insert-many.sql', schema)
 const N = 1000
 const params = (base: number) => [
   Array(N).fill('bench.noop'),
@@ -132,7 +139,7 @@ const params = (base: number) => [
   Array(N).fill(3),
   Array(N).fill(null),
   Array(N).fill(0),
-  Array(N).fill(null),
+  ...(hasPlain ? [] : [Array(N).fill(null)]),
 ]
 const client = await pool.connect()
 const explain = await client.query(`explain (analyze, buffers, wal, costs off) ${manySql}`, params(0))
@@ -142,30 +149,22 @@ const bulk: Variant[] = [
   { label: 'as shipped', sql: manySql },
   { label: 'without "order by ord"', sql: manySql.replace(/ order by ord\n/, '\n') },
   { label: 'no NOTIFY trigger (copy of tasks)', sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_notrig`) },
-  { label: 'no trigger + cheap CHECKs (no {1,200} regex)', sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_cheapcheck`) },
-  {
-    label: '+ no ON CONFLICT',
-    sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_cheapcheck`).replace(/\non conflict[^\n]*\n/, '\n'),
-  },
-  {
-    label: '+ one json param (json_array_elements)',
-    sql: `insert into "${schema}".t_cheapcheck (name, queue, payload, priority, max_attempts, run_at)
-          select ($1::text[])[1], ($2::text[])[1], e.value::jsonb, ($4::smallint[])[1], ($5::int[])[1], now()
-            from json_array_elements($3::json) with ordinality as e(value, ord)
-           where $6::timestamptz[] is not null and $7::bigint[] is not null and $8::text[] is not null
-           order by ord
-          returning id, idempotency_key`,
-    json: true,
-  },
-  { label: 'plain task-shaped table, jsonb only', sql: `insert into ${schema}.plain (name, payload) select 'bench.noop', p from unnest($3::jsonb[]) p where $1::text[] is not null and $2::text[] is not null and $4::smallint[] is not null and $5::int[] is not null and $6::timestamptz[] is not null and $7::bigint[] is not null and $8::text[] is not null` },
+  ...(hasPlain
+    ? []
+    : [
+        { label: 'no trigger + cheap CHECKs (no {1,200} regex)', sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_cheapcheck`) },
+        {
+          label: '+ no ON CONFLICT',
+          sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_cheapcheck`).replace(/\non conflict[^\n]*\n/, '\n'),
+        },
+      ]),
+  { label: 'plain task-shaped table, jsonb only', sql: `insert into ${schema}.plain (name, payload) select 'bench.noop', p from unnest($3::jsonb[]) p where $1::text[] is not null and $2::text[] is not null and $4::smallint[] is not null and $5::int[] is not null and $6::timestamptz[] is not null and $7::bigint[] is not null` },
 ]
 const times = new Map<string, number[]>()
 let base = 1_000_000
 for (let r = 0; r < 10; r++) {
   for (const v of bulk) {
     const ps: unknown[] = params((base += N))
-    // One JSON document instead of a jsonb[] array literal: the server parses it once.
-    if (v.json) ps[2] = '[' + (ps[2] as string[]).join(',') + ']'
     const t = nowMs()
     await client.query({ text: v.sql, values: ps, name: `probe_bulk_${bulk.indexOf(v)}` })
     times.set(v.label, [...(times.get(v.label) ?? []), nowMs() - t])

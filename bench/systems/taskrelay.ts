@@ -43,7 +43,8 @@ async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
 
 function version(): string {
   try {
-    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
+    // The last commit that touched what runs (bench/ commits do not change taskrelay).
+    const rev = execFileSync('git', ['log', '-1', '--format=%h', '--', 'src', 'migrations'], { cwd: ROOT, encoding: 'utf8' }).trim()
     const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'migrations'], { cwd: ROOT, encoding: 'utf8' }).trim()
     // Uncommitted changes to src/ or migrations/ are part of what runs: fingerprint them.
     const wip = dirty ? '+wip.' + createHash('sha1').update(execFileSync('git', ['diff', 'HEAD', '--', 'src', 'migrations'], { cwd: ROOT, encoding: 'utf8' })).digest('hex').slice(0, 7) : ''

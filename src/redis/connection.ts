@@ -142,6 +142,17 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
       }
     : { ...common, host: s.host ?? '127.0.0.1', port: s.port ?? 6379 }
   const redis = new Redis(options)
+  // ioredis gives a client up for good ('end') when its Sentinel connector is
+  // disconnected mid-resolution, e.g. by the failover detector's
+  // +switch-master while a reconnect is in flight ("Connection is closed.").
+  // Nobody but us may close our clients: revive any that ended otherwise.
+  redis.on('end', () => {
+    if (intentionallyClosed.has(redis)) return
+    log.warn({ redis: describeRedis(config) }, 'redis client gave up reconnecting; starting it again')
+    setTimeout(() => {
+      if (!intentionallyClosed.has(redis) && redis.status === 'end') redis.connect().catch(() => {})
+    }, 250).unref()
+  })
   let lastErrorLogAt = 0
   redis.on('error', (err) => {
     // A dead broker emits an error per reconnect attempt; log at most once a second.
@@ -151,6 +162,15 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
     }
   })
   return redis
+}
+
+const intentionallyClosed = new WeakSet<Redis>()
+
+/** Close a client made by createRedis for good (it is not revived). */
+export function closeRedis(redis: Redis | null | undefined): void {
+  if (!redis) return
+  intentionallyClosed.add(redis)
+  redis.disconnect()
 }
 
 /** Warn when Redis may evict our keys: an evicted list is a latency hit, never a loss. */

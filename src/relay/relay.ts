@@ -7,7 +7,7 @@ import { parseSettings, relaySettingsSchema, type RelaySettings } from '../confi
 import { InvalidOptionsError } from '../errors.ts'
 import { loadSql } from '../db/sql.ts'
 import { PgListener } from '../db/listener.ts'
-import { createRedis, checkEvictionPolicy, type RedisConfig } from '../redis/connection.ts'
+import { createRedis, checkEvictionPolicy, closeRedis, type RedisConfig } from '../redis/connection.ts'
 import { encodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
 
 export interface RelayOptions extends Partial<RelaySettings> {
@@ -103,7 +103,7 @@ export class Relay extends Service<RelayRoundResult> {
   protected override async onStop(): Promise<void> {
     await this.#listener?.close()
     this.#listener = null
-    this.#redis?.disconnect()
+    closeRedis(this.#redis)
     this.#redis = null
     await this.#tr.executor
       .query(loadSql('relay-unregister.sql', this.#tr.schema), [this.relayId])

@@ -7,7 +7,7 @@ import type { Task } from '../define-task.ts'
 import { parseSettings, workerSettingsSchema, type WorkerSettings } from '../config.ts'
 import { InvalidOptionsError, LeaseLostError, TaskRelayError } from '../errors.ts'
 import { loadSql } from '../db/sql.ts'
-import { createRedis, unlessClosed, whenReady, type RedisConfig } from '../redis/connection.ts'
+import { closeRedis, createRedis, unlessClosed, whenReady, type RedisConfig } from '../redis/connection.ts'
 import { decodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
 import { runAttempt, type ClaimedTask } from './run-attempt.ts'
 import { Completer } from './completer.ts'
@@ -351,8 +351,8 @@ export class Worker extends Service<number> {
     await this.#handBack(unfinished)
     await this.#completer.drain(5000)
     await this.#leases.stop()
-    this.#blocking?.disconnect()
-    this.#commands?.disconnect()
+    closeRedis(this.#blocking)
+    closeRedis(this.#commands)
     this.#blocking = this.#commands = null
     this.log.info({ workerId: this.workerId, abandoned: this.#inflight.size }, 'worker stopped')
   }

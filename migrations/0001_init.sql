@@ -182,8 +182,15 @@ as $$
 declare
   done boolean;
 begin
+  -- A running handler may go on until its worker's next heartbeat: the
+  -- attempt and its lease are kept in last_error, so retry() does not start a
+  -- second run before the first can have stopped (never concurrent).
   update tasks
-     set state = 'cancelled', finished_at = now(), lease_expires_at = null, dispatch_token = null
+     set state = 'cancelled', finished_at = now(), lease_expires_at = null, dispatch_token = null,
+         last_error = case when state = 'running'
+           then jsonb_build_object('message', 'cancelled while running', 'kind', 'cancelled',
+                                   'attempt', attempt, 'at', now(), 'leaseExpiresAt', lease_expires_at)
+           else last_error end
    where id = task_id and state in ('waiting', 'pending', 'dispatched', 'running');
   done := found;
   if done then
@@ -201,7 +208,9 @@ declare
   done boolean;
 begin
   update tasks
-     set state = 'pending', run_at = now(), finished_at = null, result = null,
+     set state = 'pending', finished_at = null, result = null,
+         -- not before a handler cancelled while running has lost its lease
+         run_at = greatest(now(), coalesce((last_error ->> 'leaseExpiresAt')::timestamptz, now())),
          dispatch_token = null, dispatched_at = null, lease_expires_at = null,
          max_attempts = greatest(max_attempts, attempt + 1)
    where id = task_id and state in ('failed', 'cancelled');

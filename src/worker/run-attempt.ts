@@ -28,7 +28,7 @@ export class TaskTimeoutError extends TaskRelayError {
 }
 
 /** How long a handler may take to notice ctx.signal after a timeout before the failure is recorded anyway. */
-const ABORT_GRACE_MAX_MS = 5000
+export const ABORT_GRACE_MAX_MS = 5000
 
 export interface AttemptInput {
   claimed: ClaimedTask

@@ -9,7 +9,7 @@ import { InvalidOptionsError, LeaseLostError, TaskRelayError } from '../errors.t
 import { loadSql } from '../db/sql.ts'
 import { closeRedis, createRedis, unlessClosed, whenReady, type RedisConfig } from '../redis/connection.ts'
 import { decodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
-import { runAttempt, type ClaimedTask } from './run-attempt.ts'
+import { ABORT_GRACE_MAX_MS, runAttempt, type ClaimedTask } from './run-attempt.ts'
 import { Completer } from './completer.ts'
 import { LeaseKeeper, type LeasedAttempt } from './lease-keeper.ts'
 
@@ -33,8 +33,12 @@ interface InFlight extends LeasedAttempt {
   claimed: ClaimedTask
   controller: AbortController
   startedAt: number
-  /** the handler's own promise has not settled yet */
+  /** the handler was started */
   handlerRunning: boolean
+  /** resolves when the handler's code has settled (at once if it never ran) */
+  settled: Promise<void>
+  /** the outcome is known and queued in the completer: not to be handed back */
+  recording: boolean
 }
 
 /**
@@ -202,6 +206,8 @@ export class Worker extends Service<number> {
       controller,
       startedAt: performance.now(),
       handlerRunning: false,
+      settled: Promise.resolve(),
+      recording: false,
       abort: (reason) => {
         if (!controller.signal.aborted) controller.abort(reason)
       },
@@ -233,7 +239,6 @@ export class Worker extends Service<number> {
     const fields = { id: claimed.id, name: claimed.name, queue: claimed.queue, attempt: claimed.attempt }
     const log = this.log.child({ taskId: claimed.id, task: claimed.name, queue: claimed.queue, attempt: claimed.attempt })
     this.events.emit('task:started', fields)
-    let handlerSettled: Promise<unknown> = Promise.resolve()
     void runAttempt({
       claimed,
       task: this.#tasks.get(claimed.name),
@@ -246,17 +251,18 @@ export class Worker extends Service<number> {
       },
       onHandlerSettled: (p) => {
         entry.handlerRunning = true
-        handlerSettled = p.then(
+        entry.settled = p.then(
           () => {},
           () => {},
         )
-        void handlerSettled.then(freeSlot)
+        void entry.settled.then(freeSlot)
       },
     })
       .then(async (outcome) => {
         if (!entry.handlerRunning) freeSlot() // rejected before running (no handler, bad payload)
         if (!entry.active) return // handed back at shutdown
         const durationMs = Math.round(performance.now() - entry.startedAt)
+        entry.recording = true
         const recorded = await this.#completer.record(claimed.id, claimed.attempt, outcome)
         entry.active = false
         if (!recorded) {
@@ -276,7 +282,7 @@ export class Worker extends Service<number> {
       .finally(async () => {
         entry.active = false
         // A handler that ignored its abort keeps its slot until it really stops: a hard cap.
-        await handlerSettled
+        await entry.settled
         freeSlot()
         this.#inflight.delete(claimed.id)
         this.#releaseSlots()
@@ -343,12 +349,21 @@ export class Worker extends Service<number> {
         setTimeout(resolve, Math.max(1, Math.min(100, deadline - Date.now())))
       })
     }
-    const unfinished = [...this.#inflight.values()].filter((e) => e.active)
+    // Attempts whose outcome is already queued are written by the drain below.
+    const unfinished = [...this.#inflight.values()].filter((e) => e.active && !e.recording)
     for (const e of unfinished) {
       e.active = false
       e.abort(new ShutdownError())
     }
-    await this.#handBack(unfinished)
+    // Hand back only handlers that really stopped. One that ignores its abort
+    // keeps its lease (no longer renewed): the sweeper retries it once the
+    // lease expires, so no other worker runs it meanwhile.
+    const stopped = await settledWithin(unfinished, ABORT_GRACE_MAX_MS)
+    const stillRunning = unfinished.filter((e) => !stopped.has(e))
+    if (stillRunning.length > 0) {
+      this.log.warn({ count: stillRunning.length }, 'handlers ignored the shutdown abort; their tasks are retried after the lease expires')
+    }
+    await this.#handBack(unfinished.filter((e) => stopped.has(e)))
     await this.#completer.drain(5000)
     await this.#leases.stop()
     closeRedis(this.#blocking)
@@ -357,7 +372,7 @@ export class Worker extends Service<number> {
     this.log.info({ workerId: this.workerId, abandoned: this.#inflight.size }, 'worker stopped')
   }
 
-  /** Back to pending without using an attempt (fenced by attempt). */
+  /** Back to pending without using an attempt (fenced by attempt); only for attempts whose code has stopped. */
   async #handBack(unfinished: InFlight[]): Promise<void> {
     if (unfinished.length > 0) {
       for (const e of unfinished) e.active = false
@@ -375,4 +390,14 @@ export class Worker extends Service<number> {
       }
     }
   }
+}
+
+/** The attempts whose handlers settle within `ms`. */
+async function settledWithin(attempts: readonly InFlight[], ms: number): Promise<Set<InFlight>> {
+  const settled = new Set<InFlight>()
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
+  await Promise.race([Promise.all(attempts.map((a) => a.settled.then(() => void settled.add(a)))), deadline])
+  clearTimeout(timer)
+  return settled
 }

@@ -14,6 +14,7 @@ import {
   type Task,
 } from '../../src/index.ts'
 import { createTestDb, redisUrl, uniqueSchema, waitUntil, type TestDb } from '../support/db.ts'
+import { SEC, dbNow, makeTask, taskRow } from '../support/factory.ts'
 
 let db: TestDb
 let redis: Redis
@@ -353,6 +354,37 @@ describe('graceful shutdown', () => {
     await second.start()
     const r = await finalRow(id)
     expect(r).toMatchObject({ state: 'succeeded', result: 'second run', attempt: 2 })
+  })
+})
+
+describe('never concurrent', () => {
+  it('retry() of a task cancelled while running waits until the old attempt lost its lease', async () => {
+    const id = await makeTask(db.pool, db.schema, { state: 'running', attempt: 1, maxAttempts: 3, leaseExpiresAt: dbNow(20 * SEC) })
+    expect(await db.tr.cancel(id)).toBe(true)
+    const cancelled = (await taskRow(db.pool, db.schema, id))!
+    expect(cancelled.last_error).toMatchObject({ kind: 'cancelled', attempt: 1 })
+    expect(await db.tr.retry(id)).toBe(true)
+    const res = await db.pool.query(`select state, extract(epoch from run_at - now()) as wait_s from "${db.schema}".tasks where id = $1`, [id])
+    expect(res.rows[0].state).toBe('pending')
+    // The old handler learns of the cancel at its next heartbeat; no new run before its lease ends.
+    expect(Number(res.rows[0].wait_s)).toBeGreaterThan(15)
+  })
+
+  it('a handler that ignores the shutdown abort is left to its lease, not handed back', async () => {
+    let release: () => void = () => {}
+    const stubborn = defineTask({
+      name: 'p.stubborn',
+      payload: z.object({}),
+      run: () => new Promise<void>((resolve) => (release = resolve)), // never looks at ctx.signal
+    })
+    const { worker } = await startPipeline([stubborn], { shutdownGraceMs: 50 })
+    const { id } = await db.tr.enqueue(stubborn, {})
+    await waitUntil(async () => (await row(id)).state === 'running', { what: 'running' })
+    await worker.stop()
+    const r = await row(id)
+    expect(r.state).toBe('running') // still leased: the sweeper retries it after expiry
+    expect(r.max_attempts).toBe(3)
+    release()
   })
 })
 

@@ -10,7 +10,7 @@ import {
   TransactionRequiredError,
 } from './errors.ts'
 import type { Executor } from './db/executor.ts'
-import { loadSql } from './db/sql.ts'
+import { enqueueStatement, loadSql } from './db/sql.ts'
 
 /** Per-call enqueue options; each overrides the task's own policy. */
 export interface EnqueueOptions {
@@ -143,10 +143,10 @@ function columnParams(tasks: readonly PreparedTask[]): unknown[][] {
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
 export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
   if (t.idempotencyKey === null) {
-    const plain = await run<{ id: string }>(db, loadSql('task-insert-one-plain.sql', schema), rowParams(t))
+    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), rowParams(t))
     return String(plain.rows[0]!.id)
   }
-  const res = await run<{ id: string }>(db, loadSql('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey])
+  const res = await run<{ id: string }>(db, enqueueStatement('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey])
   const id = res.rows[0]?.id
   if (id !== undefined) return String(id)
   const existing = await taskFindByIdempotencyKeys(db, schema, [t.idempotencyKey!])
@@ -159,10 +159,10 @@ export async function taskInsertOne(db: Executor, schema: string, t: PreparedTas
 export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   if (tasks.length === 0) return []
   if (tasks.every((t) => t.idempotencyKey === null)) {
-    const plain = await run<{ id: string }>(db, loadSql('task-insert-many-plain.sql', schema), columnParams(tasks))
+    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-many-plain.sql', schema), columnParams(tasks))
     return plain.rows.map((r) => String(r.id))
   }
-  const res = await run<{ id: string; idempotency_key: string | null }>(db, loadSql('task-insert-many.sql', schema), [
+  const res = await run<{ id: string; idempotency_key: string | null }>(db, enqueueStatement('task-insert-many.sql', schema), [
     ...columnParams(tasks),
     tasks.map((t) => t.idempotencyKey),
   ])

@@ -37,6 +37,31 @@ export function loadSql(file: string, schema: string): string {
   return text
 }
 
+const composed = new Map<string, string>()
+
+/**
+ * An enqueue statement (task-insert-*.sql) with the relay wake-up
+ * (wake-idle-relays.sql) folded in: the wake-up is an uncorrelated subquery,
+ * so it runs once per statement however many rows it inserts, and the rows
+ * come back as the INSERT returns them (in input order).
+ */
+export function enqueueStatement(file: string, schema: string): string {
+  const key = `${schema}/${file}`
+  let text = composed.get(key)
+  if (text === undefined) {
+    text = [
+      'with inserted as (',
+      loadSql(file, schema).trim(),
+      '), woken as (',
+      loadSql('wake-idle-relays.sql', schema).trim(),
+      ')',
+      'select * from inserted where (select count(*) from woken) >= 0',
+    ].join('\n')
+    composed.set(key, text)
+  }
+  return text
+}
+
 /** Channels the schema's triggers and services notify on. */
 export function channels(schema: string) {
   return {

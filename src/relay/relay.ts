@@ -23,11 +23,10 @@ export interface RelayRoundResult {
   saturatedQueues: string[]
 }
 
+/** In push order: best first (relay-dispatch-batch.sql sorts them). */
 interface DispatchedRow {
   id: string
   queue: string
-  priority: number
-  run_at: Date
 }
 
 /**
@@ -38,9 +37,10 @@ interface DispatchedRow {
 const BUSY_ROUND_ROWS = 2
 
 /**
- * Moves due pending rows from Postgres to Redis. Wakes on the enqueue
- * trigger's NOTIFY, polls every pollIntervalMs as a safety net, and goes again
- * at once while batches come back full.
+ * Moves due pending rows from Postgres to Redis. Wakes on the NOTIFY that
+ * enqueue statements send while no relay is busy (wake-idle-relays.sql),
+ * polls every pollIntervalMs as a safety net, and goes again at once while
+ * batches come back full.
  */
 export class Relay extends Service<RelayRoundResult> {
   readonly settings: Readonly<RelaySettings>
@@ -140,8 +140,6 @@ export class Relay extends Service<RelayRoundResult> {
     if (rows.length === 0) return { dispatched: 0, more: false, saturatedQueues: saturated }
     if (rows.length >= BUSY_ROUND_ROWS) this.#lingerUntil = performance.now() + this.settings.lingerMs
 
-    // RETURNING order is unspecified: restore priority order before pushing.
-    rows.sort((a, b) => b.priority - a.priority || a.run_at.getTime() - b.run_at.getTime() || Number(BigInt(a.id) - BigInt(b.id)))
     const byQueue = new Map<string, string[]>()
     for (const row of rows) {
       let list = byQueue.get(row.queue)

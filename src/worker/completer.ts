@@ -61,8 +61,9 @@ export class Completer {
   }
 
   async #flush(): Promise<void> {
-    // Sorted by id: concurrent batch UPDATEs lock rows in the same order.
-    const batch = this.#queue.splice(0, MAX_BATCH).sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
+    // One flush at a time, on rows only this worker's attempts hold and that
+    // heartbeats no longer touch (LeasedAttempt.recording): no lock order to keep.
+    const batch = this.#queue.splice(0, MAX_BATCH)
     if (batch.length === 0) return
     try {
       const res = await this.#db.query<{ id: string }>(loadSql('task-finish-batch.sql', this.#schema), [

@@ -8,6 +8,12 @@ export interface LeasedAttempt {
   attempt: number
   /** false once the outcome is recorded: no more heartbeats needed */
   active: boolean
+  /**
+   * The outcome is queued in the completer, whose fenced write ends the lease:
+   * not renewed, so a heartbeat never updates a row a finish batch is
+   * updating (two batches locking rows in different orders can deadlock).
+   */
+  recording?: boolean
   abort(reason: Error): void
 }
 
@@ -72,7 +78,7 @@ export class LeaseKeeper {
 
   /** Renew the given attempts now (all active ones by default). Returns the ids still owned. */
   async beat(only?: LeasedAttempt[]): Promise<Set<string>> {
-    const attempts = (only ?? [...this.#attempts()]).filter((a) => a.active).sort((a, b) => Number(BigInt(a.id) - BigInt(b.id)))
+    const attempts = (only ?? [...this.#attempts()]).filter((a) => a.active && !a.recording)
     if (attempts.length === 0) {
       if (!only) this.#confirmed(Date.now())
       return new Set()

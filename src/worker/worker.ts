@@ -32,6 +32,7 @@ export class ShutdownError extends TaskRelayError {
 interface InFlight extends LeasedAttempt {
   claimed: ClaimedTask
   controller: AbortController
+  /** performance.now() when the handler was launched (for durationMs) */
   startedAt: number
   /** the handler was started */
   handlerRunning: boolean
@@ -204,7 +205,7 @@ export class Worker extends Service<number> {
       active: true,
       claimed,
       controller,
-      startedAt: performance.now(),
+      startedAt: 0, // set by #launch
       handlerRunning: false,
       settled: Promise.resolve(),
       recording: false,

@@ -17,6 +17,7 @@ import {
   type EnqueueOptions,
   type Task,
 } from '../../src/index.ts'
+import { enqueueStatement } from '../../src/db/sql.ts'
 
 /**
  * Transactional enqueue (issue #2): a task exists if and only if the caller's
@@ -104,9 +105,8 @@ async function waitForLockWait(pid: number): Promise<void> {
 }
 
 /**
- * Make sure inserts notify: from migration 0003 on (when present), the insert
- * trigger wakes relays only when one is registered and none is busy, so
- * register an idle one. Without a relays table, inserts always notify.
+ * Make sure enqueues notify: they wake relays only when one is registered
+ * and none is busy (migrations 0003, 0004), so register an idle one.
  */
 async function registerIdleRelay(): Promise<void> {
   const relays = `"${db.schema}".relays`
@@ -913,20 +913,61 @@ describe('NOTIFY <schema>.task_ready', () => {
     expect(await settle()).toEqual([''])
   })
 
-  it('the trigger runs once per INSERT statement, not once per row', async () => {
-    // Notifications cannot tell (Postgres folds duplicates within a transaction);
-    // per-function call counters can.
+  it('the wake-up runs once per enqueue statement, not once per row', async () => {
+    // Notifications cannot tell (Postgres folds duplicates within a
+    // transaction); the plan's loop counts can.
     const c = await client()
     await c.query('begin')
-    await c.query(`set local track_functions = 'pl'`)
-    await db.tr.enqueueMany(c, Array.from({ length: 100 }, (_, i) => ({ task: welcome, payload: { userId: i } })))
-    await db.tr.enqueue(c, welcome, { userId: 100 })
-    const res = await c.query<{ calls: number }>(
-      `select calls::int as calls from pg_stat_xact_user_functions where schemaname = $1 and funcname = 'notify_tasks_inserted'`,
-      [db.schema],
-    )
-    expect(res.rows).toEqual([{ calls: 2 }])
+    const statement = enqueueStatement('task-insert-many-plain.sql', db.schema)
+    const n = 100
+    const params = [
+      Array(n).fill('welcome'),
+      Array(n).fill('default'),
+      Array.from({ length: n }, (_, i) => JSON.stringify({ userId: i })),
+      Array(n).fill(0),
+      Array(n).fill(3),
+      Array(n).fill(null),
+      Array(n).fill(0),
+    ]
+    const res = await c.query<{ 'QUERY PLAN': string }>(`explain (analyze, costs off, timing off, summary off) ${statement}`, params)
+    const plan = res.rows.map((r) => r['QUERY PLAN']).join('\n')
     await c.query('rollback')
+    expect(plan).toMatch(/CTE Scan on inserted \(actual rows=100 loops=1\)/)
+    // The relays aggregate that may NOTIFY: one evaluation for 100 rows.
+    expect(plan).toMatch(/Aggregate \(actual rows=1 loops=1\)/)
+    expect(plan.match(/loops=(\d+)/g)!.every((l) => l === 'loops=1')).toBe(true)
+  })
+
+  it('sends none while a relay is busy (it polls on its own), nor when no relay is registered', async () => {
+    const relays = `"${db.schema}".relays`
+    try {
+      await db.pool.query(`update ${relays} set busy_until = 'infinity'`)
+      await db.tr.enqueue(welcome, { userId: 1 })
+      await db.tr.enqueueMany([{ task: welcome, payload: { userId: 2 } }])
+      expect(await settle()).toEqual([])
+      // One busy relay among idle ones is enough: it polls and takes the task.
+      await db.pool.query(`insert into ${relays} (relay_id, busy_until) values ('idle-too', '-infinity')`)
+      await db.tr.enqueue(welcome, { userId: 3 })
+      expect(await settle()).toEqual([])
+      await db.pool.query(`delete from ${relays}`)
+      await db.tr.enqueue(welcome, { userId: 4 })
+      await db.tr.enqueue(welcome, { userId: 5 }, { idempotencyKey: 'k-5' })
+      expect(await settle()).toEqual([])
+      expect(await rowCount()).toBe(5)
+    } finally {
+      await db.pool.query(`delete from ${relays}`)
+      await registerIdleRelay()
+    }
+  })
+
+  it('idempotent enqueues notify too (one per statement), even when the key already existed', async () => {
+    await db.tr.enqueue(welcome, { userId: 1 }, { idempotencyKey: 'same' })
+    await db.tr.enqueue(welcome, { userId: 1 }, { idempotencyKey: 'same' })
+    await db.tr.enqueueMany([
+      { task: welcome, payload: { userId: 2 }, options: { idempotencyKey: 'other' } },
+      { task: welcome, payload: { userId: 3 } },
+    ])
+    expect(await settle()).toEqual(['', '', ''])
   })
 
   it('a rolled-back enqueue sends none', async () => {

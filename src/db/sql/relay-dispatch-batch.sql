@@ -8,8 +8,8 @@
 -- repaired by the sweeper's dispatch timeout (or the relay's own revert).
 -- When the round found at least $6 rows (the relay is under load), the
 -- relay ($5) advertises that it keeps polling for $4 ms, so enqueues skip
--- their NOTIFY meanwhile (0003). At low rates every enqueue still wakes it
--- at once, which is what keeps latency low.
+-- their NOTIFY meanwhile (0003, wake-idle-relays.sql). At low rates every
+-- enqueue still wakes it at once, which is what keeps latency low.
 with due as (
   select id
     from :"schema".tasks
@@ -33,4 +33,6 @@ with due as (
    where relay_id = $5
      and (select count(*) from moved) >= $6
 )
-select id, queue, priority, run_at from moved
+-- RETURNING order is unspecified: hand the rows back best first, the order
+-- they are pushed in.
+select id, queue from moved order by priority desc, run_at, id

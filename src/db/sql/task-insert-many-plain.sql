@@ -1,5 +1,6 @@
--- Enqueue many tasks without idempotency keys in one statement (one NOTIFY
--- at most for the batch). No ON CONFLICT: see task-insert-one-plain.sql.
+-- Enqueue many tasks without idempotency keys in one statement (the relay
+-- wake-up is added by enqueueStatement(): at most one NOTIFY for the batch).
+-- No ON CONFLICT: see task-insert-one-plain.sql.
 -- Rows are inserted and returned in input order (ORDER BY ord).
 insert into :"schema".tasks (name, queue, payload, priority, max_attempts, run_at)
 select name, queue, payload, priority, max_attempts,

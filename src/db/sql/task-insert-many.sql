@@ -1,4 +1,5 @@
--- Enqueue many tasks in one statement (one NOTIFY for the whole batch).
+-- Enqueue many tasks in one statement (the relay wake-up is added by
+-- enqueueStatement(): at most one NOTIFY for the whole batch).
 -- Rows are inserted in input order (ORDER BY ord); rows whose idempotency key
 -- already exists are skipped, and the caller matches them by key.
 insert into :"schema".tasks (name, queue, payload, priority, max_attempts, run_at, idempotency_key)

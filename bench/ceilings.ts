@@ -8,6 +8,10 @@
  *   C3  pgbench, 1 client:   one 1,000-row INSERT per transaction  → rows/s
  *   C4  redis-benchmark, 50 clients: XADD                          → ops/s
  *   C5  redis-benchmark, 50 clients: LPUSH                         → ops/s
+ *   C6  pgbench, 1 client, paced at 100 tx/s (-R 100): the single-row INSERT's
+ *       average latency → ms. S5's floor: what one commit costs at a trickle,
+ *       when the backend and the client sleep between transactions (on this
+ *       VM ≈ 3× the back-to-back cost of C1, from waking idle processes).
  *
  * The table has a task-like shape (identity key, text, jsonb, timestamptz) and
  * synchronous_commit is left as the server has it.
@@ -34,6 +38,7 @@ export const CEILINGS: CeilingDef[] = [
   { id: 'C3', label: 'pgbench 1,000-row INSERT, 1 client', unit: 'rows/s' },
   { id: 'C4', label: 'redis-benchmark XADD, 50 clients', unit: 'ops/s' },
   { id: 'C5', label: 'redis-benchmark LPUSH, 50 clients', unit: 'ops/s' },
+  { id: 'C6', label: 'pgbench single-INSERT latency at 100 tx/s', unit: 'ms' },
 ]
 
 export async function toolsAvailable(): Promise<{ pgbench: boolean; redisBenchmark: boolean }> {
@@ -41,16 +46,22 @@ export async function toolsAvailable(): Promise<{ pgbench: boolean; redisBenchma
   return { pgbench: await has('pgbench'), redisBenchmark: await has('redis-benchmark') }
 }
 
-async function pgbench(script: string, clients: number, seconds: number): Promise<number> {
+/** tx/s, or with `rate` (pgbench -R) the average latency in ms. */
+async function pgbench(script: string, clients: number, seconds: number, rate?: number): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-pgbench-'))
   try {
     const file = join(dir, 'script.sql')
     writeFileSync(file, script)
     const { stdout } = await run(
       'pgbench',
-      ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(seconds), '-f', file, DATABASE_URL],
+      ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(seconds), ...(rate ? ['-R', String(rate)] : []), '-f', file, DATABASE_URL],
       { timeout: (seconds + 30) * 1000 },
     )
+    if (rate) {
+      const latency = /latency average = ([\d.]+) ms/.exec(stdout)
+      if (!latency) throw new Error(`cannot read pgbench output:\n${stdout}`)
+      return Number(latency[1])
+    }
     const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(stdout) ?? /tps = ([\d.]+)/.exec(stdout)
     if (!m) throw new Error(`cannot read pgbench output:\n${stdout}`)
     return Number(m[1])
@@ -85,6 +96,7 @@ export async function measureCeilings(seconds: number, redisRequests: number, wh
     if (which.includes('C1')) out.C1 = await pgbench(one, 1, seconds)
     if (which.includes('C2')) out.C2 = await pgbench(one, 16, seconds)
     if (which.includes('C3')) out.C3 = (await pgbench(many, 1, seconds)) * 1000
+    if (which.includes('C6')) out.C6 = await pgbench(one, 1, seconds, 100)
   } finally {
     await pool.query(`drop schema if exists ${schema} cascade`).catch(() => {})
     await pool.end()

@@ -3,7 +3,7 @@
  * (round 1: S1 A B C D, S2 A B C D, …; round 2: the same with the system
  * order rotated). Each ceiling is measured once per round right before the
  * scenario it is the ceiling of (C1 before S1, C2 before S2, C3 before S3,
- * C4/C5 before S4; the rest at the start of the round), then the report.
+ * C4/C5 before S4, C6 before S5; the rest at the start of the round), then the report.
  */
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -110,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const t0 = Date.now()
   // Which ceilings to measure right before which scenario, so each is taken in the same conditions.
-  const PAIRED: Partial<Record<ScenarioId, string[]>> = { S1: ['C1'], S2: ['C2'], S3: ['C3'], S4: ['C4', 'C5'] }
+  const PAIRED: Partial<Record<ScenarioId, string[]>> = { S1: ['C1'], S2: ['C2'], S3: ['C3'], S4: ['C4', 'C5'], S5: ['C6'] }
   const ceilingGroups = new Map<ScenarioId | 'start', string[]>()
   for (const id of ceilingIds) {
     const owner = scenarios.find((sc) => PAIRED[sc]?.includes(id)) ?? 'start'

@@ -54,7 +54,7 @@ await pool.query(`create table ${schema}.t_cheapcheck (like ${schema}.tasks incl
 await pool.query(`alter table ${schema}.t_cheapcheck drop constraint tasks_name_valid, drop constraint tasks_queue_valid`)
 
 
-const ROUNDS = 3
+const ROUNDS = Number(process.env.PROBE_ROUNDS ?? 3)
 // What a keyless enqueue sends: task-insert-one-plain.sql since 161e201, task-insert-one.sql (ON CONFLICT) before.
 const hasPlain = existsSync(new URL('../../src/db/sql/task-insert-one-plain.sql', import.meta.url))
 const insertOne = (table: string, onConflict = true) =>
@@ -78,7 +78,31 @@ await pool.query(`alter table ${schema}.t_cheapcheck
   add constraint cheap_name check (name ~ '^[A-Za-z0-9_.:/-]+$' and length(name) <= 200),
   add constraint cheap_queue check (queue ~ '^[A-Za-z0-9_.-]+$' and length(queue) <= 100)`)
 
-interface Variant { label: string; sql: string; listen?: boolean; relay?: 'idle' | 'busy' }
+// Cheaper wake-up checks (what 0004 ships), on copies of tasks:
+//  t_lean:   a trigger without a SET clause and one aggregate over relays
+//  t_notrig: no trigger; the INSERT checks relays itself in a CTE
+await pool.query(`create table ${schema}.t_lean (like ${schema}.tasks including all)`)
+await pool.query(`create function ${schema}.notify_lean() returns trigger language plpgsql as $$
+begin
+  if (select bool_and(busy_until <= clock_timestamp()) from ${schema}.relays) then
+    perform pg_notify(tg_table_schema || '.task_ready', '');
+  end if;
+  return null;
+end $$`)
+await pool.query(`create trigger lean after insert on ${schema}.t_lean for each statement execute function ${schema}.notify_lean()`)
+await pool.query(`create function ${schema}.wake_idle_relays() returns void language sql as $$
+  select pg_notify('${schema}.task_ready', '') from ${schema}.relays having bool_and(busy_until <= clock_timestamp())
+$$`)
+const foldedFn = (table: string) => {
+  const plain = insertOne(table).trim().replace(/;$/, '')
+  return `with ins as (${plain}) select ins.id from ins where (select ${schema}.wake_idle_relays()) is null;\n`
+}
+const folded = (table: string) => {
+  const plain = insertOne(table).trim().replace(/;$/, '')
+  return `with ins as (${plain}) select ins.id from ins left join (select pg_notify('${schema}.task_ready', '') from ${schema}.relays having bool_and(busy_until <= clock_timestamp())) w on true;\n`
+}
+
+interface Variant { label: string; sql: string; listen?: boolean; relay?: 'idle' | 'busy'; json?: boolean }
 // Migration 0003 notifies only when a relay is registered and none is busy.
 const hasRelays = (await pool.query(`select to_regclass($1) as r`, [`${schema}.relays`])).rows[0].r !== null
 const variants: Variant[] = [
@@ -91,6 +115,12 @@ const variants: Variant[] = [
       ]
     : [{ label: '… with a relay LISTENing', sql: insertOne('tasks'), listen: true }]),
   { label: '… without the trigger', sql: insertOne('t_notrig') },
+  { label: '… lean trigger (no SET, one aggregate)', sql: insertOne('t_lean') },
+  { label: '… lean trigger, busy relay', sql: insertOne('t_lean'), relay: 'busy' as const },
+  { label: '… no trigger, check folded into INSERT', sql: folded('t_notrig') },
+  { label: '… folded check, busy relay', sql: folded('t_notrig'), relay: 'busy' as const },
+  { label: '… no trigger, SQL function call in INSERT', sql: foldedFn('t_notrig') },
+  { label: '… SQL function call, busy relay', sql: foldedFn('t_notrig'), relay: 'busy' as const },
   // Before 161e201: the ON CONFLICT clause and the {1,200} regex CHECKs, one at a time.
   ...(hasPlain
     ? []
@@ -126,7 +156,7 @@ for (const clients of BULK_ONLY ? [] : [1, 16]) {
     console.log(`  ${v.label.padEnd(44)} ${median(xs).toFixed(0).padStart(6)} tx/s  (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})  ${(1000 / median(xs)).toFixed(3)} ms/tx`)
   }
 }
-for (const t of ['plain', 'tasks', 't_notrig', 't_cheapcheck']) await pool.query(`truncate ${schema}.${t}`)
+for (const t of ['plain', 'tasks', 't_notrig', 't_cheapcheck', 't_lean']) await pool.query(`truncate ${schema}.${t}`)
 
 console.log(`\n# 2. one 1,000-row enqueueMany statement (${hasPlain ? 'task-insert-many-plain.sql' : 'task-insert-many.sql'})`)
 const manySql = loadSql(hasPlain ? 'task-insert-many-plain.sql' : 'task-insert-many.sql', schema)
@@ -158,6 +188,13 @@ const bulk: Variant[] = [
           sql: manySql.replace(`"${schema}".tasks`, `"${schema}".t_cheapcheck`).replace(/\non conflict[^\n]*\n/, '\n'),
         },
       ]),
+  {
+    // Payloads as one json array parameter (no array-literal quoting of every
+    // JSON document in node-pg); the other columns as before.
+    label: 'payloads as one json parameter',
+    json: true,
+    sql: manySql.replace('$3::jsonb[]', 'array(select jsonb_array_elements($3::jsonb))'),
+  },
   { label: 'plain task-shaped table, jsonb only', sql: `insert into ${schema}.plain (name, payload) select 'bench.noop', p from unnest($3::jsonb[]) p where $1::text[] is not null and $2::text[] is not null and $4::smallint[] is not null and $5::int[] is not null and $6::timestamptz[] is not null and $7::bigint[] is not null` },
 ]
 const times = new Map<string, number[]>()
@@ -166,6 +203,7 @@ for (let r = 0; r < 10; r++) {
   for (const v of bulk) {
     const ps: unknown[] = params((base += N))
     const t = nowMs()
+    if (v.json) ps[2] = '[' + (ps[2] as string[]).join(',') + ']'
     await client.query({ text: v.sql, values: ps, name: `probe_bulk_${bulk.indexOf(v)}` })
     times.set(v.label, [...(times.get(v.label) ?? []), nowMs() - t])
   }

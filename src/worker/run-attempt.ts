@@ -35,7 +35,8 @@ export interface AttemptInput {
   task: Task | undefined
   signal: AbortSignal
   abort: (reason: Error) => void
-  log: Logger
+  /** the attempt's logger, built on first use */
+  log: () => Logger
   heartbeat: () => Promise<void>
   /** resolves when the handler's own promise has settled (for the concurrency cap) */
   onHandlerSettled: (settled: Promise<unknown>) => void
@@ -91,7 +92,9 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       priority: claimed.priority,
       createdAt: claimed.created_at,
     },
-    log: input.log,
+    get log() {
+      return input.log()
+    },
     heartbeat: input.heartbeat,
   }
 
@@ -126,7 +129,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       // Give the handler a moment to honour ctx.signal, so a retry rarely overlaps it.
       const grace = new Promise<'grace'>((r) => setTimeout(() => r('grace'), Math.min(ABORT_GRACE_MAX_MS, timeoutMs)).unref())
       const after = await Promise.race([settled, grace])
-      if (after === 'grace') input.log.warn({ timeoutMs }, 'handler ignored ctx.signal after its timeout; recording the failure anyway')
+      if (after === 'grace') input.log().warn({ timeoutMs }, 'handler ignored ctx.signal after its timeout; recording the failure anyway')
       return retryOrFail(task, claimed, new TaskTimeoutError(timeoutMs), 'timeout')
     }
     if (first === 'aborted') {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { Redis } from 'ioredis'
+import { pino } from 'pino'
 import {
   InvalidOptionsError,
   NonRetryableError,
@@ -487,5 +488,39 @@ describe('bad input', () => {
     const sweeper = new Sweeper(tr)
     await expect(sweeper.start()).rejects.toBeInstanceOf(SchemaVersionError)
     await expect(sweeper.start()).rejects.toThrow(/run `taskrelay migrate`/)
+  })
+})
+
+describe('task logs', () => {
+  it("ctx.log and the worker's lines about an attempt carry the task's id, name, queue and attempt", async () => {
+    const lines: Array<Record<string, unknown>> = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) })
+    const tr = new TaskRelay({ db: db.pool, schema: db.schema, logger })
+    const flaky = defineTask({
+      name: 'p.logs',
+      payload: z.object({}),
+      maxAttempts: 2,
+      backoff: { type: 'fixed', delayMs: 10 },
+      run: async (_p, ctx) => {
+        ctx.log.info('from the handler')
+        if (ctx.attempt === 1) throw new Error('first try fails')
+        return null
+      },
+    })
+    const keyPrefix = prefix()
+    const relay = new Relay(tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
+    const worker = new Worker(tr, { redis: redisUrl(), keyPrefix, tasks: [flaky], ...fast })
+    started.push(relay, worker)
+    await relay.start()
+    await worker.start()
+    const { id } = await tr.enqueue(flaky, {})
+    expect((await finalRow(id)).state).toBe('succeeded')
+
+    const about = (msg: string) => lines.filter((l) => l.msg === msg).map((l) => [l.taskId, l.task, l.queue, l.attempt])
+    expect(about('from the handler')).toEqual([
+      [id, 'p.logs', 'default', 1],
+      [id, 'p.logs', 'default', 2],
+    ])
+    expect(about('task failed; will retry')).toEqual([[id, 'p.logs', 'default', 1]])
   })
 })

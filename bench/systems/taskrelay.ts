@@ -73,7 +73,7 @@ export function createProducer(): ProducerAdapter {
     get version() {
       return version()
     },
-    settings: 'enqueue in caller tx (S1) / own pool autocommit (S2, S6), enqueueMany (S3); relay process + worker process, concurrency 50',
+    settings: 'enqueue in caller tx (S1) / own pool autocommit (S2, S6), enqueueMany (S3); relay process + worker process, concurrency 50, prefetch 450 (500 tasks in hand, as graphile-worker\'s localQueue)',
     extraRoles: ['relay'],
     async setup(t) {
       tag = t
@@ -160,6 +160,12 @@ export const worker: WorkerModule = {
       tasks: [benchTask(onTask)],
       queues: ['default'],
       concurrency: opts.concurrency,
+      // The documented setting for many short tasks (README, "Tuning for
+      // throughput"): up to 500 tasks per Redis read and per claim, the same
+      // number in hand as graphile-worker's localQueue here.
+      prefetch: 500 - (opts.concurrency as number),
+      // For experiments: JSON merged over these options.
+      ...JSON.parse(process.env.BENCH_TASKRELAY_WORKER_OPTS ?? '{}'),
     })
     return {
       async start() {
@@ -179,7 +185,8 @@ export const worker: WorkerModule = {
     const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
     pool.on('error', () => {})
     const tr = new TaskRelay({ db: pool, schema: opts.schema as string })
-    const r = new Relay(tr, { redis: REDIS_URL, keyPrefix: opts.keyPrefix as string })
+    // For experiments: JSON merged over these options.
+    const r = new Relay(tr, { redis: REDIS_URL, keyPrefix: opts.keyPrefix as string, ...JSON.parse(process.env.BENCH_TASKRELAY_RELAY_OPTS ?? '{}') })
     return {
       async start() {
         await r.start()

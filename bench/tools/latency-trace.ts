@@ -129,8 +129,8 @@ async function main() {
     for (const [l, t] of seg) if (!first.has(l)) first.set(l, t)
     if (order.every((l) => first.has(l))) {
       for (let i = 1; i < order.length; i++) {
-        const key = `${order[i - 1]} → ${order[i]}`
-        hops.set(key, [...(hops.get(key) ?? []), first.get(order[i])! - first.get(order[i - 1])!])
+        const [from, to] = [order[i - 1]!, order[i]!]
+        hops.set(`${from} → ${to}`, [...(hops.get(`${from} → ${to}`) ?? []), first.get(to)! - first.get(from)!])
       }
       hops.set('TOTAL', [...(hops.get('TOTAL') ?? []), first.get(order.at(-1)!)! - first.get(order[0]!)!])
     }

@@ -37,6 +37,19 @@ interface DispatchedRow {
 const BUSY_ROUND_ROWS = 2
 
 /**
+ * While queues are saturated, the dispatch query has to walk past every
+ * pending row of those queues to find rows of other queues (tasks_pending_idx
+ * does not lead with queue): with a large backlog, tens of milliseconds of
+ * Postgres per round, repeated every 2 ms while the relay lingers. After such a
+ * round finds nothing, the next one waits until a saturated queue drains below
+ * the bound, or for max(SEARCH_GAP_MIN_MS, SEARCH_GAP_FACTOR x what the
+ * empty round took): other queues wait at most that long, and the searches
+ * cost at most 1/SEARCH_GAP_FACTOR of one backend.
+ */
+const SEARCH_GAP_MIN_MS = 50
+const SEARCH_GAP_FACTOR = 20
+
+/**
  * Moves due pending rows from Postgres to Redis. Wakes on the NOTIFY that
  * enqueue statements send while no relay is busy (wake-idle-relays.sql),
  * polls every pollIntervalMs as a safety net, and goes again at once while
@@ -59,6 +72,8 @@ export class Relay extends Service<RelayRoundResult> {
   readonly relayId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   /** until when this relay polls on its own (advertised in the relays table) */
   #lingerUntil = 0
+  /** no round that only searches past saturated queues before this (performance.now()) */
+  #nextSearchAt = 0
 
   constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
     super('relay', { logger: tr.logger, ...deps })
@@ -125,9 +140,12 @@ export class Relay extends Service<RelayRoundResult> {
   async runOnce(): Promise<RelayRoundResult> {
     const redis = this.#requireRedis()
     const started = performance.now()
-    await this.#refreshSaturated(redis)
-    const token = randomUUID()
+    const released = await this.#refreshSaturated(redis)
     const saturated = [...this.#saturated.keys()]
+    if (saturated.length > 0 && !released && started < this.#nextSearchAt) {
+      return { dispatched: 0, more: false, saturatedQueues: saturated }
+    }
+    const token = randomUUID()
     const res = await this.#tr.transitionExecutor.query<DispatchedRow>(loadSql('relay-dispatch-batch.sql', this.#tr.schema), [
       this.settings.batchSize,
       token,
@@ -137,7 +155,13 @@ export class Relay extends Service<RelayRoundResult> {
       BUSY_ROUND_ROWS,
     ])
     const rows = res.rows
-    if (rows.length === 0) return { dispatched: 0, more: false, saturatedQueues: saturated }
+    if (rows.length === 0) {
+      if (saturated.length > 0) {
+        const took = performance.now() - started
+        this.#nextSearchAt = performance.now() + Math.max(SEARCH_GAP_MIN_MS, SEARCH_GAP_FACTOR * took)
+      }
+      return { dispatched: 0, more: false, saturatedQueues: saturated }
+    }
     if (rows.length >= BUSY_ROUND_ROWS) this.#lingerUntil = performance.now() + this.settings.lingerMs
 
     const byQueue = new Map<string, string[]>()
@@ -173,17 +197,22 @@ export class Relay extends Service<RelayRoundResult> {
     return { dispatched: rows.length, more: rows.length === this.settings.batchSize, saturatedQueues: saturated }
   }
 
-  /** Queues that were over the bound: re-read their length, release those below it. */
-  async #refreshSaturated(redis: Redis): Promise<void> {
-    if (this.#saturated.size === 0) return
+  /** Queues that were over the bound: re-read their length, release those below it. True if any was released. */
+  async #refreshSaturated(redis: Redis): Promise<boolean> {
+    if (this.#saturated.size === 0) return false
     const queues = [...this.#saturated.keys()]
     const pipeline = redis.pipeline()
     for (const q of queues) pipeline.llen(this.#keys.ready(q))
     const replies = (await pipeline.exec()) ?? []
+    let released = false
     queues.forEach((q, i) => {
       const [err, len] = replies[i] ?? [new Error('no reply'), 0]
-      if (!err && Number(len) < this.settings.maxBacklogPerQueue) this.#saturated.delete(q)
+      if (!err && Number(len) < this.settings.maxBacklogPerQueue) {
+        this.#saturated.delete(q)
+        released = true
+      }
     })
+    return released
   }
 
   async #revert(ids: string[], token: string): Promise<void> {

@@ -439,6 +439,39 @@ describe('relay', () => {
     }
   })
 
+  it('does not search past a saturated queue on every round, and still serves the other queues', async () => {
+    const hot = defineTask({ name: 'p.hot', payload: z.object({ i: z.number() }), run: async () => null })
+    const other = defineTask({ name: 'p.other', queue: 'other', payload: z.object({}), run: async () => null })
+    const local = await createTestDb()
+    let service: { onStart(): Promise<void>; onStop(): Promise<void> } | undefined
+    try {
+      await local.tr.enqueueMany(Array.from({ length: 50 }, (_, i) => ({ task: hot, payload: { i } })))
+      const keyPrefix = prefix()
+      const relay = new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 10, maxBacklogPerQueue: 20 })
+      // runOnce directly, without the loop: deterministic rounds.
+      service = relay as unknown as { onStart(): Promise<void>; onStop(): Promise<void> }
+      await service.onStart()
+      // Two rounds fill "default" to its bound; the third searches past it and finds nothing.
+      const rounds = [] as number[]
+      for (let i = 0; i < 3; i++) rounds.push((await relay.runOnce()).dispatched)
+      expect(rounds).toEqual([10, 10, 0])
+      expect(await redis.llen(`${keyPrefix}:{default}:ready`)).toBe(20)
+      const { id } = await local.tr.enqueue(other, {})
+      // Right after a fruitless search, a round does not search again ...
+      const next = await relay.runOnce()
+      expect(next).toMatchObject({ dispatched: 0, saturatedQueues: ['default'] })
+      expect((await local.pool.query(`select state from "${local.schema}".tasks where id = $1`, [id])).rows[0].state).toBe('pending')
+      // ... but a later one does, and the other queue's task goes out.
+      const otherKey = `${keyPrefix}:{other}:ready`
+      await waitUntil(async () => (await relay.runOnce()).dispatched > 0, { timeoutMs: 5000, intervalMs: 10, what: 'the other queue to be served' })
+      expect((await redis.lrange(otherKey, 0, -1)).map((m) => m.split(':')[0])).toEqual([id])
+      expect(await redis.llen(`${keyPrefix}:{default}:ready`)).toBe(20)
+    } finally {
+      await service?.onStop()
+      await local.cleanup()
+    }
+  })
+
   it('several relays side by side dispatch each task exactly once', async () => {
     const t = defineTask({ name: 'p.many-relays', payload: z.object({ i: z.number() }), run: async () => null })
     const local = await createTestDb()

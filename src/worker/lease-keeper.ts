@@ -71,7 +71,14 @@ export class LeaseKeeper {
     this.#lastOkAt = at
     if (this.#deadline) clearTimeout(this.#deadline)
     this.#deadline = setTimeout(() => {
-      for (const a of this.#attempts()) if (a.active) a.abort(new LeaseLostError(a.id, a.attempt))
+      const active = [...this.#attempts()].filter((a) => a.active)
+      if (active.length === 0) return
+      // Silent aborts are hard to tell from bugs: say why (a hung database, or a stalled process).
+      this.#log.warn(
+        { count: active.length, sinceConfirmedMs: Date.now() - at, leaseMs: this.#leaseMs },
+        'no heartbeat confirmed the leases in time; aborting in-flight attempts before their leases can expire',
+      )
+      for (const a of active) a.abort(new LeaseLostError(a.id, a.attempt))
     }, Math.max(0, at + this.#leaseMs - this.#heartbeatMs - Date.now()))
     this.#deadline.unref()
   }

@@ -177,7 +177,9 @@ describe('worker partitioned from Postgres mid-task', () => {
       async () => (await p.pool.query(`select count(*)::int as c from "${p.schema}".ledger where pid = $1 and run_finished is null`, [a.pid])).rows[0].c === 4,
       { what: 'worker A running 4 handlers', timeoutMs: 15_000 },
     )
-    const b = p.spawn('worker', { name: 'workerB', settings: workerSettings })
+    // B is not under test here: a long lease, so a loaded machine that delays its
+    // heartbeats past 1.6 s cannot make it give up these attempts (attempt 3).
+    const b = p.spawn('worker', { name: 'workerB', settings: { ...workerSettings, leaseMs: 10_000, heartbeatMs: 1000 } })
     await b.ready
 
     proxy.partition()

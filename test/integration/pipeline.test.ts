@@ -456,15 +456,19 @@ describe('relay', () => {
       for (let i = 0; i < 3; i++) rounds.push((await relay.runOnce()).dispatched)
       expect(rounds).toEqual([10, 10, 0])
       expect(await redis.llen(`${keyPrefix}:{default}:ready`)).toBe(20)
-      const { id } = await local.tr.enqueue(other, {})
+      const { ids } = await local.tr.enqueueMany(Array.from({ length: 15 }, () => ({ task: other, payload: {} })))
       // Right after a fruitless search, a round does not search again ...
       const next = await relay.runOnce()
       expect(next).toMatchObject({ dispatched: 0, saturatedQueues: ['default'] })
-      expect((await local.pool.query(`select state from "${local.schema}".tasks where id = $1`, [id])).rows[0].state).toBe('pending')
-      // ... but a later one does, and the other queue's task goes out.
+      const pending = await local.pool.query(`select count(*)::int as c from "${local.schema}".tasks where id = any($1::bigint[]) and state = 'pending'`, [ids])
+      expect(pending.rows[0].c).toBe(15)
+      // ... but a later one does, and the other queue's tasks go out; a search
+      // that found work goes on at once (a full batch, then the rest).
       const otherKey = `${keyPrefix}:{other}:ready`
-      await waitUntil(async () => (await relay.runOnce()).dispatched > 0, { timeoutMs: 5000, intervalMs: 10, what: 'the other queue to be served' })
-      expect((await redis.lrange(otherKey, 0, -1)).map((m) => m.split(':')[0])).toEqual([id])
+      const served = await waitUntil(async () => (await relay.runOnce()).dispatched, { timeoutMs: 5000, intervalMs: 10, what: 'the other queue to be served' })
+      expect(served).toBe(10)
+      expect((await relay.runOnce()).dispatched).toBe(5)
+      expect((await redis.lrange(otherKey, 0, -1)).map((m) => m.split(':')[0])).toEqual(ids)
       expect(await redis.llen(`${keyPrefix}:{default}:ready`)).toBe(20)
     } finally {
       await service?.onStop()

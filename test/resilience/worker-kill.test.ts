@@ -45,7 +45,10 @@ describe('worker SIGKILL mid-task', () => {
       { what: 'worker A running 4 handlers', timeoutMs: 15_000 },
     )
     // B is alive before A dies: it must still not touch A's attempts before their leases expire.
-    const b = p.spawn('worker', { name: 'workerB', settings: workerSettings })
+    // Its handlers outlast its own lease too (3 s), so only heartbeats keep them owned; the
+    // longer lease leaves 2.6 s, not 1.6 s, before a stalled heartbeat makes B give up (a
+    // loaded machine did that once to the bystander of the partition test below).
+    const b = p.spawn('worker', { name: 'workerB', settings: { ...workerSettings, leaseMs: 3000 } })
     await b.ready
     const bId = String((await b.ready).workerId)
 

@@ -42,11 +42,13 @@ const BUSY_ROUND_ROWS = 2
  * does not lead with queue): with a large backlog, tens of milliseconds of
  * Postgres per round, repeated every 2 ms while the relay lingers. After such a
  * round finds nothing, the next one waits until a saturated queue drains below
- * the bound, or for max(SEARCH_GAP_MIN_MS, SEARCH_GAP_FACTOR x what the
- * empty round took): other queues wait at most that long, and the searches
- * cost at most 1/SEARCH_GAP_FACTOR of one backend.
+ * the bound, or for SEARCH_GAP_FACTOR x what the empty round took, within
+ * [SEARCH_GAP_MIN_MS, SEARCH_GAP_MAX_MS]: the searches cost at most
+ * 1/SEARCH_GAP_FACTOR of one backend (unless one takes over 250 ms), and other
+ * queues' tasks wait at most SEARCH_GAP_MAX_MS.
  */
 const SEARCH_GAP_MIN_MS = 50
+const SEARCH_GAP_MAX_MS = 5000
 const SEARCH_GAP_FACTOR = 20
 
 /**
@@ -158,7 +160,7 @@ export class Relay extends Service<RelayRoundResult> {
     if (rows.length === 0) {
       if (saturated.length > 0) {
         const took = performance.now() - started
-        this.#nextSearchAt = performance.now() + Math.max(SEARCH_GAP_MIN_MS, SEARCH_GAP_FACTOR * took)
+        this.#nextSearchAt = performance.now() + Math.min(SEARCH_GAP_MAX_MS, Math.max(SEARCH_GAP_MIN_MS, SEARCH_GAP_FACTOR * took))
       }
       return { dispatched: 0, more: false, saturatedQueues: saturated }
     }

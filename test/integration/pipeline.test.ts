@@ -482,6 +482,10 @@ describe('relay', () => {
     try {
       const { ids } = await local.tr.enqueueMany(Array.from({ length: 3000 }, (_, i) => ({ task: t, payload: { i } })))
       const keyPrefix = prefix()
+      // An existing epoch marker: otherwise the first relay to connect takes the fresh
+      // prefix for a Redis that lost its data and re-dispatches what the others already
+      // pushed (harmless duplicate messages, dropped by the fenced claim, but not this test).
+      await redis.set(`${keyPrefix}:epoch`, 'test')
       const relays = [1, 2, 3].map(() => new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 100, pollIntervalMs: 20 }))
       started.push(...relays)
       await Promise.all(relays.map((r) => r.start()))

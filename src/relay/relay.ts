@@ -241,16 +241,22 @@ export class Relay extends Service<RelayRoundResult> {
     const lostAt = this.#lostAt
     try {
       const epochKey = this.#keys.epoch()
+      const markerSentAt = performance.now()
       const created = await redis.set(epochKey, randomUUID(), 'NX')
       // Re-dispatch what was dispatched between `fromMsAgo` and `toMsAgo`
-      // (null: no bound). Data lost: everything. Reconnect: the window
-      // before the connection was lost; what was dispatched since then was
-      // pushed after the reconnect (to the new primary) or reverted, so
-      // resetting it would only queue stale duplicates (500 ms of slack).
+      // (null: no bound). Data lost: everything dispatched before the marker
+      // was set. The loss happened before that, and a task dispatched after
+      // it was pushed after it, into the Redis we now have: re-dispatching
+      // those (pushed by other relays meanwhile) would only queue duplicates.
+      // Reconnect: the window before the connection was lost; what was
+      // dispatched since then was pushed after the reconnect (to the new
+      // primary) or reverted, so resetting it would only queue stale
+      // duplicates (500 ms of slack).
       let bounds: [number | null, number | null] | undefined
       let reason: 'redis-reconnect' | 'redis-data-lost' = 'redis-reconnect'
       if (created === 'OK') {
-        bounds = [null, null]
+        // Rounded down: the bound falls at or after the moment the marker was sent.
+        bounds = [null, Math.floor(performance.now() - markerSentAt)]
         reason = 'redis-data-lost'
       } else if (!first) {
         const sinceLost = lostAt === null ? 0 : Math.floor(performance.now() - lostAt)

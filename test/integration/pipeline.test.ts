@@ -476,15 +476,49 @@ describe('relay', () => {
     }
   })
 
+  it('after Redis lost its data, re-dispatches what was dispatched before the marker was set, not what was pushed since', async () => {
+    const t = defineTask({ name: 'p.epoch', payload: z.object({ i: z.number() }), run: async () => null })
+    const local = await createTestDb()
+    let service: { onStart(): Promise<void>; onStop(): Promise<void> } | undefined
+    try {
+      const { ids } = await local.tr.enqueueMany([0, 1].map((i) => ({ task: t, payload: { i } })))
+      const [before, since] = ids as [string, string]
+      // As a relay leaves them: one dispatched before the loss, one dispatched by
+      // another relay after this relay set the marker (its dispatched_at is later).
+      await local.pool.query(
+        `update "${local.schema}".tasks
+            set state = 'dispatched', dispatch_token = gen_random_uuid(),
+                dispatched_at = case when id = $1 then now() - interval '10 seconds' else now() + interval '1 minute' end
+          where id = any($2::bigint[])`,
+        [before, ids],
+      )
+      const keyPrefix = prefix() // no epoch marker: the relay takes this Redis for one that lost its data
+      const relay = new Relay(local.tr, { redis: redisUrl(), keyPrefix })
+      const redispatched: Array<{ count: number; reason: string }> = []
+      relay.events.on('relay:redispatch', (e) => void redispatched.push(e))
+      service = relay as unknown as { onStart(): Promise<void>; onStop(): Promise<void> }
+      await service.onStart()
+      await waitUntil(() => redispatched.length > 0, { what: 'the data-loss re-dispatch' })
+      expect(redispatched).toEqual([{ count: 1, reason: 'redis-data-lost' }])
+      const states = await local.pool.query(`select id::text, state from "${local.schema}".tasks order by id`)
+      expect(states.rows).toEqual([
+        { id: before, state: 'pending' },
+        { id: since, state: 'dispatched' },
+      ])
+    } finally {
+      await service?.onStop()
+      await local.cleanup()
+    }
+  })
+
   it('several relays side by side dispatch each task exactly once', async () => {
     const t = defineTask({ name: 'p.many-relays', payload: z.object({ i: z.number() }), run: async () => null })
     const local = await createTestDb()
     try {
       const { ids } = await local.tr.enqueueMany(Array.from({ length: 3000 }, (_, i) => ({ task: t, payload: { i } })))
       const keyPrefix = prefix()
-      // An existing epoch marker: otherwise the first relay to connect takes the fresh
-      // prefix for a Redis that lost its data and re-dispatches what the others already
-      // pushed (harmless duplicate messages, dropped by the fenced claim, but not this test).
+      // An existing epoch marker: a fresh prefix looks like a Redis that lost its data,
+      // and the data-loss re-dispatch (tested above) is not what this test is about.
       await redis.set(`${keyPrefix}:epoch`, 'test')
       const relays = [1, 2, 3].map(() => new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 100, pollIntervalMs: 20 }))
       started.push(...relays)

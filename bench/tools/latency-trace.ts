@@ -21,7 +21,7 @@ import { z } from 'zod'
 import { TaskRelay, defineTask } from '../../src/index.ts'
 import { Relay } from '../../src/relay/relay.ts'
 import { Worker } from '../../src/worker/worker.ts'
-import { DATABASE_URL, REDIS_URL, nowMs, sleep } from '../common.ts'
+import { DATABASE_URL, REDIS_URL, nowMs, percentile, sleep } from '../common.ts'
 
 const requireFromSrc = createRequire(new URL('../../src/index.ts', import.meta.url))
 const pg = requireFromSrc('pg') as typeof pgTypes
@@ -73,7 +73,7 @@ async function child(role: string) {
   const tr = new TaskRelay({ db: pool, schema })
   let service: { start(): Promise<void>; stop(): Promise<void> }
   if (role === 'relay') {
-    traceQueries([['relay-dispatch', 'x'], ["set state = 'dispatched'", 'relay: dispatch returned']])
+    traceQueries([["set state = 'dispatched'", 'relay: dispatch returned']])
     traceRedis([['rpush', 'relay: RPUSH replied']])
     service = new Relay(tr, { redis: REDIS_URL, keyPrefix: prefix })
   } else {
@@ -141,9 +141,9 @@ async function main() {
     seg.push(m)
   }
   flush()
-  const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
+  const ms = (xs: number[], p: number) => percentile(xs, p).toFixed(3).padStart(7)
   console.log(`complete traces: ${hops.get('TOTAL')?.length ?? 0} of ${total}`)
-  for (const [k, xs] of hops) console.log(`${q(xs, 0.5).toFixed(3).padStart(7)} ms p50 ${q(xs, 0.9).toFixed(3).padStart(7)} ms p90 ${q(xs, 0.99).toFixed(3).padStart(7)} ms p99  ${k}`)
+  for (const [k, xs] of hops) console.log(`${ms(xs, 50)} ms p50 ${ms(xs, 90)} ms p90 ${ms(xs, 99)} ms p99  ${k}`)
   await pool.query(`drop schema if exists ${schema} cascade`)
   await tr.close()
   await pool.end()

@@ -60,6 +60,17 @@ async function startPipeline(tasks: Task<any, any>[], opts: { concurrency?: numb
   return { relay, worker, keyPrefix }
 }
 
+/**
+ * Set a relay up without its loop, for deterministic rounds (call
+ * relay.runOnce() yourself). Returns its stop, to call before the test
+ * database is dropped: a relay left set up holds its connections.
+ */
+async function withoutLoop(relay: Relay): Promise<() => Promise<void>> {
+  const service = relay as unknown as { onStart(): Promise<void>; onStop(): Promise<void> }
+  await service.onStart()
+  return () => service.onStop()
+}
+
 async function row(id: string) {
   const res = await db.pool.query(`select * from "${db.schema}".tasks where id = $1`, [id])
   return res.rows[0]
@@ -417,15 +428,12 @@ describe('relay', () => {
   it('bounds the Redis backlog per queue', async () => {
     const t = defineTask({ name: 'p.backlog', payload: z.object({ i: z.number() }), run: async () => null })
     const local = await createTestDb()
+    let stopRelay: (() => Promise<void>) | undefined
     try {
       await local.tr.enqueueMany(Array.from({ length: 50 }, (_, i) => ({ task: t, payload: { i } })))
       const keyPrefix = prefix()
       const relay = new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 10, maxBacklogPerQueue: 20 })
-      started.push(relay)
-      await relay.start()
-      await relay.stop()
-      // runOnce directly: deterministic rounds, no timers.
-      await (relay as unknown as { onStart(): Promise<void> }).onStart()
+      stopRelay = await withoutLoop(relay)
       const rounds = [] as number[]
       for (let i = 0; i < 4; i++) rounds.push((await relay.runOnce()).dispatched)
       const key = `${keyPrefix}:{default}:ready`
@@ -433,8 +441,8 @@ describe('relay', () => {
       expect(rounds.slice(-2)).toEqual([0, 0])
       await redis.lpop(key, 15)
       expect((await relay.runOnce()).dispatched).toBe(10)
-      await (relay as unknown as { onStop(): Promise<void> }).onStop()
     } finally {
+      await stopRelay?.()
       await local.cleanup()
     }
   })
@@ -443,14 +451,12 @@ describe('relay', () => {
     const hot = defineTask({ name: 'p.hot', payload: z.object({ i: z.number() }), run: async () => null })
     const other = defineTask({ name: 'p.other', queue: 'other', payload: z.object({}), run: async () => null })
     const local = await createTestDb()
-    let service: { onStart(): Promise<void>; onStop(): Promise<void> } | undefined
+    let stopRelay: (() => Promise<void>) | undefined
     try {
       await local.tr.enqueueMany(Array.from({ length: 50 }, (_, i) => ({ task: hot, payload: { i } })))
       const keyPrefix = prefix()
       const relay = new Relay(local.tr, { redis: redisUrl(), keyPrefix, batchSize: 10, maxBacklogPerQueue: 20 })
-      // runOnce directly, without the loop: deterministic rounds.
-      service = relay as unknown as { onStart(): Promise<void>; onStop(): Promise<void> }
-      await service.onStart()
+      stopRelay = await withoutLoop(relay)
       // Two rounds fill "default" to its bound; the third searches past it and finds nothing.
       const rounds = [] as number[]
       for (let i = 0; i < 3; i++) rounds.push((await relay.runOnce()).dispatched)
@@ -471,7 +477,7 @@ describe('relay', () => {
       expect((await redis.lrange(otherKey, 0, -1)).map((m) => m.split(':')[0])).toEqual(ids)
       expect(await redis.llen(`${keyPrefix}:{default}:ready`)).toBe(20)
     } finally {
-      await service?.onStop()
+      await stopRelay?.()
       await local.cleanup()
     }
   })
@@ -479,7 +485,7 @@ describe('relay', () => {
   it('after Redis lost its data, re-dispatches what was dispatched before the marker was set, not what was pushed since', async () => {
     const t = defineTask({ name: 'p.epoch', payload: z.object({ i: z.number() }), run: async () => null })
     const local = await createTestDb()
-    let service: { onStart(): Promise<void>; onStop(): Promise<void> } | undefined
+    let stopRelay: (() => Promise<void>) | undefined
     try {
       const { ids } = await local.tr.enqueueMany([0, 1].map((i) => ({ task: t, payload: { i } })))
       const [before, since] = ids as [string, string]
@@ -496,8 +502,7 @@ describe('relay', () => {
       const relay = new Relay(local.tr, { redis: redisUrl(), keyPrefix })
       const redispatched: Array<{ count: number; reason: string }> = []
       relay.events.on('relay:redispatch', (e) => void redispatched.push(e))
-      service = relay as unknown as { onStart(): Promise<void>; onStop(): Promise<void> }
-      await service.onStart()
+      stopRelay = await withoutLoop(relay)
       await waitUntil(() => redispatched.length > 0, { what: 'the data-loss re-dispatch' })
       expect(redispatched).toEqual([{ count: 1, reason: 'redis-data-lost' }])
       const states = await local.pool.query(`select id::text, state from "${local.schema}".tasks order by id`)
@@ -506,7 +511,7 @@ describe('relay', () => {
         { id: since, state: 'dispatched' },
       ])
     } finally {
-      await service?.onStop()
+      await stopRelay?.()
       await local.cleanup()
     }
   })

@@ -28,6 +28,8 @@ export {
   LeaseLostError,
 } from './errors.ts'
 export { createLogger } from './logger.ts'
+export { createMetrics } from './metrics.ts'
+export type { MetricsOptions, TaskRelayMetrics } from './metrics.ts'
 export { Relay } from './relay/relay.ts'
 export type { RelayOptions, RelayRoundResult } from './relay/relay.ts'
 export { Worker, ShutdownError } from './worker/worker.ts'

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import type { Runnable } from './runtime.ts'
 
 export interface HealthTarget {
@@ -31,9 +32,22 @@ export function healthReport(targets: readonly HealthTarget[], now = Date.now())
   return { ok: Object.values(services).every((s) => s.ok), services }
 }
 
-/** GET /healthz → 200 or 503 with the report as JSON. For container health checks. */
-export async function startHealthServer(port: number, targets: readonly HealthTarget[], log: Logger): Promise<Server> {
+/**
+ * GET /healthz → 200 or 503 with the report as JSON, for container health
+ * checks; GET /metrics → Prometheus text from `metrics` (src/metrics.ts).
+ */
+export async function startHealthServer(port: number, targets: readonly HealthTarget[], log: Logger, metrics?: Registry): Promise<Server> {
   const server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/metrics' && metrics) {
+      metrics.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+        (err: unknown) => {
+          log.warn({ err }, 'collecting metrics failed')
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`collecting metrics failed: ${err instanceof Error ? err.message : String(err)}\n`)
+        },
+      )
+      return
+    }
     if (req.method !== 'GET' || (req.url !== '/healthz' && req.url !== '/')) {
       res.writeHead(404).end()
       return
@@ -45,6 +59,6 @@ export async function startHealthServer(port: number, targets: readonly HealthTa
     server.once('error', reject)
     server.listen(port, () => resolve())
   })
-  log.info({ port }, 'health endpoint listening on /healthz')
+  log.info({ port }, metrics ? 'health and metrics endpoints listening on /healthz and /metrics' : 'health endpoint listening on /healthz')
   return server
 }

@@ -14,6 +14,7 @@ import { CliError, EXIT } from './errors.ts'
 import { addSettingOptions, describeSettings, resolveSettings, type ResolvedSettings, type SettingsRequest, type Component } from './settings.ts'
 import { checkRedis, createCliLogger, loadTasks, logTaskEvents, openDatabase, trapEarlySignals, waitForSignal, errorText, type Database, type Runnable } from './runtime.ts'
 import { startHealthServer, type HealthTarget } from './health.ts'
+import { createMetrics } from '../metrics.ts'
 
 const LONG_RUNNING: SettingsRequest['process'] = ['databaseUrl', 'redisUrl', 'schema', 'keyPrefix', 'logLevel', 'logFormat', 'healthPort']
 
@@ -103,13 +104,15 @@ export async function startStack(
     if (opts.needsRedis) await checkRedis(p.redisUrl!)
     const events = new TaskRelayEvents()
     logTaskEvents(events, log)
+    // Counted from the start, served on /metrics when there is a health port.
+    const metrics = p.healthPort !== undefined ? createMetrics({ events, tr: db.tr }) : null
     const targets = build({ settings, tr: db.tr, events, tasks, log })
     for (const t of targets) {
       await t.service.start()
       started.push(t.service)
     }
     if (p.healthPort !== undefined) {
-      server = await startHealthServer(p.healthPort, targets, log).catch((err: unknown) => {
+      server = await startHealthServer(p.healthPort, targets, log, metrics?.registry).catch((err: unknown) => {
         throw new CliError(`--health-port ${p.healthPort}: cannot listen (${errorText(err)}). Pick a free port or leave the setting out.`)
       })
     }

@@ -101,7 +101,7 @@ const DESCRIPTIONS: Record<string, string> = {
   'process.keyPrefix': 'prefix of every Redis key (lets deployments share one Redis)',
   'process.logLevel': 'log level',
   'process.logFormat': 'log output: auto = human-readable on a terminal, JSON otherwise',
-  'process.healthPort': 'serve GET /healthz on this port (long-running commands)',
+  'process.healthPort': 'serve GET /healthz and GET /metrics (Prometheus) on this port (long-running commands)',
   'process.tasks': 'module whose exported tasks (defineTask) this process runs or validates',
   'relay.batchSize': 'rows moved to Redis per round trip',
   'relay.pollIntervalMs': 'safety-net poll when no NOTIFY arrives',

@@ -77,6 +77,18 @@ describe('relay, worker, sweeper and scheduler as separate processes', () => {
     expect(health.status).toBe(200)
     expect(await health.json()).toMatchObject({ ok: true, services: { worker: { ok: true, running: true } } })
 
+    // The same port serves Prometheus metrics: this worker's counts, and queue depth from Postgres.
+    await db.pool.query(`select "${db.schema}".enqueue('test.echo', '{"text":"later"}', delay => interval '1 hour')`)
+    const metrics = await fetch(`http://127.0.0.1:${healthPort}/metrics`)
+    expect(metrics.status).toBe(200)
+    expect(metrics.headers.get('content-type')).toContain('text/plain')
+    const text = await metrics.text()
+    expect(text).toContain('taskrelay_tasks_started_total{queue="cli",task="test.echo"} 1')
+    expect(text).toContain('taskrelay_tasks_finished_total{queue="cli",task="test.echo",outcome="succeeded"} 1')
+    expect(text).toMatch(/^taskrelay_tasks\{queue="cli",state="pending"\} 1$/m)
+    expect(text).toContain('# TYPE taskrelay_oldest_due_pending_seconds gauge')
+    expect(text).toMatch(/^process_cpu_seconds_total \d/m)
+
     const relayConfig = relay.logs.find((l) => l.msg === 'taskrelay starting')!.config as Record<string, unknown>
     expect(relayConfig.database).toContain(':***@')
 

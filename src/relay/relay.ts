@@ -5,7 +5,7 @@ import { Service, type ServiceDeps } from '../service.ts'
 import type { TaskRelay } from '../task-relay.ts'
 import { parseSettings, relaySettingsSchema, type RelaySettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
-import { loadSql } from '../db/sql.ts'
+import { loadSql, withIntegers } from '../db/sql.ts'
 import { PgListener } from '../db/listener.ts'
 import { createRedis, checkEvictionPolicy, closeRedis, type RedisConfig } from '../redis/connection.ts'
 import { encodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
@@ -27,6 +27,8 @@ export interface RelayRoundResult {
 interface DispatchedRow {
   id: string
   queue: string
+  /** the queue this round's walk ended on (the same in every row) */
+  last_queue: string
 }
 
 /**
@@ -35,21 +37,6 @@ interface DispatchedRow {
  * round is a trickle, where a NOTIFY per enqueue is cheap and fastest.
  */
 const BUSY_ROUND_ROWS = 2
-
-/**
- * While queues are saturated, the dispatch query has to walk past every
- * pending row of those queues to find rows of other queues (tasks_pending_idx
- * does not lead with queue): with a large backlog, tens of milliseconds of
- * Postgres per round, repeated every 2 ms while the relay lingers. After such a
- * round finds nothing, the next one waits until a saturated queue drains below
- * the bound, or for SEARCH_GAP_FACTOR x what the empty round took, within
- * [SEARCH_GAP_MIN_MS, SEARCH_GAP_MAX_MS]: the searches cost at most
- * 1/SEARCH_GAP_FACTOR of one backend (unless one takes over 250 ms), and other
- * queues' tasks wait at most SEARCH_GAP_MAX_MS.
- */
-const SEARCH_GAP_MIN_MS = 50
-const SEARCH_GAP_MAX_MS = 5000
-const SEARCH_GAP_FACTOR = 20
 
 /**
  * Moves due pending rows from Postgres to Redis. Wakes on the NOTIFY that
@@ -74,8 +61,13 @@ export class Relay extends Service<RelayRoundResult> {
   readonly relayId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   /** until when this relay polls on its own (advertised in the relays table) */
   #lingerUntil = 0
-  /** no round that only searches past saturated queues before this (performance.now()) */
-  #nextSearchAt = 0
+  /** relay-dispatch-batch.sql with this relay's batch size written in */
+  #dispatchSql: string | undefined
+  /** the queue the last round ended on: the next round's walk starts after it */
+  #lastQueue = ''
+  /** wakes the loop when the earliest announced retry is due (performance.now() in #dueAt) */
+  #dueTimer: NodeJS.Timeout | null = null
+  #dueAt = Infinity
 
   constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
     super('relay', { logger: tr.logger, ...deps })
@@ -109,7 +101,7 @@ export class Relay extends Service<RelayRoundResult> {
     this.#listener = new PgListener(
       this.#tr.requirePool('Relay'),
       [this.#tr.channels.taskReady],
-      () => this.wake(),
+      (_channel, payload) => this.#onTaskReady(payload),
       this.log,
       () => this.wake(),
     )
@@ -120,6 +112,8 @@ export class Relay extends Service<RelayRoundResult> {
   protected override async onStop(): Promise<void> {
     await this.#listener?.close()
     this.#listener = null
+    if (this.#dueTimer) clearTimeout(this.#dueTimer)
+    this.#dueTimer = null
     closeRedis(this.#redis)
     this.#redis = null
     await this.#tr.executor
@@ -142,29 +136,24 @@ export class Relay extends Service<RelayRoundResult> {
   async runOnce(): Promise<RelayRoundResult> {
     const redis = this.#requireRedis()
     const started = performance.now()
-    const released = await this.#refreshSaturated(redis)
+    await this.#refreshSaturated(redis)
+    // Full queues cost the dispatch query one index probe each (0006), so it
+    // can look for other queues' work on every round.
     const saturated = [...this.#saturated.keys()]
-    if (saturated.length > 0 && !released && started < this.#nextSearchAt) {
-      return { dispatched: 0, more: false, saturatedQueues: saturated }
-    }
     const token = randomUUID()
-    const res = await this.#tr.transitionExecutor.query<DispatchedRow>(loadSql('relay-dispatch-batch.sql', this.#tr.schema), [
-      this.settings.batchSize,
+    this.#dispatchSql ??= withIntegers(loadSql('relay-dispatch-batch.sql', this.#tr.schema), { batch_size: this.settings.batchSize })
+    const res = await this.#tr.transitionExecutor.query<DispatchedRow>(this.#dispatchSql, [
       token,
       saturated,
       this.settings.lingerMs,
       this.relayId,
       BUSY_ROUND_ROWS,
+      this.#lastQueue,
     ])
     const rows = res.rows
-    if (rows.length === 0) {
-      if (saturated.length > 0) {
-        const took = performance.now() - started
-        this.#nextSearchAt = performance.now() + Math.min(SEARCH_GAP_MAX_MS, Math.max(SEARCH_GAP_MIN_MS, SEARCH_GAP_FACTOR * took))
-      }
-      return { dispatched: 0, more: false, saturatedQueues: saturated }
-    }
+    if (rows.length === 0) return { dispatched: 0, more: false, saturatedQueues: saturated }
     if (rows.length >= BUSY_ROUND_ROWS) this.#lingerUntil = performance.now() + this.settings.lingerMs
+    this.#lastQueue = rows[0]!.last_queue
 
     const byQueue = new Map<string, string[]>()
     for (const row of rows) {
@@ -199,22 +188,37 @@ export class Relay extends Service<RelayRoundResult> {
     return { dispatched: rows.length, more: rows.length === this.settings.batchSize, saturatedQueues: saturated }
   }
 
-  /** Queues that were over the bound: re-read their length, release those below it. True if any was released. */
-  async #refreshSaturated(redis: Redis): Promise<boolean> {
-    if (this.#saturated.size === 0) return false
+  /**
+   * A task_ready NOTIFY. Enqueues send an empty payload (due now); retries
+   * send the milliseconds until the first is due, so the relay wakes then
+   * instead of at its next poll (pollIntervalMs).
+   */
+  #onTaskReady(payload: string): void {
+    const inMs = payload === '' ? 0 : Number(payload)
+    if (!(inMs > 0) || !Number.isFinite(inMs)) return this.wake()
+    const at = performance.now() + inMs
+    if (this.#dueTimer && this.#dueAt <= at) return // an earlier wake-up is set
+    if (this.#dueTimer) clearTimeout(this.#dueTimer)
+    this.#dueAt = at
+    this.#dueTimer = setTimeout(() => {
+      this.#dueTimer = null
+      this.#dueAt = Infinity
+      this.wake()
+    }, inMs)
+    this.#dueTimer.unref()
+  }
+
+  /** Queues that were over the bound: re-read their length, release those below it. */
+  async #refreshSaturated(redis: Redis): Promise<void> {
+    if (this.#saturated.size === 0) return
     const queues = [...this.#saturated.keys()]
     const pipeline = redis.pipeline()
     for (const q of queues) pipeline.llen(this.#keys.ready(q))
     const replies = (await pipeline.exec()) ?? []
-    let released = false
     queues.forEach((q, i) => {
       const [err, len] = replies[i] ?? [new Error('no reply'), 0]
-      if (!err && Number(len) < this.settings.maxBacklogPerQueue) {
-        this.#saturated.delete(q)
-        released = true
-      }
+      if (!err && Number(len) < this.settings.maxBacklogPerQueue) this.#saturated.delete(q)
     })
-    return released
   }
 
   async #revert(ids: string[], token: string): Promise<void> {

@@ -1,13 +1,13 @@
 import type { Logger } from 'pino'
 import type { Executor } from '../db/executor.ts'
-import { loadSql } from '../db/sql.ts'
+import { loadSql, plainArray } from '../db/sql.ts'
 import type { AttemptOutcome } from './run-attempt.ts'
 
 interface Pending {
   id: string
   attempt: number
   outcome: AttemptOutcome
-  resolve: (recorded: boolean) => void
+  done: (recorded: boolean) => void
 }
 
 const MAX_BATCH = 500
@@ -36,12 +36,14 @@ export class Completer {
     this.#log = log
   }
 
-  /** Resolves true when written, false when the fence matched nothing (attempt no longer ours). */
-  record(id: string, attempt: number, outcome: AttemptOutcome): Promise<boolean> {
-    return new Promise((resolve) => {
-      this.#queue.push({ id, attempt, outcome, resolve })
-      this.#schedule()
-    })
+  /**
+   * Queue an outcome. `done` is called once: true when written, false when the
+   * fence matched nothing (the attempt no longer owns the task) or the worker
+   * stopped first. A callback, not a promise: one per task adds up in a drain.
+   */
+  record(id: string, attempt: number, outcome: AttemptOutcome, done: (recorded: boolean) => void): void {
+    this.#queue.push({ id, attempt, outcome, done })
+    this.#schedule()
   }
 
   get pending(): number {
@@ -65,23 +67,51 @@ export class Completer {
     // heartbeats no longer touch (LeasedAttempt.recording): no lock order to keep.
     const batch = this.#queue.splice(0, MAX_BATCH)
     if (batch.length === 0) return
+    const ids: string[] = []
+    const attempts: number[] = []
+    const states: string[] = []
+    const results: Array<string | null> = []
+    const errors: Array<string | null> = []
+    const delays: number[] = []
+    for (const { id, attempt, outcome } of batch) {
+      ids.push(id)
+      attempts.push(attempt)
+      states.push(outcome.state)
+      if (outcome.state === 'succeeded') {
+        results.push(outcome.result)
+        errors.push(null)
+        delays.push(0)
+      } else {
+        results.push(null)
+        errors.push(JSON.stringify(outcome.error))
+        delays.push(outcome.delayMs)
+      }
+    }
+    let written: Set<string>
     try {
       const res = await this.#db.query<{ id: string }>(loadSql('task-finish-batch.sql', this.#schema), [
-        batch.map((p) => p.id),
-        batch.map((p) => p.attempt),
-        batch.map((p) => p.outcome.state),
-        batch.map((p) => (p.outcome.state === 'succeeded' ? p.outcome.result : null)),
-        batch.map((p) => (p.outcome.state === 'succeeded' ? null : JSON.stringify(p.outcome.error))),
-        batch.map((p) => (p.outcome.state === 'succeeded' ? 0 : p.outcome.delayMs)),
+        plainArray(ids),
+        plainArray(attempts),
+        plainArray(states),
+        results,
+        errors,
+        plainArray(delays),
       ])
       this.#failures = 0
-      const written = new Set(res.rows.map((r) => String(r.id)))
-      for (const p of batch) p.resolve(written.has(p.id))
+      written = new Set(res.rows.map((r) => String(r.id)))
     } catch (err) {
       this.#failures++
       this.#log.warn({ err, count: batch.length, failures: this.#failures }, 'recording outcomes failed; retrying')
       this.#queue.unshift(...batch)
       await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** this.#failures, 2000)))
+      return
+    }
+    for (const p of batch) {
+      try {
+        p.done(written.has(p.id))
+      } catch (err) {
+        this.#log.error({ err, id: p.id }, 'handling a recorded outcome failed')
+      }
     }
   }
 
@@ -98,6 +128,6 @@ export class Completer {
       }
       await this.#flushing
     }
-    for (const p of this.#queue.splice(0)) p.resolve(false)
+    for (const p of this.#queue.splice(0)) p.done(false)
   }
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Executor } from '../db/executor.ts'
-import { loadSql } from '../db/sql.ts'
+import { loadSql, plainArray } from '../db/sql.ts'
 import { LeaseLostError } from '../errors.ts'
 
 export interface LeasedAttempt {
@@ -94,8 +94,8 @@ export class LeaseKeeper {
     const sentAt = Date.now()
     try {
       const res = await this.#db.query<{ id: string }>(loadSql('task-heartbeat-batch.sql', this.#schema), [
-        attempts.map((a) => a.id),
-        attempts.map((a) => a.attempt),
+        plainArray(attempts.map((a) => a.id)),
+        plainArray(attempts.map((a) => a.attempt)),
         this.#leaseMs,
       ])
       if (!only) this.#confirmed(sentAt)

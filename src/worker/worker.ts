@@ -1,18 +1,18 @@
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import type { Logger } from 'pino'
 import { Service, type ServiceDeps } from '../service.ts'
+import type { TaskEventFields } from '../events.ts'
 import type { TaskRelay } from '../task-relay.ts'
 import type { Task } from '../define-task.ts'
 import { parseSettings, workerSettingsSchema, type WorkerSettings } from '../config.ts'
 import { InvalidOptionsError, LeaseLostError, TaskRelayError } from '../errors.ts'
-import { loadSql } from '../db/sql.ts'
+import { loadSql, plainArray } from '../db/sql.ts'
 import { closeRedis, createRedis, unlessClosed, whenReady, type RedisConfig } from '../redis/connection.ts'
 import { decodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
-import { ABORT_GRACE_MAX_MS, runAttempt, type ClaimedTask } from './run-attempt.ts'
+import { ABORT_GRACE_MAX_MS, Attempt, runAttempt, type AttemptHost, type AttemptOutcome, type ClaimedTask } from './run-attempt.ts'
 import { Completer } from './completer.ts'
-import { LeaseKeeper, type LeasedAttempt } from './lease-keeper.ts'
+import { LeaseKeeper } from './lease-keeper.ts'
 
 export interface WorkerOptions extends Partial<WorkerSettings> {
   redis: RedisConfig
@@ -28,19 +28,6 @@ export class ShutdownError extends TaskRelayError {
   constructor() {
     super('WORKER_SHUTDOWN', 'worker shut down before the task finished')
   }
-}
-
-interface InFlight extends LeasedAttempt {
-  claimed: ClaimedTask
-  controller: AbortController
-  /** performance.now() when the handler was launched (for durationMs) */
-  startedAt: number
-  /** the handler was started */
-  handlerRunning: boolean
-  /** resolves when the handler's code has settled (at once if it never ran) */
-  settled: Promise<void>
-  /** the outcome is known and queued in the completer: not to be handed back */
-  recording: boolean
 }
 
 /**
@@ -62,19 +49,21 @@ export class Worker extends Service<number> {
   readonly #redisConfig: RedisConfig
   readonly #keys: Keys
   /** attempts not yet recorded (leases renewed) or whose handler still runs */
-  readonly #inflight = new Map<string, InFlight>()
+  readonly #inflight = new Map<string, Attempt>()
   /** handlers whose code has not settled: what the concurrency cap counts */
   #busy = 0
   /** messages popped and being claimed: slots promised to them */
   #reserved = 0
   /** claimed, leased, waiting for a free slot (prefetch) */
-  #ready: InFlight[] = []
+  #ready: Attempt[] = []
   readonly #prefetch: number
   #blocking: Redis | null = null
   #commands: Redis | null = null
   #completer: Completer
   #leases: LeaseKeeper
   #slotWaiters: Array<() => void> = []
+  /** #launchReady is on the stack (a synchronous handler re-enters it) */
+  #launching = false
 
   constructor(tr: TaskRelay, options: WorkerOptions, deps: ServiceDeps = {}) {
     super('worker', { logger: tr.logger, ...deps })
@@ -165,31 +154,44 @@ export class Worker extends Service<number> {
 
   async #claimAndRun(key: string, messages: string[]): Promise<void> {
     try {
-      const decoded = messages.map(decodeMessage)
-      const valid = decoded.filter((m): m is { id: string; token: string } => m !== null)
-      if (valid.length < decoded.length) this.log.warn({ count: decoded.length - valid.length, key }, 'dropped malformed messages')
-      if (valid.length === 0) return
+      const ids: string[] = []
+      const tokens: string[] = []
+      for (const message of messages) {
+        const m = decodeMessage(message)
+        if (m) {
+          ids.push(m.id)
+          tokens.push(m.token)
+        }
+      }
+      if (ids.length < messages.length) this.log.warn({ count: messages.length - ids.length, key }, 'dropped malformed messages')
+      if (ids.length === 0) return
       let rows: ClaimedTask[]
       try {
+        // Ids are digits and tokens uuids (decodeMessage checked): safe as plain array literals.
         const res = await this.#tr.executor.query<ClaimedTask>(loadSql('task-claim-batch.sql', this.#tr.schema), [
-          valid.map((m) => m.id),
-          valid.map((m) => m.token),
+          plainArray(ids),
+          plainArray(tokens),
           this.settings.leaseMs,
           this.workerId,
         ])
         rows = res.rows
       } catch (err) {
         // Postgres unreachable: give the messages back so they are not stuck until the dispatch timeout.
-        this.log.warn({ err, count: valid.length }, 'claim failed; pushing messages back to redis')
+        this.log.warn({ err, count: ids.length }, 'claim failed; pushing messages back to redis')
         await this.#pushBack(key, messages)
         return
       }
-      const stale = valid.length - rows.length
+      const stale = ids.length - rows.length
       if (stale > 0) {
         this.events.emit('worker:stale-messages', { count: stale })
         this.log.debug({ count: stale }, 'dropped stale or duplicated messages')
       }
-      for (const row of rows) this.#accept({ ...row, id: String(row.id) })
+      for (const row of rows) {
+        // Leased from now on, waiting for a slot.
+        const attempt = new Attempt(row)
+        this.#inflight.set(attempt.id, attempt)
+        this.#ready.push(attempt)
+      }
       this.#launchReady()
     } finally {
       this.#reserved -= messages.length
@@ -197,101 +199,107 @@ export class Worker extends Service<number> {
     }
   }
 
-  /** A claimed attempt: leased from now on, waiting for a slot. */
-  #accept(claimed: ClaimedTask): void {
-    const controller = new AbortController()
-    const entry: InFlight = {
-      id: claimed.id,
-      attempt: claimed.attempt,
-      active: true,
-      claimed,
-      controller,
-      startedAt: 0, // set by #launch
-      handlerRunning: false,
-      settled: Promise.resolve(),
-      recording: false,
-      abort: (reason) => {
-        if (!controller.signal.aborted) controller.abort(reason)
-      },
-    }
-    this.#inflight.set(claimed.id, entry)
-    this.#ready.push(entry)
-  }
-
   /** Start queued attempts while slots are free (not after stop began). */
   #launchReady(): void {
-    while (this.#busy < this.settings.concurrency && this.#ready.length > 0 && !this.stopSignal.aborted) {
-      this.#launch(this.#ready.shift()!)
+    // A synchronous handler frees its slot inside #launch, which calls back here: the outer loop carries on.
+    if (this.#launching) return
+    this.#launching = true
+    try {
+      while (this.#busy < this.settings.concurrency && this.#ready.length > 0 && !this.stopSignal.aborted) {
+        this.#launch(this.#ready.shift()!)
+      }
+    } finally {
+      this.#launching = false
     }
   }
 
-  #launch(entry: InFlight): void {
-    const { claimed, controller } = entry
-    entry.startedAt = performance.now()
+  #launch(attempt: Attempt): void {
+    attempt.startedAt = performance.now()
     this.#busy++
-    // The slot frees when the handler's code has settled, not when its outcome
-    // is written: the next batch is popped and claimed while this one commits.
-    let slotFreed = false
-    const freeSlot = () => {
-      if (slotFreed) return
-      slotFreed = true
-      this.#busy--
+    if (this.events.listenerCount('task:started') > 0) this.events.emit('task:started', eventFields(attempt))
+    let outcome: AttemptOutcome | Promise<AttemptOutcome>
+    try {
+      outcome = runAttempt(attempt, this.#tasks.get(attempt.claimed.name), this.#host)
+    } catch (err) {
+      return this.#abandon(attempt, err)
+    }
+    // The slot frees when the handler's code has settled (AttemptHost.handlerDone), not when its
+    // outcome is written: the next batch is popped and claimed while this one commits.
+    if (!attempt.handlerStarted) this.#freeSlot(attempt) // rejected before running (no handler, bad payload)
+    if (outcome instanceof Promise) {
+      outcome.then(
+        (o) => this.#record(attempt, o),
+        (err: unknown) => this.#abandon(attempt, err),
+      )
+    } else {
+      this.#record(attempt, outcome)
+    }
+  }
+
+  /** No outcome to record (a bug): stop renewing the lease, so the sweeper retries the task once it expires. */
+  #abandon(attempt: Attempt, err: unknown): void {
+    this.#host.log(attempt).error({ err }, 'could not classify the outcome; the lease will expire and the sweeper retries')
+    this.#retire(attempt)
+  }
+
+  #record(attempt: Attempt, outcome: AttemptOutcome): void {
+    if (!attempt.active) return this.#retire(attempt) // handed back at shutdown
+    attempt.recording = true
+    this.#completer.record(attempt.id, attempt.attempt, outcome, (recorded) => {
+      attempt.active = false
+      try {
+        this.#report(attempt, outcome, recorded)
+      } catch (err) {
+        this.#host.log(attempt).error({ err }, 'reporting a recorded outcome failed')
+      }
+      this.#retire(attempt)
+    })
+  }
+
+  #report(attempt: Attempt, outcome: AttemptOutcome, recorded: boolean): void {
+    const durationMs = Math.round(performance.now() - attempt.startedAt)
+    if (!recorded) {
+      this.#host.log(attempt).warn({ durationMs }, 'outcome discarded: this attempt no longer owns the task (lease lost or cancelled)')
+      this.events.emit('task:lease-lost', eventFields(attempt))
+    } else if (outcome.state === 'succeeded') {
+      if (this.events.listenerCount('task:succeeded') > 0) this.events.emit('task:succeeded', { ...eventFields(attempt), durationMs })
+    } else if (outcome.state === 'pending') {
+      this.#host.log(attempt).warn({ durationMs, delayMs: outcome.delayMs, err: outcome.error.message }, 'task failed; will retry')
+      this.events.emit('task:retried', { ...eventFields(attempt), durationMs, delayMs: outcome.delayMs, error: outcome.error.message })
+    } else {
+      this.#host.log(attempt).error({ durationMs, err: outcome.error.message, kind: outcome.error.kind }, 'task failed')
+      this.events.emit('task:failed', { ...eventFields(attempt), durationMs, error: outcome.error.message })
+    }
+  }
+
+  /** The attempt is over for this worker: forget it once its handler's code has stopped (a hard cap on slots). */
+  #retire(attempt: Attempt): void {
+    attempt.active = false
+    const forget = () => {
+      this.#freeSlot(attempt)
+      this.#inflight.delete(attempt.id)
       this.#releaseSlots()
     }
-    const fields = { id: claimed.id, name: claimed.name, queue: claimed.queue, attempt: claimed.attempt }
-    // The task's child logger is built on first use: most attempts never log,
-    // and building one per task was a visible share of a drain's CPU.
-    let taskLog: Logger | undefined
-    const log = () => (taskLog ??= this.log.child({ taskId: claimed.id, task: claimed.name, queue: claimed.queue, attempt: claimed.attempt }))
-    this.events.emit('task:started', fields)
-    void runAttempt({
-      claimed,
-      task: this.#tasks.get(claimed.name),
-      signal: controller.signal,
-      abort: entry.abort,
-      log,
-      heartbeat: async () => {
-        const owned = await this.#leases.beat([entry])
-        if (!owned.has(entry.id)) throw new LeaseLostError(entry.id, entry.attempt)
-      },
-      onHandlerSettled: (p) => {
-        entry.handlerRunning = true
-        entry.settled = p.then(
-          () => {},
-          () => {},
-        )
-        void entry.settled.then(freeSlot)
-      },
-    })
-      .then(async (outcome) => {
-        if (!entry.handlerRunning) freeSlot() // rejected before running (no handler, bad payload)
-        if (!entry.active) return // handed back at shutdown
-        const durationMs = Math.round(performance.now() - entry.startedAt)
-        entry.recording = true
-        const recorded = await this.#completer.record(claimed.id, claimed.attempt, outcome)
-        entry.active = false
-        if (!recorded) {
-          log().warn({ durationMs }, 'outcome discarded: this attempt no longer owns the task (lease lost or cancelled)')
-          this.events.emit('task:lease-lost', fields)
-        } else if (outcome.state === 'succeeded') {
-          this.events.emit('task:succeeded', { ...fields, durationMs })
-        } else if (outcome.state === 'pending') {
-          log().warn({ durationMs, delayMs: outcome.delayMs, err: outcome.error.message }, 'task failed; will retry')
-          this.events.emit('task:retried', { ...fields, durationMs, delayMs: outcome.delayMs, error: outcome.error.message })
-        } else {
-          log().error({ durationMs, err: outcome.error.message, kind: outcome.error.kind }, 'task failed')
-          this.events.emit('task:failed', { ...fields, durationMs, error: outcome.error.message })
-        }
-      })
-      .catch((err) => log().error({ err }, 'recording the outcome failed; the lease will expire and the sweeper retries'))
-      .finally(async () => {
-        entry.active = false
-        // A handler that ignored its abort keeps its slot until it really stops: a hard cap.
-        await entry.settled
-        freeSlot()
-        this.#inflight.delete(claimed.id)
-        this.#releaseSlots()
-      })
+    if (attempt.handlerDone || !attempt.handlerStarted) forget()
+    else void attempt.settled().then(forget)
+  }
+
+  #freeSlot(attempt: Attempt): void {
+    if (attempt.slotFreed) return
+    attempt.slotFreed = true
+    this.#busy--
+    this.#releaseSlots()
+  }
+
+  /** What attempts ask of this worker; one object shared by all of them. */
+  readonly #host: AttemptHost = {
+    log: (attempt) =>
+      (attempt.logger ??= this.log.child({ taskId: attempt.id, task: attempt.claimed.name, queue: attempt.claimed.queue, attempt: attempt.attempt })),
+    heartbeat: async (attempt) => {
+      const owned = await this.#leases.beat([attempt])
+      if (!owned.has(attempt.id)) throw new LeaseLostError(attempt.id, attempt.attempt)
+    },
+    handlerDone: (attempt) => this.#freeSlot(attempt),
   }
 
   async #freeSlots(): Promise<number> {
@@ -378,7 +386,7 @@ export class Worker extends Service<number> {
   }
 
   /** Back to pending without using an attempt (fenced by attempt); only for attempts whose code has stopped. */
-  async #handBack(unfinished: InFlight[]): Promise<void> {
+  async #handBack(unfinished: Attempt[]): Promise<void> {
     if (unfinished.length > 0) {
       for (const e of unfinished) e.active = false
       try {
@@ -397,12 +405,16 @@ export class Worker extends Service<number> {
   }
 }
 
+function eventFields(attempt: Attempt): TaskEventFields {
+  return { id: attempt.id, name: attempt.claimed.name, queue: attempt.claimed.queue, attempt: attempt.attempt }
+}
+
 /** The attempts whose handlers settle within `ms`. */
-async function settledWithin(attempts: readonly InFlight[], ms: number): Promise<Set<InFlight>> {
-  const settled = new Set<InFlight>()
+async function settledWithin(attempts: readonly Attempt[], ms: number): Promise<Set<Attempt>> {
+  const settled = new Set<Attempt>()
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
-  await Promise.race([Promise.all(attempts.map((a) => a.settled.then(() => void settled.add(a)))), deadline])
+  await Promise.race([Promise.all(attempts.map((a) => a.settled().then(() => void settled.add(a)))), deadline])
   clearTimeout(timer)
   return settled
 }

@@ -63,6 +63,19 @@ describe('sweeper.runOnce', () => {
     expect(row.last_error!.kind).toBe('lost_worker')
   })
 
+  it('fails a large batch of lost tasks whose ids overflow one notification', async () => {
+    // 1,000 ids of 19 digits (~20 kB) would not fit Postgres's 8000-byte NOTIFY payload in one.
+    await db.pool.query(
+      `insert into "${db.schema}".tasks (id, name, state, attempt, max_attempts, started_at, lease_expires_at)
+       select 9000000000000000000 + g, 'sweep.lost', 'running', 1, 1, now() - interval '1 minute', now() - interval '1 second'
+         from generate_series(1, 1000) g`,
+    )
+    const result = await new Sweeper(db.tr, settings).runOnce()
+    expect(result).toMatchObject({ leasesReclaimed: 0, leasesFailed: 1000 })
+    const res = await db.pool.query(`select count(*)::int as n from "${db.schema}".tasks where state = 'failed'`)
+    expect(res.rows[0].n).toBe(1000)
+  })
+
   it('prunes finished tasks past retention in batches, and nothing else', async () => {
     const old = await makeTasks(
       db.pool,
@@ -101,6 +114,21 @@ describe('sweeper.runOnce', () => {
     expect(res.rowCount).toBe(0)
     const row = (await taskRow(db.pool, db.schema, id))!
     expect(row).toMatchObject({ state: 'running', attempt: 2, result: null })
+  })
+
+  it("tells relays when a lost worker's retry is due", async () => {
+    await makeTask(db.pool, db.schema, { state: 'running', attempt: 1, maxAttempts: 3, leaseExpiresAt: dbNow(-1 * SEC) })
+    const client = await db.pool.connect()
+    const heard: Array<{ channel: string; payload: string | undefined }> = []
+    client.on('notification', (n) => heard.push({ channel: n.channel, payload: n.payload }))
+    await client.query(`listen "${db.schema}.task_ready"`)
+    expect(await new Sweeper(db.tr, settings).runOnce()).toMatchObject({ leasesReclaimed: 1 })
+    const { waitUntil } = await import('../support/db.ts')
+    await waitUntil(() => heard.length > 0 || null, { what: 'task_ready notification' })
+    await client.query('unlisten *')
+    client.release()
+    // The payload is the delay in ms: relays wake when the retry is due, not at their next poll.
+    expect(heard).toEqual([{ channel: `${db.schema}.task_ready`, payload: String(settings.lostWorkerRetryDelayMs) }])
   })
 
   it('wakes relays after putting tasks back', async () => {

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { createTestDb, redisUrl, type TestDb } from '../support/db.ts'
+import { pino } from 'pino'
 import { defineTask, NonRetryableError, Relay, TaskFailedError, TaskNotFoundError, WaitTimeoutError, Worker } from '../../src/index.ts'
+import { Completer } from '../../src/worker/completer.ts'
 
 /**
  * tr.waitFor() against a real relay and worker: it resolves with the final
@@ -58,6 +60,27 @@ describe('tr.waitFor', () => {
     const task = await db.tr.waitFor(id, { timeoutMs: 20_000 })
     expect(task).toMatchObject({ id, state: 'succeeded', result: { doubled: 42 }, attempt: 1 })
     expect(task.finishedAt).toBeInstanceOf(Date)
+  })
+
+  it('hears every task of a finish batch whose ids overflow one notification', async () => {
+    // 500 ids of 19 digits: ~10 kB of ids, over Postgres's 8000-byte payload limit for one NOTIFY.
+    const first = 9_000_000_000_000_000_000n
+    await db.pool.query(
+      `insert into "${db.schema}".tasks (id, name, queue, state, attempt, started_at, lease_expires_at)
+       select $1::bigint + g, 'wait.double', 'elsewhere', 'running', 1, now(), now() + interval '1 hour'
+         from generate_series(1, 500) g`,
+      [first.toString()],
+    )
+    const ids = Array.from({ length: 500 }, (_, i) => (first + BigInt(i + 1)).toString())
+    const waits = ids.map((id) => db.tr.waitFor(id, { timeoutMs: 20_000 }))
+    // One statement for all 500 (a completer flushes up to 500 outcomes at once).
+    const completer = new Completer(db.tr.executor, db.schema, 50, pino({ level: 'silent' }))
+    const recorded: boolean[] = []
+    for (const id of ids) completer.record(id, 1, { state: 'succeeded', result: '"ok"' }, (ok) => recorded.push(ok))
+    const tasks = await Promise.all(waits)
+    expect(tasks.map((t) => t.state)).toEqual(ids.map(() => 'succeeded'))
+    expect(recorded).toEqual(ids.map(() => true))
+    await completer.drain(1000)
   })
 
   it('resolves at once for a task that finished before the call', async () => {

@@ -1,38 +1,90 @@
--- Relay: claim up to $1 due pending tasks, best first, and mark them
--- dispatched with this round's token ($2) in one autocommit statement.
+-- Relay: claim up to :batch_size due pending tasks and mark them dispatched
+-- with this round's token ($1) in one autocommit statement. Queues take
+-- turns: the walk starts after the queue the previous round ended on ($6),
+-- so a deep queue fills a batch and the next round serves the others; within
+-- a queue, the best first (priority, then run_at).
+-- :batch_size is the relay's batchSize, written into the text (withIntegers):
+-- with the limits known, the cached generic plan is as good as a fresh one,
+-- so the statement is not re-planned on every round (0.5 ms each).
+-- Queues whose Redis backlog is full ($2) are left in Postgres, so priority
+-- order is decided here and not lost in a long Redis list; thanks to
+-- tasks_pending_idx leading with queue (0006), they cost one index probe,
+-- not a read past their backlog.
 -- SKIP LOCKED lets several relays claim side by side without waiting.
--- Queues whose Redis backlog is full ($3) are left in Postgres, so priority
--- order is decided here and not lost in a long Redis list.
 -- The commit happens BEFORE the Redis push on purpose: a worker can only
 -- claim a committed dispatch, and a crash between commit and push is
 -- repaired by the sweeper's dispatch timeout (or the relay's own revert).
--- When the round found at least $6 rows (the relay is under load), the
--- relay ($5) advertises that it keeps polling for $4 ms, so enqueues skip
+-- When the round found at least $5 rows (the relay is under load), the
+-- relay ($4) advertises that it keeps polling for $3 ms, so enqueues skip
 -- their NOTIFY meanwhile (0003, wake-idle-relays.sql). At low rates every
 -- enqueue still wakes it at once, which is what keeps latency low.
-with due as (
-  select id
+with recursive after_cursor as (
+  -- The queues with pending tasks, in name order after $6 (the queue this
+  -- relay served last), one index probe each: a "skip scan".
+  select min(queue) as queue
     from :"schema".tasks
    where state = 'pending'
-     and run_at <= now()
-     and queue <> all ($3::text[])
-   order by priority desc, run_at, id
-   limit $1
-     for update skip locked
+     and queue > $6
+  union all
+  select (select min(t.queue)
+            from :"schema".tasks t
+           where t.state = 'pending'
+             and t.queue > q.queue)
+    from after_cursor q
+   where q.queue is not null
+), up_to_cursor as (
+  -- ... then from the first queue again, up to and including $6.
+  select min(queue) as queue
+    from :"schema".tasks
+   where state = 'pending'
+  union all
+  select (select min(t.queue)
+            from :"schema".tasks t
+           where t.state = 'pending'
+             and t.queue > q.queue)
+    from up_to_cursor q
+   where q.queue <= $6
+), rotation as (
+  select queue, 1 as lap from after_cursor where queue is not null and queue <> all ($2::text[])
+  union all
+  select queue, 2 as lap from up_to_cursor where queue <= $6 and queue <> all ($2::text[])
+), due as (
+  -- Each queue's best due rows, queue after queue, until the batch is full.
+  -- Nothing is sorted across queues, so the walk stops as soon as it has
+  -- enough: a round reads about :batch_size rows however many queues exist.
+  -- Rows are locked as they are read, and SKIP LOCKED moves on to the next
+  -- ones, so relays running side by side take different rows.
+  select c.id, q.queue, q.lap
+    from rotation q
+   cross join lateral (
+     select t.id
+       from :"schema".tasks t
+      where t.state = 'pending'
+        and t.queue = q.queue
+        and t.run_at <= now()
+      order by t.priority desc, t.run_at, t.id
+      limit :batch_size
+        for update skip locked
+   ) c
+   limit :batch_size
 ), moved as (
+  -- = any (array(...)), not a join: looked up by primary key whatever the
+  -- planner guesses (a join let it scan the whole table for a large batch).
   update :"schema".tasks t
      set state = 'dispatched',
          dispatched_at = now(),
-         dispatch_token = $2::uuid
-    from due
-   where t.id = due.id
+         dispatch_token = $1::uuid
+   where t.id = any (array(select id from due))
   returning t.id, t.queue, t.priority, t.run_at
 ), busy as (
   update :"schema".relays
-     set busy_until = clock_timestamp() + $4::bigint * interval '1 millisecond', seen_at = now()
-   where relay_id = $5
-     and (select count(*) from moved) >= $6
+     set busy_until = clock_timestamp() + $3::bigint * interval '1 millisecond', seen_at = now()
+   where relay_id = $4
+     and (select count(*) from moved) >= $5
 )
 -- RETURNING order is unspecified: hand the rows back best first, the order
--- they are pushed in.
-select id, queue from moved order by priority desc, run_at, id
+-- they are pushed in, each with the queue the walk ended on (the next $6).
+select id, queue,
+       (select d.queue from due d order by d.lap desc, d.queue desc limit 1) as last_queue
+  from moved
+ order by priority desc, run_at, id

@@ -8,5 +8,6 @@
 update :"schema".tasks
    set state = 'pending', dispatch_token = null, dispatched_at = null
  where state = 'dispatched'
+   and dispatched_at is not null -- always true; lets tasks_dispatched_idx serve (0005)
    and ($1::bigint is null or dispatched_at >= now() - $1::bigint * interval '1 millisecond')
    and ($2::bigint is null or dispatched_at <= now() - $2::bigint * interval '1 millisecond')

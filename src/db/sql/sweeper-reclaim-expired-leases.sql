@@ -26,10 +26,20 @@ with expired as (
    where t.id = expired.id
   returning t.id, t.state
 ), announced as (
+  -- At most 350 ids per notification, as in task-finish-batch.sql (8000-byte payloads).
   select pg_notify(:'schema' || '.task_finished', string_agg(id::text, ','))
-    from moved where state = 'failed' having count(*) > 0
+    from (select id, (row_number() over ()) / 350 as chunk
+            from moved
+           where state = 'failed') finished
+   group by chunk
+), retry_due as (
+  -- Retries are due in $2 ms: tell the relays (see task-finish-batch.sql).
+  select pg_notify(:'schema' || '.task_ready', $2::bigint::text)
+    from moved
+   where state = 'pending'
+  having count(*) > 0
 )
 select count(*) filter (where state = 'pending')::int as retried,
        count(*) filter (where state = 'failed')::int as failed,
-       (select count(*) from announced) as announced
+       (select count(*) from announced) + (select count(*) from retry_due) as notified
   from moved

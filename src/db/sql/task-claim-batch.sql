@@ -12,4 +12,7 @@ update :"schema".tasks t
  where t.id = m.id
    and t.state = 'dispatched'
    and t.dispatch_token = m.token
-returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts, t.created_at
+-- created_at as epoch milliseconds: a float8 parses far cheaper in the
+-- worker than a timestamptz, hundreds of times per batch.
+returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,
+          (extract(epoch from t.created_at) * 1000)::float8 as created_ms

@@ -2,7 +2,8 @@
 -- commit). Each outcome is fenced by (id, attempt, state = 'running'): an
 -- attempt whose lease was taken over, or a cancelled task, matches nothing.
 -- state is 'succeeded', 'failed', or 'pending' (retry after delay_ms).
--- Finished ids are announced on <schema>.task_finished for waitFor().
+-- Finished ids are announced on <schema>.task_finished for waitFor(),
+-- comma-separated, in one or more notifications; retries on task_ready.
 with outcome as (
   select *
     from unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[], $5::jsonb[], $6::bigint[])
@@ -22,9 +23,22 @@ with outcome as (
      and t.state = 'running'
   returning t.id, t.state
 ), announced as (
+  -- At most 350 ids per notification: a payload must stay under 8000 bytes
+  -- (350 ids of 19 digits and their commas make 7000).
   select pg_notify(:'schema' || '.task_finished', string_agg(id::text, ','))
-    from done
-   where state <> 'pending'
+    from (select id, (row_number() over ()) / 350 as chunk
+            from done
+           where state <> 'pending') finished
+   group by chunk
+), retry_due as (
+  -- Retries go back to pending with a delay: tell the relays in how many ms
+  -- the first one is due (the payload), so it does not wait for their poll.
+  select pg_notify(:'schema' || '.task_ready', min(o.delay_ms)::text)
+    from done d
+    join outcome o on o.id = d.id
+   where d.state = 'pending'
   having count(*) > 0
 )
-select id, state, (select count(*) from announced) as announced from done
+select id, state,
+       (select count(*) from announced) + (select count(*) from retry_due) as notified
+  from done

@@ -1,0 +1,90 @@
+import { randomUUID } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type pg from 'pg'
+import { loadSql, plainArray } from '../../src/db/sql.ts'
+import { createTestDb, type TestDb } from '../support/db.ts'
+
+/**
+ * The worker's batch writes join an array of ids to tasks. Their prepared
+ * statements switch to a generic plan after five calls, which guesses 10
+ * rows per array; if it may scan a state's partial index instead, stale
+ * statistics ("nothing is running") make it nested-loop the batch against
+ * every running row (0005). Here statistics are taken while every task is
+ * pending, 500 tasks then run, and each generic plan must find its rows
+ * through the primary key.
+ */
+let db: TestDb
+let client: pg.PoolClient
+let ids: string[]
+
+beforeAll(async () => {
+  db = await createTestDb()
+  const tasks = `"${db.schema}".tasks`
+  await db.pool.query(`insert into ${tasks} (name) select 'plans.noop' from generate_series(1, 3000)`)
+  await db.pool.query(`analyze ${tasks}`)
+  const token = randomUUID()
+  const res = await db.pool.query<{ id: string }>(
+    `update ${tasks} set state = 'running', attempt = 1, lease_expires_at = now() + interval '1 hour', dispatch_token = $1
+      where id in (select id from ${tasks} order by id limit 1000) returning id`,
+    [token],
+  )
+  ids = res.rows.map((r) => String(r.id))
+  client = await db.pool.connect()
+  await client.query('set plan_cache_mode = force_generic_plan')
+})
+
+afterAll(async () => {
+  client?.release()
+  await db?.cleanup()
+})
+
+async function genericPlan(file: string, values: unknown[]): Promise<string> {
+  const name = `plan_${file.replace(/\W/g, '_')}`
+  await client.query({ name, text: loadSql(file, db.schema), values }) // prepares it
+  const literals = values.map((v) => (typeof v === 'number' ? String(v) : `'${String(v)}'`))
+  const res = await client.query<{ 'QUERY PLAN': string }>(`explain (costs off) execute ${name}(${literals.join(', ')})`)
+  return res.rows.map((r) => r['QUERY PLAN']).join('\n')
+}
+
+describe('generic plans of the batch writes (0005)', () => {
+  const batch = () => ids.slice(0, 500)
+
+  it.each([
+    ['task-claim-batch.sql', () => [plainArray(batch()), plainArray(batch().map(() => randomUUID())), 60_000, 'w']],
+    ['task-heartbeat-batch.sql', () => [plainArray(batch()), plainArray(batch().map(() => 1)), 60_000]],
+    ['task-hand-back.sql', () => [plainArray(batch()), plainArray(batch().map(() => 1))]],
+  ] as const)('%s finds its rows by primary key', async (file, values) => {
+    const plan = await genericPlan(file, [...values()])
+    expect(plan).toContain('tasks_pkey')
+    expect(plan).not.toMatch(/tasks_(running_lease|dispatched)_idx/)
+  })
+
+  it('task-finish-batch.sql finds its rows by primary key', async () => {
+    const b = batch()
+    const plan = await genericPlan('task-finish-batch.sql', [
+      plainArray(b),
+      plainArray(b.map(() => 1)),
+      plainArray(b.map(() => 'succeeded')),
+      `{${b.map(() => 'null').join(',')}}`,
+      `{${b.map(() => 'NULL').join(',')}}`,
+      plainArray(b.map(() => 0)),
+    ])
+    expect(plan).toContain('tasks_pkey')
+    expect(plan).not.toMatch(/tasks_(running_lease|dispatched)_idx/)
+  })
+
+  it('the sweeper still uses the lease index', async () => {
+    const plan = await genericPlan('sweeper-reclaim-expired-leases.sql', [100, 0])
+    expect(plan).toContain('tasks_running_lease_idx')
+  })
+})
+
+describe('plainArray', () => {
+  it('builds the literal Postgres parses back into the same values', async () => {
+    const res = await db.pool.query<{ ids: string[]; attempts: number[]; empty: number[] }>(
+      'select $1::bigint[]::text[] as ids, $2::int[] as attempts, $3::int[] as empty',
+      [plainArray(['9000000000000000001', '42']), plainArray([1, 2, 3]), plainArray([])],
+    )
+    expect(res.rows[0]).toEqual({ ids: ['9000000000000000001', '42'], attempts: [1, 2, 3], empty: [] })
+  })
+})

@@ -40,9 +40,10 @@ const BUSY_ROUND_ROWS = 2
 
 /**
  * Moves due pending rows from Postgres to Redis. Wakes on the NOTIFY that
- * enqueue statements send while no relay is busy (wake-idle-relays.sql),
- * polls every pollIntervalMs as a safety net, and goes again at once while
- * batches come back full.
+ * enqueue statements send while no relay is busy (wake-idle-relays.sql) and
+ * when the earliest delayed task or retry falls due (a timer), polls every
+ * pollIntervalMs as a safety net, and goes again at once while batches come
+ * back full.
  */
 export class Relay extends Service<RelayRoundResult> {
   readonly settings: Readonly<RelaySettings>
@@ -151,7 +152,11 @@ export class Relay extends Service<RelayRoundResult> {
       this.#lastQueue,
     ])
     const rows = res.rows
-    if (rows.length === 0) return { dispatched: 0, more: false, saturatedQueues: saturated }
+    if (rows.length === 0) {
+      // Going idle: wake when the next delayed task falls due, not at the next poll.
+      if (performance.now() >= this.#lingerUntil) await this.#wakeForNextDelayed()
+      return { dispatched: 0, more: false, saturatedQueues: saturated }
+    }
     if (rows.length >= BUSY_ROUND_ROWS) this.#lingerUntil = performance.now() + this.settings.lingerMs
     this.#lastQueue = rows[0]!.last_queue
 
@@ -196,6 +201,18 @@ export class Relay extends Service<RelayRoundResult> {
   #onTaskReady(payload: string): void {
     const inMs = payload === '' ? 0 : Number(payload)
     if (!(inMs > 0) || !Number.isFinite(inMs)) return this.wake()
+    this.#wakeIn(inMs)
+  }
+
+  /** Sets the wake-up timer for the earliest delayed task, if it falls due before the next poll. */
+  async #wakeForNextDelayed(): Promise<void> {
+    const res = await this.#tr.executor.query<{ due_in_ms: number | null }>(loadSql('relay-next-due.sql', this.#tr.schema))
+    const inMs = res.rows[0]?.due_in_ms
+    if (inMs != null && inMs < this.settings.pollIntervalMs) this.#wakeIn(Math.max(1, Math.ceil(inMs)))
+  }
+
+  /** Wake the loop in `inMs`, unless an earlier wake-up is already set. */
+  #wakeIn(inMs: number): void {
     const at = performance.now() + inMs
     if (this.#dueTimer && this.#dueAt <= at) return // an earlier wake-up is set
     if (this.#dueTimer) clearTimeout(this.#dueTimer)

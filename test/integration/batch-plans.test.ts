@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type pg from 'pg'
+import { z } from 'zod'
+import { defineTask } from '../../src/index.ts'
 import { loadSql, plainArray } from '../../src/db/sql.ts'
 import { createTestDb, type TestDb } from '../support/db.ts'
 
@@ -42,7 +44,8 @@ async function genericPlan(file: string, values: unknown[]): Promise<string> {
   const name = `plan_${file.replace(/\W/g, '_')}`
   await client.query({ name, text: loadSql(file, db.schema), values }) // prepares it
   const literals = values.map((v) => (typeof v === 'number' ? String(v) : `'${String(v)}'`))
-  const res = await client.query<{ 'QUERY PLAN': string }>(`explain (costs off) execute ${name}(${literals.join(', ')})`)
+  const args = literals.length > 0 ? `(${literals.join(', ')})` : ''
+  const res = await client.query<{ 'QUERY PLAN': string }>(`explain (costs off) execute ${name}${args}`)
   return res.rows.map((r) => r['QUERY PLAN']).join('\n')
 }
 
@@ -76,6 +79,26 @@ describe('generic plans of the batch writes (0005)', () => {
   it('the sweeper still uses the lease index', async () => {
     const plan = await genericPlan('sweeper-reclaim-expired-leases.sql', [100, 0])
     expect(plan).toContain('tasks_running_lease_idx')
+  })
+})
+
+describe('the index of delayed tasks (0007)', () => {
+  it('holds no task that was due at enqueue, so the hot path writes nothing to it', async () => {
+    const t = defineTask({ name: 'plans.delayed', payload: z.object({}), run: () => {} })
+    const now = await db.tr.enqueue(t, {})
+    const many = await db.tr.enqueueMany(Array.from({ length: 3 }, () => ({ task: t, payload: {} })))
+    const later = await db.tr.enqueue(t, {}, { delayMs: 60_000 })
+    const res = await db.pool.query<{ id: string; delayed: boolean }>(
+      `select id::text, run_at > created_at as delayed from "${db.schema}".tasks where id = any($1::bigint[])`,
+      [[now.id, ...many.ids, later.id]],
+    )
+    const delayed = Object.fromEntries(res.rows.map((r) => [r.id, r.delayed]))
+    expect(delayed).toEqual({ [now.id]: false, ...Object.fromEntries(many.ids.map((id) => [id, false])), [later.id]: true })
+  })
+
+  it("the relay's next-due probe reads it", async () => {
+    const plan = await genericPlan('relay-next-due.sql', [])
+    expect(plan).toContain('tasks_delayed_idx')
   })
 })
 

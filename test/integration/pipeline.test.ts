@@ -362,6 +362,37 @@ describe('retry timing', () => {
   })
 })
 
+describe('delayed tasks', () => {
+  it("run when their delay ends, not at the relay's next poll, the earliest first", async () => {
+    const ran = new Map<string, number>()
+    const t = defineTask({
+      name: 'p.delayed',
+      payload: z.object({ label: z.string() }),
+      run: ({ label }) => {
+        ran.set(label, Date.now())
+      },
+    })
+    const keyPrefix = prefix()
+    // A poll far longer than the test may take: only the relay's timer for the next delayed task can wake it in time.
+    const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 60_000, lingerMs: 0 })
+    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [t], ...fast })
+    started.push(relay, worker)
+    await relay.start()
+    await worker.start()
+    const enqueuedAt = Date.now()
+    // The later one first: the relay's timer must move earlier for the second.
+    const late = await db.tr.enqueue(t, { label: 'late' }, { delayMs: 1500 })
+    const soon = await db.tr.enqueue(t, { label: 'soon' }, { delayMs: 400 })
+    const at = await db.tr.enqueue(t, { label: 'at' }, { runAt: new Date(Date.now() + 800) })
+    for (const { id } of [late, soon, at]) expect((await finalRow(id, 10_000)).state).toBe('succeeded')
+    // Never before the delay (the database clock decides; the two clocks are one host's here).
+    expect(ran.get('soon')! - enqueuedAt).toBeGreaterThanOrEqual(400)
+    expect(ran.get('at')! - enqueuedAt).toBeGreaterThanOrEqual(800)
+    expect(ran.get('late')! - enqueuedAt).toBeGreaterThanOrEqual(1500)
+    expect([...ran.keys()]).toEqual(['soon', 'at', 'late'])
+  })
+})
+
 describe('synchronous handlers and ctx', () => {
   it('records what a synchronous handler returns or throws, and frees its slot at once', async () => {
     const active: number[] = []

@@ -1,0 +1,22 @@
+-- taskrelay 0007: an index of delayed tasks, so an idle relay knows when the
+-- next one falls due.
+--
+-- :"schema" is replaced by the configured schema when the migrator runs;
+-- with psql use:  psql -v schema=taskrelay -f 0007_delayed_tasks.sql
+--
+-- Why: a task enqueued with a delay (or a runAt) sends its wake-up NOTIFY at
+-- enqueue, when it is not yet due. Without this index the relay found it
+-- only at its next safety-net poll after it fell due, up to pollIntervalMs
+-- (1 s by default) late. Now an idle relay asks for the earliest future
+-- run_at (src/db/sql/relay-next-due.sql, one probe of this index) and sets
+-- a timer for it.
+--
+-- Only delayed rows are in it: a task due at enqueue has run_at = created_at
+-- (both now()), so the hot path writes no entry here. Retries (run_at moved
+-- past created_at by the backoff) are in it while they wait.
+--
+-- On a large backlog of delayed tasks, building it blocks enqueues for a
+-- while (CREATE INDEX, not CONCURRENTLY, as migrations run in a
+-- transaction): migrate in a quiet moment.
+
+create index tasks_delayed_idx on :"schema".tasks (run_at) where state = 'pending' and run_at > created_at;

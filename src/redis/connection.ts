@@ -104,6 +104,19 @@ export interface ConnectionPurpose {
  */
 export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log: Logger): Redis {
   const s = resolveRedisSettings(config)
+  // Without this line a client stuck on a replica only shows "Command timed
+  // out": it reconnects several times a second to the same read-only server.
+  let lastReadOnlyLogAt = 0
+  const readOnlyWarning = () => {
+    if (Date.now() - lastReadOnlyLogAt < 5000) return
+    lastReadOnlyLogAt = Date.now()
+    log.warn(
+      { redis: describeRedis(config) },
+      s.sentinels
+        ? 'redis answered READONLY (a demoted primary); reconnecting through Sentinel to the new one'
+        : 'redis answered READONLY: this server is a replica; reconnecting and resending until it accepts writes. Point the URL at the primary, or use Sentinel',
+    )
+  }
   const tlsOf = (t: boolean | ConnectionOptions | undefined) => (t === true ? {} : t === false ? undefined : t)
   const common: RedisOptions = {
     connectionName: `taskrelay:${purpose.role}`,
@@ -115,7 +128,11 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
     enableAutoPipelining: false,
     // Keep trying forever with capped backoff: a broker outage costs latency, not tasks.
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
-    reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+    reconnectOnError: (err) => {
+      if (!err.message.startsWith('READONLY')) return false
+      readOnlyWarning()
+      return 2 // reconnect, then resend the command that got READONLY
+    },
     maxRetriesPerRequest: purpose.role === 'blocking' ? null : 3,
     ...(purpose.role === 'commands' && purpose.commandTimeoutMs ? { commandTimeout: purpose.commandTimeoutMs } : {}),
     // Blocking reads get a client-side deadline of their own timeout plus this grace.

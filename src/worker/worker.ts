@@ -1,4 +1,5 @@
 import { hostname } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { Service, type ServiceDeps } from '../service.ts'
@@ -54,6 +55,8 @@ export class Worker extends Service<number> {
   #busy = 0
   /** messages popped and being claimed: slots promised to them */
   #reserved = 0
+  /** claim statements under way (#claimAndRun) */
+  readonly #claims = new Set<Promise<void>>()
   /** claimed, leased, waiting for a free slot (prefetch) */
   #ready: Attempt[] = []
   readonly #prefetch: number
@@ -148,7 +151,9 @@ export class Worker extends Service<number> {
       return 0
     }
     this.#reserved += messages.length
-    void this.#claimAndRun(key, messages)
+    const claim = this.#claimAndRun(key, messages)
+    this.#claims.add(claim)
+    void claim.finally(() => this.#claims.delete(claim))
     return messages.length
   }
 
@@ -165,7 +170,43 @@ export class Worker extends Service<number> {
       }
       if (ids.length < messages.length) this.log.warn({ count: messages.length - ids.length, key }, 'dropped malformed messages')
       if (ids.length === 0) return
-      let rows: ClaimedTask[]
+      const rows = await this.#claim(ids, tokens)
+      if (!rows) {
+        // Postgres unreachable: give the messages back so they are not stuck until the dispatch timeout.
+        await this.#pushBack(key, messages)
+        return
+      }
+      let claimed = 0
+      for (const row of rows) {
+        // A duplicated message of a task this worker already runs: the claim hands it back as it is.
+        if (this.#inflight.has(String(row.id))) continue
+        // Leased from now on, waiting for a slot.
+        const attempt = new Attempt(row)
+        this.#inflight.set(attempt.id, attempt)
+        this.#ready.push(attempt)
+        claimed++
+      }
+      const stale = ids.length - claimed
+      if (stale > 0) {
+        this.events.emit('worker:stale-messages', { count: stale })
+        this.log.debug({ count: stale }, 'dropped stale or duplicated messages')
+      }
+      this.#launchReady()
+    } finally {
+      this.#reserved -= messages.length
+      this.#releaseSlots()
+    }
+  }
+
+  /**
+   * The claim statement, sent again while it fails, for up to half a lease:
+   * a failure may come after the commit (the reply lost with its
+   * connection), and the statement gives this worker back what it already
+   * claimed (task-claim-batch.sql). null: give the messages back.
+   */
+  async #claim(ids: string[], tokens: string[]): Promise<ClaimedTask[] | null> {
+    const giveUpAt = Date.now() + this.settings.leaseMs / 2
+    for (let tries = 1, delayMs = 50; ; tries++, delayMs = Math.min(delayMs * 2, 1000)) {
       try {
         // Ids are digits and tokens uuids (decodeMessage checked): safe as plain array literals.
         const res = await this.#tr.executor.query<ClaimedTask>(loadSql('task-claim-batch.sql', this.#tr.schema), [
@@ -174,28 +215,16 @@ export class Worker extends Service<number> {
           this.settings.leaseMs,
           this.workerId,
         ])
-        rows = res.rows
+        if (tries > 1) this.log.info({ tries, count: res.rows.length }, 'claim went through after failing')
+        return res.rows
       } catch (err) {
-        // Postgres unreachable: give the messages back so they are not stuck until the dispatch timeout.
-        this.log.warn({ err, count: ids.length }, 'claim failed; pushing messages back to redis')
-        await this.#pushBack(key, messages)
-        return
+        if (this.stopSignal.aborted || Date.now() + delayMs > giveUpAt) {
+          this.log.warn({ err, tries, count: ids.length }, 'claim failed; pushing messages back to redis')
+          return null
+        }
+        if (tries === 1) this.log.warn({ err, count: ids.length }, 'claim failed; sending it again (it may have committed)')
+        await sleep(delayMs, undefined, { signal: this.stopSignal }).catch(() => {}) // stop cuts the wait short
       }
-      const stale = ids.length - rows.length
-      if (stale > 0) {
-        this.events.emit('worker:stale-messages', { count: stale })
-        this.log.debug({ count: stale }, 'dropped stale or duplicated messages')
-      }
-      for (const row of rows) {
-        // Leased from now on, waiting for a slot.
-        const attempt = new Attempt(row)
-        this.#inflight.set(attempt.id, attempt)
-        this.#ready.push(attempt)
-      }
-      this.#launchReady()
-    } finally {
-      this.#reserved -= messages.length
-      this.#releaseSlots()
     }
   }
 
@@ -351,6 +380,8 @@ export class Worker extends Service<number> {
    * finish; the rest are aborted and handed back to pending (no attempt used).
    */
   protected override async onStop(): Promise<void> {
+    // Claims under way end first (a retrying one gives up at once), so what they claim is handed back below.
+    await Promise.allSettled(this.#claims)
     // Prefetched attempts never started: hand them back at once.
     const queued = this.#ready.splice(0)
     for (const e of queued) this.#inflight.delete(e.id)

@@ -2,16 +2,23 @@
 -- UPDATE for the batch: a row is claimed only if it is still dispatched
 -- with the same token, so duplicated or stale messages claim nothing.
 -- attempt only ever grows; (id, attempt) fences every later write.
+--
+-- Idempotent for the worker that sent it: a row this worker ($4) already
+-- claimed with the same token comes back as it is (same attempt, lease
+-- renewed). When a claim's reply is lost after its commit, the worker sends
+-- the claim again and gets its tasks, instead of leaving them running with
+-- nobody on them until the lease expires (which would use up an attempt).
+-- The worker drops rows it already runs.
 update :"schema".tasks t
    set state = 'running',
-       attempt = t.attempt + 1,
-       started_at = now(),
+       attempt = case when t.state = 'dispatched' then t.attempt + 1 else t.attempt end,
+       started_at = case when t.state = 'dispatched' then now() else t.started_at end,
        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
        worker_id = $4
   from unnest($1::bigint[], $2::uuid[]) as m(id, token)
  where t.id = m.id
-   and t.state = 'dispatched'
    and t.dispatch_token = m.token
+   and (t.state = 'dispatched' or (t.state = 'running' and t.worker_id = $4))
 -- created_at as epoch milliseconds: a float8 parses far cheaper in the
 -- worker than a timestamptz, hundreds of times per batch.
 returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,

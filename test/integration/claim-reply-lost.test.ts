@@ -1,0 +1,177 @@
+import net from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { Relay, TaskRelay, Worker, defineTask } from '../../src/index.ts'
+import { encodeMessage, redisKeys } from '../../src/redis/keys.ts'
+import { createTestDb, databaseUrl, redisUrl, waitUntil, type TestDb } from '../support/db.ts'
+
+/**
+ * A claim whose reply is lost after Postgres committed it: the worker cannot
+ * tell "not claimed" from "claimed", so it sends the claim again, and the
+ * statement gives the same worker back what it already holds. Before, the
+ * task stayed `running` with nobody on it until its lease expired, and the
+ * sweeper then counted the attempt as lost: with maxAttempts 1 the task
+ * failed without ever having run.
+ */
+
+/**
+ * A TCP proxy in front of Postgres that, once armed, lets the next client
+ * message containing `marker` through, swallows the server's whole reply
+ * (up to its ReadyForQuery, so the statement has committed) and then cuts
+ * that connection: a reply lost with its connection.
+ */
+class ReplyCutter {
+  readonly #server: net.Server
+  readonly #sockets = new Set<net.Socket>()
+  #marker: Buffer | null = null
+  cuts = 0
+  port = 0
+
+  constructor(target: URL) {
+    const [port, host] = [Number(target.port || 5432), target.hostname]
+    this.#server = net.createServer((client) => {
+      const upstream = net.connect(port, host)
+      let swallowing = false
+      let swallowed = Buffer.alloc(0)
+      const cut = () => {
+        client.destroy()
+        upstream.destroy()
+      }
+      for (const s of [client, upstream]) {
+        this.#sockets.add(s)
+        s.on('error', cut)
+        s.on('close', () => {
+          this.#sockets.delete(s)
+          cut()
+        })
+      }
+      client.on('data', (chunk) => {
+        if (this.#marker && chunk.includes(this.#marker)) {
+          this.#marker = null
+          swallowing = true
+        }
+        upstream.write(chunk)
+      })
+      upstream.on('data', (chunk) => {
+        if (!swallowing) return void client.write(chunk)
+        swallowed = Buffer.concat([swallowed, chunk])
+        // ReadyForQuery, idle: 'Z', length 5, status 'I'. The implicit transaction has committed.
+        if (swallowed.subarray(-6).equals(Buffer.from([0x5a, 0, 0, 0, 5, 0x49]))) {
+          this.cuts++
+          cut()
+        }
+      })
+    })
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve))
+    this.port = (this.#server.address() as net.AddressInfo).port
+  }
+
+  arm(marker: string): void {
+    this.#marker = Buffer.from(marker)
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy()
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+  }
+}
+
+let db: TestDb
+let cutter: ReplyCutter
+let proxiedPool: pg.Pool
+let workerTr: TaskRelay
+let redis: Redis
+const services: Array<{ stop(): Promise<void> }> = []
+
+beforeAll(async () => {
+  db = await createTestDb()
+  const url = new URL(databaseUrl())
+  cutter = new ReplyCutter(url)
+  await cutter.listen()
+  url.hostname = '127.0.0.1'
+  url.port = String(cutter.port)
+  proxiedPool = new pg.Pool({ connectionString: url.toString(), max: 4 })
+  proxiedPool.on('error', () => {})
+  workerTr = new TaskRelay({ db: proxiedPool, schema: db.schema })
+  redis = new Redis(redisUrl())
+})
+
+afterEach(async () => {
+  for (const s of services.splice(0).reverse()) await s.stop()
+})
+
+afterAll(async () => {
+  await workerTr?.close()
+  await proxiedPool?.end()
+  await cutter?.close()
+  redis?.disconnect()
+  await db?.cleanup()
+})
+
+async function taskRow(id: string) {
+  const res = await db.pool.query(`select state, attempt, dispatch_token, worker_id from "${db.schema}".tasks where id = $1`, [id])
+  return res.rows[0]
+}
+
+async function start(tasks: ReturnType<typeof defineTask<any, any>>[], workerId: string) {
+  const keyPrefix = `claimlost:${randomBytes(4).toString('hex')}`
+  const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
+  const worker = new Worker(workerTr, { redis: redisUrl(), keyPrefix, tasks, workerId, leaseMs: 3000, heartbeatMs: 500, blockMs: 200 })
+  services.push(relay, worker)
+  await relay.start()
+  await worker.start()
+  return { relay, worker, keyPrefix }
+}
+
+describe('a claim whose reply is lost after its commit', () => {
+  it('is sent again and runs the task in its first attempt, once', async () => {
+    let runs = 0
+    const t = defineTask({ name: 'lost.reply', payload: z.object({}), maxAttempts: 1, run: () => void runs++ })
+    const workerId = `lost-reply-${randomBytes(4).toString('hex')}`
+    // The worker id is a parameter of the claim only: the cut hits the claim's reply.
+    cutter.arm(workerId)
+    await start([t], workerId)
+    const { id } = await db.tr.enqueue(t, {})
+    await waitUntil(async () => (await taskRow(id)).state === 'succeeded' || null, { what: 'the task to succeed', timeoutMs: 15_000 })
+    expect(cutter.cuts).toBe(1)
+    expect(runs).toBe(1)
+    const r = await taskRow(id)
+    expect(r.attempt).toBe(1)
+    expect(r.worker_id).toBe(workerId)
+  })
+
+  it('a duplicated message of a task the worker is running claims nothing new', async () => {
+    let runs = 0
+    let release!: () => void
+    const held = new Promise<void>((r) => (release = r))
+    const t = defineTask({
+      name: 'lost.duplicate',
+      payload: z.object({}),
+      run: async () => {
+        runs++
+        await held
+      },
+    })
+    const { worker, keyPrefix } = await start([t], `dup-${randomBytes(4).toString('hex')}`)
+    const stale: number[] = []
+    worker.events.on('worker:stale-messages', (e) => stale.push(e.count))
+    const { id } = await db.tr.enqueue(t, {})
+    await waitUntil(() => runs === 1 || null, { what: 'the handler to start' })
+    const { dispatch_token: token } = await taskRow(id)
+    // The same message again (as a resent RPUSH or a push-back would leave it): the claim
+    // statement returns the row to its own worker, which must not start it twice.
+    await redis.rpush(redisKeys(keyPrefix).ready(t.policy.queue), encodeMessage(String(id), token))
+    await waitUntil(() => stale.length > 0 || null, { what: 'the duplicate to be dropped' })
+    expect(stale).toEqual([1])
+    release()
+    await waitUntil(async () => (await taskRow(id)).state === 'succeeded' || null, { what: 'the task to succeed' })
+    expect(runs).toBe(1)
+    expect((await taskRow(id)).attempt).toBe(1)
+  })
+})

@@ -117,7 +117,7 @@ const DESCRIPTIONS: Record<string, string> = {
   'worker.prefetch': 'tasks claimed ahead of free slots (leased like running ones)',
   'worker.flushIntervalMs': 'group commit: outcomes are written at most this late',
   'sweeper.intervalMs': 'how often the sweeper runs',
-  'sweeper.dispatchTimeoutMs': 'a dispatched task not claimed within this goes back to pending',
+  'sweeper.dispatchTimeoutMs': 'a dispatched task not claimed within this goes back to pending (once the workers of its queue, if any are running, have read past it)',
   'sweeper.retentionMs': 'finished tasks older than this are deleted',
   'sweeper.pruneBatchSize': 'rows deleted per statement while pruning',
   'sweeper.lostWorkerRetryDelayMs': 'delay before retrying a task whose worker was lost',

@@ -80,6 +80,13 @@ describe('generic plans of the batch writes (0005)', () => {
     const plan = await genericPlan('sweeper-reclaim-expired-leases.sql', [100, 0])
     expect(plan).toContain('tasks_running_lease_idx')
   })
+
+  it("the sweeper's stale-dispatch scan reads only the running and dispatched indexes", async () => {
+    const plan = await genericPlan('sweeper-redispatch-stale.sql', [30_000, 1000])
+    expect(plan).toContain('tasks_running_lease_idx')
+    expect(plan).toContain('tasks_dispatched_idx')
+    expect(plan).not.toMatch(/Seq Scan on tasks/)
+  })
 })
 
 describe('the index of delayed tasks (0007)', () => {

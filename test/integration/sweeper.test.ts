@@ -30,6 +30,29 @@ describe('sweeper.runOnce', () => {
     expect((await taskRow(db.pool, db.schema, fresh))!.state).toBe('dispatched')
   })
 
+  it('leaves a deep backlog on slow workers to drain, and re-dispatches what its workers have passed', async () => {
+    // Workers of 'slow' are reading messages dispatched 10 minutes ago: a task
+    // dispatched 5 minutes ago is still ahead of them in the list, one from 20
+    // minutes ago was passed (lost). 'idle' has nothing running: the timeout decides.
+    await makeTask(db.pool, db.schema, {
+      queue: 'slow',
+      state: 'running',
+      attempt: 1,
+      dispatchedAt: dbNow(-10 * MIN),
+      startedAt: dbNow(-1 * SEC),
+      leaseExpiresAt: dbNow(30 * SEC),
+      workerId: 'w',
+    })
+    const waiting = await makeTask(db.pool, db.schema, { queue: 'slow', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
+    const passed = await makeTask(db.pool, db.schema, { queue: 'slow', state: 'dispatched', dispatchedAt: dbNow(-20 * MIN) })
+    const idle = await makeTask(db.pool, db.schema, { queue: 'idle', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
+    const result = await new Sweeper(db.tr, settings).runOnce()
+    expect(result.redispatched).toBe(2)
+    expect((await taskRow(db.pool, db.schema, waiting))!.state).toBe('dispatched')
+    expect((await taskRow(db.pool, db.schema, passed))!.state).toBe('pending')
+    expect((await taskRow(db.pool, db.schema, idle))!.state).toBe('pending')
+  })
+
   it('retries running tasks whose lease expired, saying the worker was lost', async () => {
     const lost = await makeTask(db.pool, db.schema, {
       state: 'running',

@@ -1,15 +1,33 @@
--- Sweeper: dispatched tasks no worker claimed within the dispatch timeout
--- (message lost with a Redis failover or restart, relay died before its
--- push, worker died after its pop) go back to pending. No attempt is used:
--- the handler never started. Relays are woken to send them again.
-with stale as (
-  select id
+-- Sweeper: dispatched tasks that no worker claimed and whose message is
+-- presumed lost (with a Redis failover or restart, a relay that died before
+-- its push, a worker that died after its pop) go back to pending. No attempt
+-- is used: the handler never started. Relays are woken to send them again.
+--
+-- Lost, not merely waiting: a queue's Redis list is FIFO, so its workers
+-- reach messages in dispatch order. While a queue has running tasks, the
+-- latest dispatch among them says how far its workers have read; a task is
+-- lost once they have read messages dispatched more than the dispatch
+-- timeout ($1) after it. A deep backlog on slow workers (5,000 messages at
+-- 20 tasks/s wait 250 s) is then left to drain instead of being re-dispatched
+-- over and over. A queue with nothing running gives no such evidence, and
+-- the timeout alone decides, as before.
+with read_up_to as (
+  select queue, max(dispatched_at) as dispatched_at
     from :"schema".tasks
-   where state = 'dispatched'
-     and dispatched_at < now() - $1::bigint * interval '1 millisecond'
-   order by dispatched_at
+   where state = 'running'
+     and lease_expires_at is not null
+   group by queue
+), stale as (
+  select t.id
+    from :"schema".tasks t
+    left join read_up_to r on r.queue = t.queue
+   where t.state = 'dispatched'
+     and t.dispatched_at < now() - $1::bigint * interval '1 millisecond'
+     and (r.dispatched_at is null
+          or t.dispatched_at < r.dispatched_at - $1::bigint * interval '1 millisecond')
+   order by t.dispatched_at
    limit $2
-     for update skip locked
+     for update of t skip locked
 ), moved as (
   update :"schema".tasks t
      set state = 'pending', dispatch_token = null, dispatched_at = null

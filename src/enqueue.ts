@@ -3,6 +3,7 @@ import type { Task } from './define-task.ts'
 import { QUEUE_PATTERN } from './define-task.ts'
 import { zodProblems } from './config.ts'
 import {
+  DependencyNotFoundError,
   InvalidOptionsError,
   PayloadNotSerializableError,
   PayloadTooLargeError,
@@ -10,7 +11,7 @@ import {
   TransactionRequiredError,
 } from './errors.ts'
 import type { Executor } from './db/executor.ts'
-import { enqueueStatement, loadSql } from './db/sql.ts'
+import { enqueueStatement, loadSql, plainArray } from './db/sql.ts'
 
 /** Per-call enqueue options; each overrides the task's own policy. */
 export interface EnqueueOptions {
@@ -24,7 +25,20 @@ export interface EnqueueOptions {
   maxAttempts?: number
   /** A second enqueue with the same key returns the first task's id and writes nothing. */
   idempotencyKey?: string
+  /**
+   * Ids of tasks that must succeed first (up to 1000). The task waits
+   * (state 'waiting') until all have succeeded; if one fails or is
+   * cancelled, it is cancelled without running.
+   */
+  dependsOn?: ReadonlyArray<string | number | bigint>
 }
+
+const MAX_DEPENDENCIES = 1000
+const taskId = z.union([
+  z.string().regex(/^[1-9][0-9]{0,18}$/, 'a task id is a positive integer'),
+  z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  z.bigint().positive(),
+])
 
 const enqueueOptionsSchema = z
   .strictObject({
@@ -34,6 +48,7 @@ const enqueueOptionsSchema = z
     queue: z.string().regex(QUEUE_PATTERN, 'use 1-100 characters from A-Z a-z 0-9 _ . -').optional(),
     maxAttempts: z.number().int().min(1).max(1000).optional(),
     idempotencyKey: z.string().min(1).max(500).optional(),
+    dependsOn: z.array(taskId).min(1, 'give at least one id, or leave dependsOn out').max(MAX_DEPENDENCIES).readonly().optional(),
   })
   .refine((o) => o.runAt === undefined || o.delayMs === undefined, {
     message: 'give runAt or delayMs, not both',
@@ -50,6 +65,8 @@ export interface PreparedTask {
   runAt: Date | null
   delayMs: number
   idempotencyKey: string | null
+  /** ids, deduplicated; null: depends on nothing */
+  dependsOn: string[] | null
 }
 
 /**
@@ -105,6 +122,7 @@ export function prepareTask(task: Task, payload: unknown, options: EnqueueOption
     runAt: opts.runAt ?? null,
     delayMs: opts.delayMs ?? 0,
     idempotencyKey: opts.idempotencyKey ?? null,
+    dependsOn: opts.dependsOn ? [...new Set(opts.dependsOn.map(String))] : null,
   }
 }
 
@@ -142,6 +160,7 @@ function columnParams(tasks: readonly PreparedTask[]): unknown[][] {
 
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
 export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
+  if (t.dependsOn !== null) return (await taskInsertDependent(db, schema, [t]))[0]!
   if (t.idempotencyKey === null) {
     const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), rowParams(t))
     return String(plain.rows[0]!.id)
@@ -158,6 +177,7 @@ export async function taskInsertOne(db: Executor, schema: string, t: PreparedTas
 /** Insert many prepared tasks in one statement; ids come back in input order. */
 export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   if (tasks.length === 0) return []
+  if (tasks.some((t) => t.dependsOn !== null)) return taskInsertDependent(db, schema, tasks)
   if (tasks.every((t) => t.idempotencyKey === null)) {
     const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-many-plain.sql', schema), columnParams(tasks))
     return plain.rows.map((r) => String(r.id))
@@ -166,6 +186,35 @@ export async function taskInsertMany(db: Executor, schema: string, tasks: readon
     ...columnParams(tasks),
     tasks.map((t) => t.idempotencyKey),
   ])
+  return idsInInputOrder(db, schema, tasks, res.rows)
+}
+
+/**
+ * Insert tasks of which some depend on others (task-insert-dependent.sql),
+ * after checking that every task named exists: a missing one is a clear
+ * error before anything is written, not a foreign key violation that
+ * aborts the caller's transaction.
+ */
+async function taskInsertDependent(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
+  const named = [...new Set(tasks.flatMap((t) => t.dependsOn ?? []))]
+  const missing = await run<{ id: string }>(db, loadSql('task-dependencies-missing.sql', schema), [plainArray(named)])
+  if (missing.rows.length > 0) throw new DependencyNotFoundError(missing.rows.map((r) => String(r.id)))
+  const res = await run<{ id: string; idempotency_key: string | null }>(db, loadSql('task-insert-dependent.sql', schema), [
+    ...columnParams(tasks),
+    tasks.map((t) => t.idempotencyKey),
+    tasks.map((t) => plainArray(t.dependsOn ?? [])),
+  ])
+  return idsInInputOrder(db, schema, tasks, res.rows)
+}
+
+/** Ids in input order from an insert's rows: skipped (idempotent) rows are found by their key. */
+async function idsInInputOrder(
+  db: Executor,
+  schema: string,
+  tasks: readonly PreparedTask[],
+  rows: ReadonlyArray<{ id: string; idempotency_key: string | null }>,
+): Promise<string[]> {
+  const res = { rows }
   const byKey = new Map<string, string>()
   const keyless: string[] = []
   for (const row of res.rows) {

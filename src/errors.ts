@@ -96,6 +96,19 @@ export class TaskNotFoundError extends TaskRelayError {
   }
 }
 
+/** enqueue with dependsOn named tasks that do not exist; nothing was written. */
+export class DependencyNotFoundError extends TaskRelayError {
+  readonly taskIds: readonly string[]
+  constructor(taskIds: readonly string[]) {
+    super(
+      'DEPENDENCY_NOT_FOUND',
+      `dependsOn names task${taskIds.length === 1 ? '' : 's'} that do${taskIds.length === 1 ? 'es' : ''} not exist: ${taskIds.join(', ')} ` +
+        '(enqueue the tasks it depends on first, in the same transaction or before)',
+    )
+    this.taskIds = taskIds
+  }
+}
+
 /** Thrown by waitFor when the task ended in failed or cancelled. */
 export class TaskFailedError extends TaskRelayError {
   readonly task: unknown

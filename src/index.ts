@@ -22,6 +22,7 @@ export {
   TransactionRequiredError,
   SchemaVersionError,
   TaskNotFoundError,
+  DependencyNotFoundError,
   TaskFailedError,
   WaitTimeoutError,
   NonRetryableError,

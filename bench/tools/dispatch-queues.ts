@@ -23,7 +23,7 @@ await tr.migrate()
 await pool.query(`insert into "${schema}".relays (relay_id) values ('probe')`)
 const text = withIntegers(loadSql('relay-dispatch-batch.sql', schema), { batch_size: 500 })
 for (const queues of counts.length > 0 ? counts : [1, 100, 1000, 10000]) {
-  await pool.query(`truncate "${schema}".tasks`)
+  await pool.query(`truncate "${schema}".task_dependencies, "${schema}".tasks`)
   await pool.query(`insert into "${schema}".tasks (name, queue) select 'probe', 'q' || (g % $1) from generate_series(1, 100000) g`, [queues])
   await pool.query(`vacuum analyze "${schema}".tasks`)
   const client = await pool.connect()

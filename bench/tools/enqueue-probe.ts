@@ -156,7 +156,7 @@ for (const clients of BULK_ONLY ? [] : [1, 16]) {
     console.log(`  ${v.label.padEnd(44)} ${median(xs).toFixed(0).padStart(6)} tx/s  (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})  ${(1000 / median(xs)).toFixed(3)} ms/tx`)
   }
 }
-for (const t of ['plain', 'tasks', 't_notrig', 't_cheapcheck', 't_lean']) await pool.query(`truncate ${schema}.${t}`)
+for (const t of ['plain', 'tasks', 't_notrig', 't_cheapcheck', 't_lean']) await pool.query(`truncate ${schema}.${t} cascade`)
 
 console.log(`\n# 2. one 1,000-row enqueueMany statement (${hasPlain ? 'task-insert-many-plain.sql' : 'task-insert-many.sql'})`)
 const manySql = loadSql(hasPlain ? 'task-insert-many-plain.sql' : 'task-insert-many.sql', schema)

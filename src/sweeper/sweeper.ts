@@ -13,6 +13,10 @@ export interface SweepResult {
   leasesReclaimed: number
   leasesFailed: number
   pruned: number
+  /** waiting tasks (dependsOn) cancelled because a dependency failed or was cancelled */
+  dependentsCancelled: number
+  /** waiting tasks made pending: all their dependencies had succeeded */
+  dependentsReleased: number
 }
 
 const BATCH = 1000
@@ -26,6 +30,8 @@ const BATCH = 1000
 export class Sweeper extends Service<SweepResult> {
   readonly settings: Readonly<SweeperSettings>
   readonly #tr: TaskRelay
+  /** settle-waiting pass: the last waiting task id looked at ('0': start over) */
+  #waitingCursor = '0'
 
   constructor(tr: TaskRelay, options: SweeperOptions = {}, deps: ServiceDeps = {}) {
     super('sweeper', { logger: tr.logger, ...deps })
@@ -52,6 +58,7 @@ export class Sweeper extends Service<SweepResult> {
       BATCH,
       this.settings.lostWorkerRetryDelayMs,
     ])
+    const waiting = await this.#settleWaiting()
     let pruned = 0
     for (;;) {
       const res = await db.query(loadSql('sweeper-prune-finished.sql', schema), [this.settings.retentionMs, this.settings.pruneBatchSize])
@@ -63,11 +70,36 @@ export class Sweeper extends Service<SweepResult> {
       leasesReclaimed: leases.rows[0]?.retried ?? 0,
       leasesFailed: leases.rows[0]?.failed ?? 0,
       pruned,
+      dependentsCancelled: waiting.cancelled,
+      dependentsReleased: waiting.promoted,
     }
-    const acted = result.redispatched + result.leasesReclaimed + result.leasesFailed + result.pruned > 0
+    const acted =
+      result.redispatched + result.leasesReclaimed + result.leasesFailed + result.pruned + result.dependentsCancelled + result.dependentsReleased > 0
     if (acted) this.log.info(result, 'sweep done')
     else this.log.debug(result, 'sweep done')
     this.events.emit('sweeper:run', { redispatched: result.redispatched, leasesReclaimed: result.leasesReclaimed + result.leasesFailed, pruned })
     return result
+  }
+
+  /**
+   * Settle waiting tasks (sweeper-settle-waiting.sql). A cancel cascades one
+   * level per pass, so passes repeat while they cancel something (a chain of
+   * dependents settles in one run), up to a bound.
+   */
+  async #settleWaiting(): Promise<{ cancelled: number; promoted: number }> {
+    const total = { cancelled: 0, promoted: 0 }
+    for (let pass = 0; pass < 20 && !this.stopSignal.aborted; pass++) {
+      const res = await this.#tr.executor.query<{ scanned: number; last_id: string | null; cancelled: number; promoted: number }>(
+        loadSql('sweeper-settle-waiting.sql', this.#tr.schema),
+        [this.#waitingCursor, BATCH],
+      )
+      const r = res.rows[0]!
+      total.cancelled += r.cancelled
+      total.promoted += r.promoted
+      // A short batch reached the end: start from the lowest id next time.
+      this.#waitingCursor = r.scanned < BATCH || r.last_id === null ? '0' : r.last_id
+      if (r.cancelled === 0 && this.#waitingCursor === '0') break
+    }
+    return total
   }
 }

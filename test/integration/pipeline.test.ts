@@ -521,7 +521,8 @@ describe('graceful shutdown', () => {
     await first.worker.stop()
     expect(firstSignal!.aborted).toBe(true)
     const handedBack = await row(id)
-    expect(handedBack.state).toBe('pending')
+    // Back to pending; the relay, still running, may already have dispatched it again.
+    expect(['pending', 'dispatched']).toContain(handedBack.state)
     expect(handedBack.attempt).toBe(1)
     expect(handedBack.max_attempts).toBe(2) // the hand-back did not cost the only attempt
     expect(handedBack.last_error.kind).toBe('shutdown')

@@ -50,7 +50,7 @@ afterAll(async () => {
   await db.cleanup()
 })
 beforeEach(async () => {
-  await db.pool.query(`truncate "${db.schema}".schedules, "${db.schema}".tasks`)
+  await db.pool.query(`truncate "${db.schema}".schedules, "${db.schema}".task_dependencies, "${db.schema}".tasks`)
 })
 afterEach(async () => {
   // Every started scheduler must be stopped, even when a test failed.

@@ -110,7 +110,7 @@ describe('scheduler killed with SIGKILL', () => {
   })
 
   it('at random moments, three times over, with a replica running alongside: every second has exactly one task', async () => {
-    await db.pool.query(`truncate "${db.schema}".tasks, "${db.schema}".schedules`)
+    await db.pool.query(`truncate "${db.schema}".task_dependencies, "${db.schema}".tasks, "${db.schema}".schedules`)
     const steady = startChild()
     await steady.waitFor('started')
     const steadyStartedAt = Date.now()

@@ -89,6 +89,7 @@ describe('defineTask / enqueue type inference', () => {
       queue?: string
       maxAttempts?: number
       idempotencyKey?: string
+      dependsOn?: ReadonlyArray<string | number | bigint>
     }>()
   })
 

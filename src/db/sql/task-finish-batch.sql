@@ -22,6 +22,28 @@ with outcome as (
      and t.attempt = o.attempt
      and t.state = 'running'
   returning t.id, t.state
+), unblocked as (
+  -- Tasks waiting on what just succeeded (dependsOn) whose other
+  -- dependencies have all succeeded become pending. Rows finished by this
+  -- statement still read as running here (one snapshot), hence the
+  -- exception for them. Two batches finishing a task's last dependencies at
+  -- once each see the other's as unfinished: the sweeper settles that one.
+  update :"schema".tasks w
+     set state = 'pending'
+   where w.state = 'waiting'
+     and w.id in (select d.task_id
+                    from :"schema".task_dependencies d
+                    join done on done.id = d.depends_on
+                   where done.state = 'succeeded')
+     and not exists (select 1
+                       from :"schema".task_dependencies d
+                       join :"schema".tasks p on p.id = d.depends_on
+                      where d.task_id = w.id
+                        and p.state <> 'succeeded'
+                        and p.id not in (select id from done where state = 'succeeded'))
+  returning w.id
+), unblocked_due as (
+  select pg_notify(:'schema' || '.task_ready', '') from unblocked having count(*) > 0
 ), announced as (
   -- At most 350 ids per notification: a payload must stay under 8000 bytes
   -- (350 ids of 19 digits and their commas make 7000).
@@ -40,5 +62,5 @@ with outcome as (
   having count(*) > 0
 )
 select id, state,
-       (select count(*) from announced) + (select count(*) from retry_due) as notified
+       (select count(*) from announced) + (select count(*) from retry_due) + (select count(*) from unblocked_due) as notified
   from done

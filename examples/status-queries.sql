@@ -24,3 +24,11 @@ select queue, state, count(*) as tasks, min(run_at) filter (where run_at <= now(
  where state in ('waiting', 'pending', 'dispatched', 'running')
  group by queue, state
  order by queue, state;
+
+-- name: waiting-on
+-- What is task 42 waiting for (dependsOn)?
+select d.depends_on as task_id, s.name, s.state, s.error
+  from taskrelay.task_dependencies d
+  join taskrelay.task_status s on s.id = d.depends_on
+ where d.task_id = 42
+ order by d.depends_on;

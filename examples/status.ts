@@ -29,8 +29,8 @@ export function statusQueries(): StatusQuery[] {
 
 /** The query for another schema and task id (the file uses taskrelay and 42, as a psql user would). */
 export function forSchema(sql: string, schema: string, taskId?: string): { text: string; values: unknown[] } {
-  const text = sql.replaceAll('taskrelay.task_status', `"${schema.replaceAll('"', '""')}".task_status`)
-  return taskId === undefined ? { text, values: [] } : { text: text.replace('where id = 42', 'where id = $1'), values: [taskId] }
+  const text = sql.replaceAll('taskrelay.', `"${schema.replaceAll('"', '""')}".`)
+  return taskId === undefined ? { text, values: [] } : { text: text.replace(/ = 42\b/, ' = $1'), values: [taskId] }
 }
 
 if (import.meta.main) {
@@ -39,8 +39,9 @@ if (import.meta.main) {
   const taskId = process.argv[2]
   try {
     for (const q of statusQueries()) {
-      if (q.name === 'task-history' && taskId === undefined) continue
-      const { text, values } = forSchema(q.sql, schema, q.name === 'task-history' ? taskId : undefined)
+      const aboutOneTask = / = 42\b/.test(q.sql)
+      if (aboutOneTask && taskId === undefined) continue
+      const { text, values } = forSchema(q.sql, schema, aboutOneTask ? taskId : undefined)
       console.log(`\n-- ${q.question}\n${text.replace('$1', String(taskId))}\n`)
       const res = await pool.query(text, values)
       if (res.rows.length === 0) console.log('(no rows)')

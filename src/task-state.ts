@@ -3,6 +3,7 @@
  * every UPDATE in src/db/sql checks the `from` state in its WHERE clause.
  *
  * ```
+ * waiting ──every dependsOn task succeeded──▶ pending;   waiting ──one failed or was cancelled──▶ cancelled
  * pending ──relay──▶ dispatched ──worker claim──▶ running ──▶ succeeded
  *    ▲                   │                        │  │
  *    │◀── sweeper: not claimed within dispatchTimeout ┘  ├──▶ failed (no attempts left / NonRetryableError)
@@ -13,7 +14,8 @@
  *
  * `attempt` counts claims and only ever grows, so (id, attempt) fences every
  * write of one attempt: a worker whose lease was taken over matches nothing.
- * `waiting` is reserved for dependencies (not yet used).
+ * A task enqueued with dependsOn starts `waiting` (unless all it names had
+ * succeeded already); the finish statement and the sweeper settle it.
  */
 export const TASK_STATES = ['waiting', 'pending', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled'] as const
 export type TaskState = (typeof TASK_STATES)[number]

@@ -151,6 +151,9 @@ describe('SQL status queries', () => {
     const depth = await run('queue-depth')
     expect(depth.find((r) => r.queue === 'status')).toMatchObject({ state: 'pending', tasks: '2' })
     expect(depth.find((r) => r.queue === 'status')!.oldest_due).toBeInstanceOf(Date)
+    const waiting = await makeTask(db.pool, db.schema, { state: 'waiting', name: 'status.q' })
+    await db.pool.query(`insert into "${db.schema}".task_dependencies (task_id, depends_on) values ($1, $2)`, [waiting, failed])
+    expect(await run('waiting-on', waiting)).toEqual([expect.objectContaining({ task_id: failed, state: 'failed', error: 'test failure' })])
   })
 })
 

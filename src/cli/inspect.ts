@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { quoteIdent } from '../db/sql.ts'
 import { TASK_STATES } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
 import { CliError, EXIT } from './errors.ts'
@@ -24,7 +25,17 @@ export function registerInspectCommands(program: Command): void {
       const taskId = parseTaskId(id)
       const task = await db.tr.getTask(taskId)
       if (!task) throw notFound(taskId, s.process.schema)
-      console.log(flags.json ? toJson(task) : renderStatus(task))
+      // What it waits on (dependsOn), with each one's state.
+      const deps = await db.tr.executor.query<{ id: string; name: string; state: string }>(
+        `select p.id::text, p.name, p.state
+           from ${quoteIdent(s.process.schema)}.task_dependencies d
+           join ${quoteIdent(s.process.schema)}.tasks p on p.id = d.depends_on
+          where d.task_id = $1
+          order by p.id`,
+        [taskId],
+      )
+      const dependsOn = deps.rows.map((r) => ({ id: r.id, name: r.name, state: r.state }))
+      console.log(flags.json ? toJson({ ...task, dependsOn }) : renderStatus(task, dependsOn))
     }),
   )
 
@@ -114,7 +125,7 @@ export function notFound(id: string, schema: string): CliError {
   )
 }
 
-function renderStatus(t: TaskRecord): string {
+function renderStatus(t: TaskRecord, dependsOn: ReadonlyArray<{ id: string; name: string; state: string }>): string {
   const now = Date.now()
   const at = (d: Date | null) => (d ? `${d.toISOString()} (${formatAge(d, now)})` : '-')
   const lines: Array<[string, string]> = [
@@ -132,6 +143,7 @@ function renderStatus(t: TaskRecord): string {
   if (t.lastError) lines.push(['last error', `${t.lastError.name ? t.lastError.name + ': ' : ''}${t.lastError.message} (attempt ${t.lastError.attempt}${t.lastError.kind ? `, ${t.lastError.kind}` : ''})`])
   if (t.result !== null) lines.push(['result', truncate(JSON.stringify(t.result), 500)])
   lines.push(['payload', truncate(JSON.stringify(t.payload), 500)])
+  if (dependsOn.length > 0) lines.push(['depends on', dependsOn.map((d) => `${d.id} ${d.name} (${d.state})`).join(', ')])
   const hint = stateHint(t, now)
   const width = Math.max(...lines.map(([k]) => k.length))
   return [`task ${t.id}  ${t.name}`, ...lines.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`), ...(hint ? ['', hint] : [])].join('\n')
@@ -141,6 +153,8 @@ function stateHint(t: TaskRecord, now: number): string | null {
   switch (t.state) {
     case 'pending':
       return t.runAt.getTime() > now ? `runs ${formatAge(t.runAt, now)}; cancel it with \`taskrelay cancel ${t.id}\`` : 'due: waiting for a relay to hand it to Redis (is `taskrelay relay` running?)'
+    case 'waiting':
+      return 'waits until every task it depends on has succeeded (cancelled if one fails or is cancelled)'
     case 'dispatched':
       return `in Redis, waiting for a worker on queue "${t.queue}" (is a worker running with --queues ${t.queue}?)`
     case 'failed':

@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { quoteIdent } from '../db/sql.ts'
 import { prepareTask, type EnqueueOptions } from '../enqueue.ts'
-import { TaskNotFoundError, TaskRelayError } from '../errors.ts'
+import { DependencyNotFoundError, TaskNotFoundError, TaskRelayError } from '../errors.ts'
 import type { Task } from '../define-task.ts'
 import { CliError, EXIT } from './errors.ts'
 import { formatDuration, parseDuration, toJson } from './format.ts'
@@ -127,6 +127,7 @@ export function registerManageCommands(program: Command): void {
     .option('--run-at <time>', 'not before this time (ISO 8601, e.g. 2030-01-01T09:00:00Z)')
     .option('--max-attempts <n>', 'attempts before the task fails (1-1000)')
     .option('--idempotency-key <key>', 'a second enqueue with the same key returns the first task instead')
+    .option('--depends-on <ids>', 'comma-separated task ids that must succeed first (the task waits until then)')
     .option('--json', 'print {"id": ...}')
     .addHelpText(
       'after',
@@ -134,6 +135,7 @@ export function registerManageCommands(program: Command): void {
         'taskrelay enqueue email.welcome \'{"userId": 1, "email": "ada@example.com"}\'',
         'taskrelay enqueue email.welcome \'{"userId": 1, "email": "ada@example.com"}\' --tasks ./examples/tasks.ts --delay 5m',
         "id=$(taskrelay enqueue report.build '{}' --json | jq -r .id)",
+        'taskrelay enqueue report.mail \'{}\' --depends-on "$id"',
       ]),
     )
   addSettingOptions(enqueue, WITH_TASKS)
@@ -171,7 +173,12 @@ export function registerManageCommands(program: Command): void {
     await withDatabase(WITH_TASKS, flags, 'enqueue', async (db, s) => {
       let id: string
       if (task) {
-        id = (await db.tr.enqueue(task, payload as never, options)).id
+        try {
+          id = (await db.tr.enqueue(task, payload as never, options)).id
+        } catch (err) {
+          if (err instanceof DependencyNotFoundError) throw new CliError(`${err.message}. Nothing was written.`, EXIT.usage)
+          throw err
+        }
       } else {
         id = await enqueueBySql(db.tr.executor, s.process.schema, name, payload, options)
         const known = await db.tr.executor.query(`select 1 from ${quoteIdent(s.process.schema)}.task_types where name = $1`, [name])
@@ -195,6 +202,12 @@ function enqueueOptions(flags: Record<string, unknown>): EnqueueOptions {
   if (flags.priority !== undefined) options.priority = int('--priority', flags.priority)
   if (flags.maxAttempts !== undefined) options.maxAttempts = int('--max-attempts', flags.maxAttempts)
   if (flags.idempotencyKey !== undefined) options.idempotencyKey = String(flags.idempotencyKey)
+  if (flags.dependsOn !== undefined) {
+    const ids = String(flags.dependsOn).split(',').map((id) => id.trim())
+    const bad = ids.filter((id) => !/^[1-9][0-9]{0,18}$/.test(id))
+    if (bad.length > 0 || ids.length > 1000) problems.push(`--depends-on: expected 1-1000 comma-separated task ids such as 41,42, got "${flags.dependsOn}"`)
+    else options.dependsOn = ids
+  }
   if (flags.delay !== undefined) {
     const ms = parseDuration(String(flags.delay))
     if (ms === null) problems.push(`--delay: expected a duration such as 30s, 5m or 1h, got "${flags.delay}"`)
@@ -213,11 +226,23 @@ function enqueueOptions(flags: Record<string, unknown>): EnqueueOptions {
 /** The SQL API path: the same function psql users call, with the task types' registered defaults. */
 async function enqueueBySql(db: { query: <R>(text: string, values?: readonly unknown[]) => Promise<{ rows: R[] }> }, schema: string, name: string, payload: unknown, o: EnqueueOptions): Promise<string> {
   try {
+    // enqueue_after() (0008) is enqueue() for a task that depends on others.
+    const [fn, after] = o.dependsOn ? ['enqueue_after', 'depends_on => $9::bigint[], '] : ['enqueue', '']
     const res = await db.query<{ id: string }>(
-      `select ${quoteIdent(schema)}.enqueue(
+      `select ${quoteIdent(schema)}.${fn}(${after}
          task_name => $1, payload => $2::jsonb, queue => $3, priority => $4, run_at => $5,
          delay => $6 * interval '1 millisecond', max_attempts => $7, idempotency_key => $8) as id`,
-      [name, JSON.stringify(payload), o.queue ?? null, o.priority ?? null, o.runAt ?? null, o.delayMs ?? null, o.maxAttempts ?? null, o.idempotencyKey ?? null],
+      [
+        name,
+        JSON.stringify(payload),
+        o.queue ?? null,
+        o.priority ?? null,
+        o.runAt ?? null,
+        o.delayMs ?? null,
+        o.maxAttempts ?? null,
+        o.idempotencyKey ?? null,
+        ...(o.dependsOn ? [o.dependsOn.map(String)] : []),
+      ],
     )
     return String(res.rows[0]!.id)
   } catch (err) {

@@ -48,6 +48,43 @@ describe('enqueue', () => {
     expect(JSON.parse(b.stdout).id).toBe(JSON.parse(a.stdout).id)
   })
 
+  it('--depends-on: the task waits for those ids, by SQL and with --tasks; unknown ids write nothing', async () => {
+    const parent = await makeTask(db.pool, db.schema, { state: 'running', attempt: 1 })
+    const done = await makeTask(db.pool, db.schema, { state: 'succeeded', attempt: 1 })
+    const bySql = await cli('enqueue', 'test.echo', '{"text":"after"}', '--depends-on', `${parent},${done}`, '--json')
+    const byTs = await cli('enqueue', 'test.echo', '{"text":"after"}', '--depends-on', parent, '--tasks', 'test/cli/fixtures/tasks.ts', '--json')
+    const ready = await cli('enqueue', 'test.echo', '{"text":"after"}', '--depends-on', done, '--json')
+    for (const c of [bySql, byTs, ready]) expect(c.code, c.stderr).toBe(0)
+    const [sqlId, tsId, readyId] = [bySql, byTs, ready].map((c) => (JSON.parse(c.stdout) as { id: string }).id)
+    expect((await taskRow(db.pool, db.schema, sqlId!))!.state).toBe('waiting')
+    expect((await taskRow(db.pool, db.schema, tsId!))!.state).toBe('waiting')
+    expect((await taskRow(db.pool, db.schema, readyId!))!.state).toBe('pending')
+    const status = await cli('status', sqlId!)
+    expect(status.stdout).toMatch(/state\s+waiting/)
+    expect(status.stdout).toContain(`${parent} test.task (running)`)
+    expect(status.stdout).toContain('waits until every task it depends on has succeeded')
+    const edges = await db.pool.query(`select task_id::text, depends_on::text from "${db.schema}".task_dependencies where task_id = any($1::bigint[]) order by 1, 2`, [[sqlId, tsId]])
+    expect(edges.rows).toEqual(
+      [
+        { task_id: sqlId, depends_on: parent },
+        { task_id: sqlId, depends_on: done },
+        { task_id: tsId, depends_on: parent },
+      ].sort((a, b) => Number(a.task_id) - Number(b.task_id) || Number(a.depends_on) - Number(b.depends_on)),
+    )
+
+    const before = await count()
+    const bad = await Promise.all([
+      cli('enqueue', 'test.echo', '{}', '--depends-on', '999999999998'),
+      cli('enqueue', 'test.echo', '{"text":"x"}', '--depends-on', '999999999998', '--tasks', 'test/cli/fixtures/tasks.ts'),
+      cli('enqueue', 'test.echo', '{}', '--depends-on', '1,x'),
+    ])
+    for (const c of bad) expect(c.code, c.stderr).toBe(2)
+    expect(bad[0]!.stderr).toContain('depends_on names no task: 999999999998')
+    expect(bad[1]!.stderr).toContain('does not exist: 999999999998')
+    expect(bad[2]!.stderr).toContain('--depends-on: expected 1-1000 comma-separated task ids')
+    expect(await count()).toBe(before)
+  })
+
   it('writes nothing for bad JSON, a payload failing the schema, unknown tasks or missing modules', async () => {
     const before = await count()
     const cases = await Promise.all([

@@ -195,6 +195,30 @@ describe('<schema>.enqueue()', () => {
     })
   })
 
+  it('enqueue_after(): waits on unfinished tasks, is pending when all succeeded, refuses unknown ids, repeats idempotently', async () => {
+    const running = await makeTask(db.pool, db.schema, { state: 'running', attempt: 1 })
+    const done = await makeTask(db.pool, db.schema, { state: 'succeeded', attempt: 1 })
+    const after = async (deps: string, key: string | null = null) =>
+      String((await db.pool.query(`select ${q('enqueue_after')}($1::bigint[], 'sql.after', idempotency_key => $2) as id`, [deps, key])).rows[0].id)
+    const waiting = await after(`{${running},${done}}`, 'after-once')
+    const ready = await after(`{${done}}`)
+    expect((await taskRow(db.pool, db.schema, waiting))!.state).toBe('waiting')
+    expect((await taskRow(db.pool, db.schema, ready))!.state).toBe('pending')
+    const edges = await db.pool.query(`select depends_on::text from ${q('task_dependencies')} where task_id = $1 order by 1`, [waiting])
+    expect(edges.rows.map((r) => r.depends_on)).toEqual([running, done].sort((a, b) => Number(a) - Number(b)))
+    expect(await after(`{${done}}`, 'after-once')).toBe(waiting)
+    const before = (await db.pool.query(`select count(*)::int as n from ${q('tasks')}`)).rows[0].n
+    for (const [deps, message] of [
+      ['{999999999997}', 'depends_on names no task: 999999999997'],
+      ['{}', 'depends_on must hold 1-1000 task ids'],
+    ] as const) {
+      const err = (await after(deps).catch((e: unknown) => e)) as { code: string; message: string }
+      expect(err.code).toBe('22023')
+      expect(err.message).toContain(message)
+    }
+    expect((await db.pool.query(`select count(*)::int as n from ${q('tasks')}`)).rows[0].n).toBe(before)
+  })
+
   it('writes to its own schema even when the caller’s search_path has a "tasks" table', async () => {
     const c = await client()
     await c.query('begin')

@@ -150,7 +150,7 @@ function registerQueueDepth(tr: TaskRelay, registry: Registry, cacheMs: number):
   })
   const depth = new Gauge({
     name: 'taskrelay_tasks',
-    help: 'Unfinished tasks by queue and state (pending, dispatched, running), read from Postgres.',
+    help: 'Unfinished tasks by queue and state (waiting, pending, dispatched, running), read from Postgres.',
     labelNames: ['queue', 'state'],
     registers: [registry],
     async collect() {

@@ -51,7 +51,8 @@ describe('createMetrics', () => {
          values ('m.orphan', 'nobody', 'dispatched', now() - interval '1 minute', gen_random_uuid())`,
       )
       // Not due for an hour: counted as pending, not as waiting.
-      await db.tr.enqueue(ok, {}, { delayMs: 3_600_000, queue: 'later' })
+      const later = await db.tr.enqueue(ok, {}, { delayMs: 3_600_000, queue: 'later' })
+      await db.tr.enqueue(ok, {}, { queue: 'later', dependsOn: [later.id] }) // waiting
       await Promise.all([relay.start(), worker.start(), sweeper.start()])
       const ids = await Promise.all([db.tr.enqueue(ok, {}), db.tr.enqueue(ok, {}), db.tr.enqueue(bad, {}), db.tr.enqueue(retry, {})])
       for (const { id } of ids) await db.tr.waitFor(id, { timeoutMs: 20_000 }).catch(() => {})
@@ -70,6 +71,7 @@ describe('createMetrics', () => {
       expect(m('taskrelay_task_duration_seconds_count{queue="mq",task="m.ok",outcome="succeeded"}')).toBe(2)
       expect(m('taskrelay_relay_dispatched_total{queue="mq"}')).toBe(5) // 4 tasks + 1 retry
       expect(m('taskrelay_tasks{queue="later",state="pending"}')).toBe(1)
+      expect(m('taskrelay_tasks{queue="later",state="waiting"}')).toBe(1)
       expect(m('taskrelay_queue_depth_up')).toBe(1)
       // Re-dispatched: pending again, then pushed again by the relay (no worker serves "nobody").
       expect((m('taskrelay_tasks{queue="nobody",state="pending"}') ?? 0) + (m('taskrelay_tasks{queue="nobody",state="dispatched"}') ?? 0)).toBe(1)
@@ -91,6 +93,7 @@ describe('createMetrics', () => {
       await db.pool.query(`delete from "${db.schema}".tasks where queue = 'later'`)
       const after = await metrics.registry.metrics()
       expect(sample(after, 'taskrelay_tasks{queue="later",state="pending"}')).toBe(0)
+      expect(sample(after, 'taskrelay_tasks{queue="later",state="waiting"}')).toBe(0)
 
       metrics.close()
       await relay.start()

@@ -20,3 +20,8 @@ select queue, 'running', count(*)::int, null
  where state = 'running'
    and lease_expires_at is not null
  group by queue
+union all
+select queue, 'waiting', count(*)::int, null
+  from :"schema".tasks
+ where state = 'waiting'
+ group by queue

@@ -11,8 +11,10 @@
 -- whose last dependencies finished in two batches at once, and dependents of
 -- failed or cancelled tasks (sweeper-settle-waiting.sql).
 --
--- Both foreign keys cascade: pruning a finished task drops its edges (its
--- dependents were settled long before retention ends). The foreign key on
+-- Both foreign keys cascade: pruning a finished task drops its edges. The
+-- sweeper does not prune a task that still has a waiting dependent
+-- (sweeper-prune-finished.sql): without its edge, that dependent would look
+-- free to run. The foreign key on
 -- depends_on also rejects an id that does not exist, and its KEY SHARE lock
 -- conflicts only with deleting the row, never with a state change.
 
@@ -23,8 +25,10 @@ create table :"schema".task_dependencies (
 );
 -- The finish statement looks up what waits on each succeeded task.
 create index task_dependencies_depends_on_idx on :"schema".task_dependencies (depends_on);
--- The sweeper walks waiting tasks by id.
-create index tasks_waiting_idx on :"schema".tasks (id) where state = 'waiting';
+-- The sweeper walks waiting tasks by id. finished_at is always null for
+-- them; saying so keeps the index away from the finish statement, which
+-- must find its few waiting rows by primary key, not walk them all (as 0005).
+create index tasks_waiting_idx on :"schema".tasks (id) where state = 'waiting' and finished_at is null;
 
 -- The SQL API's dependsOn: enqueue() (0004) for a task that waits until every
 -- task in depends_on has succeeded. Call it in the same transaction as the
@@ -59,8 +63,12 @@ begin
     raise exception 'taskrelay.enqueue_after: depends_on names no task: %', array_to_string(missing, ', ', 'NULL')
       using errcode = '22023', hint = 'Enqueue the tasks it depends on first, in the same transaction or before.';
   end if;
-  -- An idempotent repeat returns the first task as it is.
+  -- An idempotent repeat returns the first task as it is. The lock (until
+  -- the caller's transaction ends) makes a concurrent call with the same key
+  -- wait here and then find the first task, rather than get its id back from
+  -- enqueue() and add edges to it.
   if idempotency_key is not null then
+    perform pg_advisory_xact_lock(hashtextextended('taskrelay.enqueue_after:' || idempotency_key, 0));
     select t.id into existing from tasks t where t.idempotency_key = enqueue_after.idempotency_key;
     if existing is not null then
       return existing;
@@ -80,4 +88,35 @@ begin
                   where p.id = any(enqueue_after.depends_on)
                     and p.state <> 'succeeded');
   return new_id;
+end $$;
+
+-- retry() as in 0001, except that a task with dependencies goes back to
+-- waiting while any of them has not succeeded (a dependent the sweeper
+-- cancelled because a dependency failed is then cancelled again, unless that
+-- dependency is retried too and succeeds).
+create or replace function :"schema".retry(task_id bigint) returns boolean
+language plpgsql
+set search_path = :"schema", pg_temp
+as $$
+declare
+  done boolean;
+begin
+  update tasks t
+     set state = case when exists (select 1
+                                     from task_dependencies d
+                                     join tasks p on p.id = d.depends_on
+                                    where d.task_id = t.id
+                                      and p.state <> 'succeeded')
+                      then 'waiting' else 'pending' end,
+         finished_at = null, result = null,
+         -- not before a handler cancelled while running has lost its lease
+         run_at = greatest(now(), coalesce((last_error ->> 'leaseExpiresAt')::timestamptz, now())),
+         dispatch_token = null, dispatched_at = null, lease_expires_at = null,
+         max_attempts = greatest(max_attempts, attempt + 1)
+   where t.id = task_id and t.state in ('failed', 'cancelled');
+  done := found;
+  if done then
+    perform pg_notify(current_schema() || '.task_ready', '');
+  end if;
+  return done;
 end $$;

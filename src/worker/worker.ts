@@ -21,7 +21,11 @@ export interface WorkerOptions extends Partial<WorkerSettings> {
   tasks: readonly Task<any, any>[]
   /** Redis key prefix shared with the relays. Default "taskrelay". */
   keyPrefix?: string
-  /** Shown in task rows (worker_id). Default host:pid:random. */
+  /**
+   * Shown in task rows (worker_id), with ":" and a random suffix appended so
+   * that every worker instance is distinct (a resent claim gives a task back
+   * only to the instance that claimed it). Default host:pid:random.
+   */
   workerId?: string
 }
 
@@ -87,7 +91,7 @@ export class Worker extends Service<number> {
     this.#tr = tr
     this.#redisConfig = redis
     this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
-    this.workerId = workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+    this.workerId = `${workerId ?? `${hostname()}:${process.pid}`}:${randomBytes(3).toString('hex')}`
     // Outcomes may commit asynchronously (see TaskRelay.durableTransitions); heartbeats never do.
     this.#completer = new Completer(tr.transitionExecutor, tr.schema, this.settings.flushIntervalMs, this.log)
     this.#leases = new LeaseKeeper({
@@ -178,8 +182,8 @@ export class Worker extends Service<number> {
       }
       let claimed = 0
       for (const row of rows) {
-        // A duplicated message of a task this worker already runs: the claim hands it back as it is.
-        if (this.#inflight.has(String(row.id))) continue
+        // A duplicated message of an attempt this worker already holds: the claim hands it back as it is.
+        if (this.#inflight.get(String(row.id))?.attempt === row.attempt) continue
         // Leased from now on, waiting for a slot.
         const attempt = new Attempt(row)
         this.#inflight.set(attempt.id, attempt)
@@ -306,7 +310,8 @@ export class Worker extends Service<number> {
     attempt.active = false
     const forget = () => {
       this.#freeSlot(attempt)
-      this.#inflight.delete(attempt.id)
+      // A later attempt of the same task may hold the entry by now (this one lost its lease).
+      if (this.#inflight.get(attempt.id) === attempt) this.#inflight.delete(attempt.id)
       this.#releaseSlots()
     }
     if (attempt.handlerDone || !attempt.handlerStarted) forget()

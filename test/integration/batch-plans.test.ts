@@ -74,6 +74,10 @@ describe('generic plans of the batch writes (0005)', () => {
     ])
     expect(plan).toContain('tasks_pkey')
     expect(plan).not.toMatch(/tasks_(running_lease|dispatched)_idx/)
+    // Releasing dependents (0008) reads edges of the finished ids only, never a whole table.
+    expect(plan).not.toMatch(/Seq Scan on (tasks|task_dependencies)/)
+    expect(plan).not.toContain('tasks_waiting_idx')
+    expect(plan).toContain('task_dependencies_depends_on_idx')
   })
 
   it('the sweeper still uses the lease index', async () => {
@@ -101,6 +105,12 @@ describe('the index of delayed tasks (0007)', () => {
     )
     const delayed = Object.fromEntries(res.rows.map((r) => [r.id, r.delayed]))
     expect(delayed).toEqual({ [now.id]: false, ...Object.fromEntries(many.ids.map((id) => [id, false])), [later.id]: true })
+  })
+
+  it("the sweeper's walk over waiting tasks (0008) reads tasks_waiting_idx", async () => {
+    const plan = await genericPlan('sweeper-settle-waiting.sql', ['0', 1000])
+    expect(plan).toContain('tasks_waiting_idx')
+    expect(plan).not.toMatch(/Seq Scan on tasks/)
   })
 
   it("the relay's next-due probe reads it", async () => {

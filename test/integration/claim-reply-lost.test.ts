@@ -143,7 +143,16 @@ describe('a claim whose reply is lost after its commit', () => {
     expect(runs).toBe(1)
     const r = await taskRow(id)
     expect(r.attempt).toBe(1)
-    expect(r.worker_id).toBe(workerId)
+    expect(r.worker_id).toMatch(new RegExp(`^${workerId}:[0-9a-f]{6}$`))
+  })
+
+  it('workers given the same workerId are still distinct instances (the resent claim is per instance)', () => {
+    const tasks = [defineTask({ name: 'lost.same-id', payload: z.object({}), run: () => {} })]
+    const a = new Worker(workerTr, { redis: redisUrl(), tasks, workerId: 'same' })
+    const b = new Worker(workerTr, { redis: redisUrl(), tasks, workerId: 'same' })
+    expect(a.workerId).toMatch(/^same:[0-9a-f]{6}$/)
+    expect(b.workerId).toMatch(/^same:[0-9a-f]{6}$/)
+    expect(a.workerId).not.toBe(b.workerId)
   })
 
   it('a duplicated message of a task the worker is running claims nothing new', async () => {

@@ -34,12 +34,20 @@ afterAll(async () => {
 
 /** Handler starts and ends, in order, by label. */
 const events: string[] = []
+/** Handlers whose label is a key here wait until the test resolves it. */
+const gates = new Map<string, { promise: Promise<void>; resolve: () => void }>()
+function gate(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
 const step = defineTask({
   name: 'deps.step',
   payload: z.object({ label: z.string(), ms: z.number().default(0), fail: z.boolean().default(false) }),
   maxAttempts: 1,
   run: async ({ label, ms, fail }) => {
     events.push(`start ${label}`)
+    await gates.get(label)?.promise
     if (ms > 0) await new Promise((r) => setTimeout(r, ms))
     events.push(`end ${label}`)
     if (fail) throw new Error(`${label} fails`)
@@ -91,14 +99,19 @@ describe('dependsOn', () => {
   it('fan-in: waits for every task it names, and starts pending when they all succeeded already', async () => {
     events.length = 0
     await start()
-    const a = await db.tr.enqueue(step, { label: 'a', ms: 50 })
-    const b = await db.tr.enqueue(step, { label: 'b', ms: 1500 })
+    const held = gate()
+    gates.set('b', held)
+    const a = await db.tr.enqueue(step, { label: 'a' })
+    const b = await db.tr.enqueue(step, { label: 'b' })
     const { ids } = await db.tr.enqueueMany([
       { task: step, payload: { label: 'join' }, options: { dependsOn: [a.id, b.id, a.id] } },
       { task: step, payload: { label: 'free' } },
     ])
     await db.tr.waitFor(a.id, { timeoutMs: 10_000 })
+    // b is held: the join still waits, however long we look.
     expect(await state(ids[0]!)).toBe('waiting')
+    held.resolve()
+    gates.delete('b')
     await db.tr.waitFor(ids[0]!, { timeoutMs: 10_000 })
     expect(events.indexOf('start join')).toBeGreaterThan(events.indexOf('end b'))
     expect(events).toContain('start free')
@@ -144,6 +157,26 @@ describe('dependsOn', () => {
     expect(result.dependentsCancelled).toBe(0)
     expect(await state(child)).toBe('pending')
     expect(await state(blocked)).toBe('waiting')
+  })
+
+  it('retry() of a dependent waits again while a task it depends on has not succeeded', async () => {
+    const failed = await makeTask(db.pool, db.schema, { state: 'failed', attempt: 1 })
+    const done = await makeTask(db.pool, db.schema, { state: 'succeeded', attempt: 1 })
+    const blocked = await makeTask(db.pool, db.schema, { state: 'cancelled' })
+    const free = await makeTask(db.pool, db.schema, { state: 'cancelled' })
+    await db.pool.query(`insert into "${db.schema}".task_dependencies (task_id, depends_on) values ($1, $2), ($1, $3), ($4, $3)`, [
+      blocked,
+      failed,
+      done,
+      free,
+    ])
+    expect(await db.tr.retry(blocked)).toBe(true)
+    expect(await db.tr.retry(free)).toBe(true)
+    expect(await state(blocked)).toBe('waiting')
+    expect(await state(free)).toBe('pending')
+    // Its dependency is still failed: the sweeper cancels it again.
+    await new Sweeper(db.tr, {}).runOnce()
+    expect(await state(blocked)).toBe('cancelled')
   })
 
   it('refuses ids that are no tasks, writes nothing, and leaves the transaction usable', async () => {

@@ -219,6 +219,26 @@ describe('<schema>.enqueue()', () => {
     expect((await db.pool.query(`select count(*)::int as n from ${q('tasks')}`)).rows[0].n).toBe(before)
   })
 
+  it('enqueue_after(): a concurrent repeat of the key waits for the first and leaves its task as it is', async () => {
+    const running = await makeTask(db.pool, db.schema, { state: 'running', attempt: 1 })
+    const done = await makeTask(db.pool, db.schema, { state: 'succeeded', attempt: 1 })
+    const first = await client()
+    await first.query('begin')
+    const id = String((await first.query(`select ${q('enqueue_after')}($1::bigint[], 'sql.after', idempotency_key => 'race') as id`, [`{${done}}`])).rows[0].id)
+    // The second names another dependency; it must not add it to the first task.
+    const second = db.pool.query(`select ${q('enqueue_after')}($1::bigint[], 'sql.after', idempotency_key => 'race') as id`, [`{${running}}`])
+    await waitUntil(
+      async () =>
+        (await db.pool.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%enqueue_after%'`)).rows[0].n > 0,
+      { what: 'the second call to wait for the first' },
+    )
+    await first.query('commit')
+    expect(String((await second).rows[0].id)).toBe(id)
+    const edges = await db.pool.query(`select depends_on::text from ${q('task_dependencies')} where task_id = $1`, [id])
+    expect(edges.rows.map((r) => r.depends_on)).toEqual([done])
+    expect((await taskRow(db.pool, db.schema, id))!.state).toBe('pending')
+  })
+
   it('writes to its own schema even when the caller’s search_path has a "tasks" table', async () => {
     const c = await client()
     await c.query('begin')

@@ -46,11 +46,37 @@ describe('sweeper.runOnce', () => {
     const waiting = await makeTask(db.pool, db.schema, { queue: 'slow', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
     const passed = await makeTask(db.pool, db.schema, { queue: 'slow', state: 'dispatched', dispatchedAt: dbNow(-20 * MIN) })
     const idle = await makeTask(db.pool, db.schema, { queue: 'idle', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
+    // 'long' runs one six-hour task and starts nothing else: no recent evidence, the timeout decides.
+    await makeTask(db.pool, db.schema, {
+      queue: 'long',
+      state: 'running',
+      attempt: 1,
+      dispatchedAt: dbNow(-6 * HOUR),
+      startedAt: dbNow(-6 * HOUR),
+      leaseExpiresAt: dbNow(30 * SEC),
+      workerId: 'w',
+    })
+    const behindLong = await makeTask(db.pool, db.schema, { queue: 'long', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
     const result = await new Sweeper(db.tr, settings).runOnce()
-    expect(result.redispatched).toBe(2)
+    expect(result.redispatched).toBe(3)
     expect((await taskRow(db.pool, db.schema, waiting))!.state).toBe('dispatched')
     expect((await taskRow(db.pool, db.schema, passed))!.state).toBe('pending')
     expect((await taskRow(db.pool, db.schema, idle))!.state).toBe('pending')
+    expect((await taskRow(db.pool, db.schema, behindLong))!.state).toBe('pending')
+  })
+
+  it('does not prune a finished task that a waiting task depends on', async () => {
+    const old = dbNow(-2 * 24 * HOUR)
+    const needed = await makeTask(db.pool, db.schema, { state: 'succeeded', attempt: 1, finishedAt: old })
+    const free = await makeTask(db.pool, db.schema, { state: 'succeeded', attempt: 1, finishedAt: old })
+    const running = await makeTask(db.pool, db.schema, { state: 'running', attempt: 1, leaseExpiresAt: dbNow(30 * SEC) })
+    const child = await makeTask(db.pool, db.schema, { state: 'waiting' })
+    await db.pool.query(`insert into "${db.schema}".task_dependencies (task_id, depends_on) values ($1, $2), ($1, $3)`, [child, needed, running])
+    const result = await new Sweeper(db.tr, settings).runOnce()
+    expect(result.pruned).toBe(1)
+    expect(await taskRow(db.pool, db.schema, free)).toBeUndefined()
+    expect((await taskRow(db.pool, db.schema, needed))!.state).toBe('succeeded')
+    expect((await taskRow(db.pool, db.schema, child))!.state).toBe('waiting')
   })
 
   it('retries running tasks whose lease expired, saying the worker was lost', async () => {

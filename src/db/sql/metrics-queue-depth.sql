@@ -24,4 +24,5 @@ union all
 select queue, 'waiting', count(*)::int, null
   from :"schema".tasks
  where state = 'waiting'
+   and finished_at is null
  group by queue

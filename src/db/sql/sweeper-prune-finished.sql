@@ -1,10 +1,17 @@
 -- Sweeper: delete finished tasks older than the retention, one small batch
 -- per statement so pruning never holds many locks or bloats one transaction.
+-- A task that a waiting task depends on stays until that one is settled:
+-- deleting it would drop the edge (0008) and free the dependent to run.
 with old as (
-  select id
-    from :"schema".tasks
-   where state in ('succeeded', 'failed', 'cancelled')
-     and finished_at < now() - $1::bigint * interval '1 millisecond'
+  select f.id
+    from :"schema".tasks f
+   where f.state in ('succeeded', 'failed', 'cancelled')
+     and f.finished_at < now() - $1::bigint * interval '1 millisecond'
+     and not exists (select 1
+                       from :"schema".task_dependencies d
+                       join :"schema".tasks w on w.id = d.task_id
+                      where d.depends_on = f.id
+                        and w.state = 'waiting')
    limit $2
      for update skip locked
 )

@@ -4,18 +4,20 @@
 -- is used: the handler never started. Relays are woken to send them again.
 --
 -- Lost, not merely waiting: a queue's Redis list is FIFO, so its workers
--- reach messages in dispatch order. While a queue has running tasks, the
--- latest dispatch among them says how far its workers have read; a task is
--- lost once they have read messages dispatched more than the dispatch
--- timeout ($1) after it. A deep backlog on slow workers (5,000 messages at
--- 20 tasks/s wait 250 s) is then left to drain instead of being re-dispatched
--- over and over. A queue with nothing running gives no such evidence, and
--- the timeout alone decides, as before.
+-- reach messages in dispatch order. While a queue's workers keep starting
+-- tasks, the latest dispatch among those started within the timeout says how
+-- far they have read; a task is lost once they have read messages
+-- dispatched more than the dispatch timeout ($1) after it. A deep backlog on
+-- slow workers (5,000 messages at 20 tasks/s wait 250 s) is then left to
+-- drain instead of being re-dispatched over and over. A queue where nothing
+-- started within the timeout (idle workers, or only long tasks running)
+-- gives no such evidence, and the timeout alone decides, as before.
 with read_up_to as (
   select queue, max(dispatched_at) as dispatched_at
     from :"schema".tasks
    where state = 'running'
      and lease_expires_at is not null
+     and started_at > now() - $1::bigint * interval '1 millisecond'
    group by queue
 ), stale as (
   select t.id

@@ -10,6 +10,7 @@ with batch as (
   select id
     from :"schema".tasks
    where state = 'waiting'
+     and finished_at is null  -- always true; lets tasks_waiting_idx serve
      and id > $1
    order by id
    limit $2

@@ -1,14 +1,15 @@
 -- Worker: claim the tasks whose Redis messages it popped. One conditional
 -- UPDATE for the batch: a row is claimed only if it is still dispatched
--- with the same token, so duplicated or stale messages claim nothing.
+-- with the same token, so stale messages claim nothing, and a duplicated
+-- message claims nothing for any other worker.
 -- attempt only ever grows; (id, attempt) fences every later write.
 --
--- Idempotent for the worker that sent it: a row this worker ($4) already
--- claimed with the same token comes back as it is (same attempt, lease
--- renewed). When a claim's reply is lost after its commit, the worker sends
--- the claim again and gets its tasks, instead of leaving them running with
--- nobody on them until the lease expires (which would use up an attempt).
--- The worker drops rows it already runs.
+-- Idempotent for the worker instance that sent it ($4, unique per instance):
+-- a row it already claimed with the same token comes back as it is (same
+-- attempt, lease renewed). When a claim's reply is lost after its commit,
+-- the worker sends the claim again and gets its tasks, instead of leaving
+-- them running with nobody on them until the lease expires (which would use
+-- up an attempt). The worker drops rows whose attempt it already holds.
 update :"schema".tasks t
    set state = 'running',
        attempt = case when t.state = 'dispatched' then t.attempt + 1 else t.attempt end,

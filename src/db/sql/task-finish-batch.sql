@@ -28,13 +28,18 @@ with outcome as (
   -- statement still read as running here (one snapshot), hence the
   -- exception for them. Two batches finishing a task's last dependencies at
   -- once each see the other's as unfinished: the sweeper settles that one.
+  -- Driven from the succeeded ids through task_dependencies_depends_on_idx,
+  -- then each waiting row by primary key: tasks_waiting_idx does not fit
+  -- here (its predicate also says finished_at is null), so a generic plan
+  -- cannot choose to walk every waiting task for each batch.
   update :"schema".tasks w
      set state = 'pending'
-   where w.state = 'waiting'
-     and w.id in (select d.task_id
-                    from :"schema".task_dependencies d
-                    join done on done.id = d.depends_on
-                   where done.state = 'succeeded')
+    from (select distinct d.task_id
+            from done
+            join :"schema".task_dependencies d on d.depends_on = done.id
+           where done.state = 'succeeded') as c
+   where w.id = c.task_id
+     and w.state = 'waiting'
      and not exists (select 1
                        from :"schema".task_dependencies d
                        join :"schema".tasks p on p.id = d.depends_on

@@ -72,6 +72,16 @@ async function startPipeline(tasks: Task<any, any>[], opts: { concurrency?: numb
   return { relay, worker, keyPrefix }
 }
 
+/** A relay whose safety-net poll (60 s) is far longer than any test here, and a worker. */
+async function startWithoutPolling(tasks: Task<any, any>[]): Promise<void> {
+  const keyPrefix = prefix()
+  const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 60_000, lingerMs: 0 })
+  const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks, ...fast })
+  started.push(relay, worker)
+  await relay.start()
+  await worker.start()
+}
+
 /**
  * Set a relay up without its loop, for deterministic rounds (call
  * relay.runOnce() yourself); torn down after the test, before its database.
@@ -346,13 +356,8 @@ describe('retry timing', () => {
         if (runs.length === 1) throw new Error('first try fails')
       },
     })
-    const keyPrefix = prefix()
-    // A poll far longer than the test may take: only the retry's NOTIFY can wake the relay in time.
-    const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 60_000, lingerMs: 0 })
-    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [t], ...fast })
-    started.push(relay, worker)
-    await relay.start()
-    await worker.start()
+    // Only the retry's NOTIFY can wake the relay in time.
+    await startWithoutPolling([t])
     const { id } = await db.tr.enqueue(t, {})
     const r = await finalRow(id, 10_000)
     expect(r.state).toBe('succeeded')
@@ -372,13 +377,8 @@ describe('delayed tasks', () => {
         ran.set(label, Date.now())
       },
     })
-    const keyPrefix = prefix()
-    // A poll far longer than the test may take: only the relay's timer for the next delayed task can wake it in time.
-    const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 60_000, lingerMs: 0 })
-    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [t], ...fast })
-    started.push(relay, worker)
-    await relay.start()
-    await worker.start()
+    // Only the relay's timer for the next delayed task can wake it in time.
+    await startWithoutPolling([t])
     const enqueuedAt = Date.now()
     // The later one first: the relay's timer must move earlier for the second.
     const late = await db.tr.enqueue(t, { label: 'late' }, { delayMs: 1500 })

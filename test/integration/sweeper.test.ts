@@ -19,6 +19,19 @@ beforeEach(async () => {
 
 const settings = { dispatchTimeoutMs: 30 * SEC, retentionMs: 24 * HOUR, lostWorkerRetryDelayMs: 5 * SEC }
 
+/** A task a live worker is running on `queue` (lease 30 s ahead). */
+function runningTask(queue: string, ago: { dispatchedAgo: number; startedAgo: number }): Promise<string> {
+  return makeTask(db.pool, db.schema, {
+    queue,
+    state: 'running',
+    attempt: 1,
+    dispatchedAt: dbNow(-ago.dispatchedAgo),
+    startedAt: dbNow(-ago.startedAgo),
+    leaseExpiresAt: dbNow(30 * SEC),
+    workerId: 'w',
+  })
+}
+
 describe('sweeper.runOnce', () => {
   it('puts dispatched tasks nobody claimed back to pending without using an attempt', async () => {
     const stale = await makeTask(db.pool, db.schema, { state: 'dispatched', dispatchedAt: dbNow(-5 * MIN), attempt: 1, maxAttempts: 3 })
@@ -34,28 +47,12 @@ describe('sweeper.runOnce', () => {
     // Workers of 'slow' are reading messages dispatched 10 minutes ago: a task
     // dispatched 5 minutes ago is still ahead of them in the list, one from 20
     // minutes ago was passed (lost). 'idle' has nothing running: the timeout decides.
-    await makeTask(db.pool, db.schema, {
-      queue: 'slow',
-      state: 'running',
-      attempt: 1,
-      dispatchedAt: dbNow(-10 * MIN),
-      startedAt: dbNow(-1 * SEC),
-      leaseExpiresAt: dbNow(30 * SEC),
-      workerId: 'w',
-    })
+    await runningTask('slow', { dispatchedAgo: 10 * MIN, startedAgo: SEC })
     const waiting = await makeTask(db.pool, db.schema, { queue: 'slow', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
     const passed = await makeTask(db.pool, db.schema, { queue: 'slow', state: 'dispatched', dispatchedAt: dbNow(-20 * MIN) })
     const idle = await makeTask(db.pool, db.schema, { queue: 'idle', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
     // 'long' runs one six-hour task and starts nothing else: no recent evidence, the timeout decides.
-    await makeTask(db.pool, db.schema, {
-      queue: 'long',
-      state: 'running',
-      attempt: 1,
-      dispatchedAt: dbNow(-6 * HOUR),
-      startedAt: dbNow(-6 * HOUR),
-      leaseExpiresAt: dbNow(30 * SEC),
-      workerId: 'w',
-    })
+    await runningTask('long', { dispatchedAgo: 6 * HOUR, startedAgo: 6 * HOUR })
     const behindLong = await makeTask(db.pool, db.schema, { queue: 'long', state: 'dispatched', dispatchedAt: dbNow(-5 * MIN) })
     const result = await new Sweeper(db.tr, settings).runOnce()
     expect(result.redispatched).toBe(3)

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import type { Task } from './define-task.ts'
 import { QUEUE_PATTERN } from './define-task.ts'
 import { zodProblems } from './config.ts'
+import { toTaskId } from './task-record.ts'
 import {
   DependencyNotFoundError,
   InvalidOptionsError,
@@ -34,11 +35,9 @@ export interface EnqueueOptions {
 }
 
 const MAX_DEPENDENCIES = 1000
-const taskId = z.union([
-  z.string().regex(/^[1-9][0-9]{0,18}$/, 'a task id is a positive integer'),
-  z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-  z.bigint().positive(),
-])
+const taskId = z
+  .union([z.string(), z.number(), z.bigint()])
+  .refine((id) => toTaskId(id) !== null, 'a task id is a positive integer below 2^63')
 
 const enqueueOptionsSchema = z
   .strictObject({
@@ -122,7 +121,7 @@ export function prepareTask(task: Task, payload: unknown, options: EnqueueOption
     runAt: opts.runAt ?? null,
     delayMs: opts.delayMs ?? 0,
     idempotencyKey: opts.idempotencyKey ?? null,
-    dependsOn: opts.dependsOn ? [...new Set(opts.dependsOn.map(String))] : null,
+    dependsOn: opts.dependsOn ? [...new Set(opts.dependsOn.map((id) => String(toTaskId(id))))] : null,
   }
 }
 
@@ -214,10 +213,9 @@ async function idsInInputOrder(
   tasks: readonly PreparedTask[],
   rows: ReadonlyArray<{ id: string; idempotency_key: string | null }>,
 ): Promise<string[]> {
-  const res = { rows }
   const byKey = new Map<string, string>()
   const keyless: string[] = []
-  for (const row of res.rows) {
+  for (const row of rows) {
     if (row.idempotency_key === null) keyless.push(String(row.id))
     else byKey.set(row.idempotency_key, String(row.id))
   }

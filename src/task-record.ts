@@ -77,3 +77,14 @@ export function toTaskRecord(row: TaskRow): TaskRecord {
     idempotencyKey: row.idempotency_key,
   }
 }
+
+/** A task id as Postgres stores it (bigint, 1 .. 2^63-1), or null when `id` is none. */
+export function toTaskId(id: unknown): bigint | null {
+  if (typeof id !== 'string' && typeof id !== 'number' && typeof id !== 'bigint') return null
+  try {
+    const n = BigInt(id)
+    return n > 0n && n < 2n ** 63n ? n : null
+  } catch {
+    return null // not an integer (BigInt throws on '1.5', 'abc', NaN)
+  }
+}

@@ -10,7 +10,7 @@ import { channels, quoteIdent } from './db/sql.ts'
 import { ConfigError, InvalidOptionsError, SchemaVersionError, TaskFailedError, TaskNotFoundError, TransactionRequiredError, WaitTimeoutError } from './errors.ts'
 import { schemaNameSchema, zodProblems } from './config.ts'
 import { silentLogger } from './logger.ts'
-import { toTaskRecord, type TaskRecord, type TaskRow } from './task-record.ts'
+import { toTaskId, toTaskRecord, type TaskRecord, type TaskRow } from './task-record.ts'
 import { isFinal } from './task-state.ts'
 import { TaskListener } from './db/task-listener.ts'
 import { scheduleList, scheduleRemove, scheduleUpsert, type ScheduleWriteOptions, type UpsertResult } from './scheduler/schedules.ts'
@@ -319,13 +319,8 @@ export class TaskRelay {
 }
 
 function parseId(id: string | number | bigint): bigint {
-  try {
-    const n = BigInt(id)
-    // Postgres bigint: 1 .. 2^63-1
-    if (n > 0n && n < 2n ** 63n) return n
-  } catch {
-    /* fall through */
-  }
+  const n = toTaskId(id)
+  if (n !== null) return n
   throw new InvalidOptionsError('task id', [`expected a positive integer, got ${JSON.stringify(String(id))}`])
 }
 

@@ -203,10 +203,11 @@ function enqueueOptions(flags: Record<string, unknown>): EnqueueOptions {
   if (flags.maxAttempts !== undefined) options.maxAttempts = int('--max-attempts', flags.maxAttempts)
   if (flags.idempotencyKey !== undefined) options.idempotencyKey = String(flags.idempotencyKey)
   if (flags.dependsOn !== undefined) {
-    const ids = String(flags.dependsOn).split(',').map((id) => id.trim())
-    const bad = ids.filter((id) => !/^[1-9][0-9]{0,18}$/.test(id))
-    if (bad.length > 0 || ids.length > 1000) problems.push(`--depends-on: expected 1-1000 comma-separated task ids such as 41,42, got "${flags.dependsOn}"`)
-    else options.dependsOn = ids
+    try {
+      options.dependsOn = String(flags.dependsOn).split(',').map(parseTaskId)
+    } catch {
+      problems.push(`--depends-on: expected 1-1000 comma-separated task ids such as 41,42, got "${flags.dependsOn}"`)
+    }
   }
   if (flags.delay !== undefined) {
     const ms = parseDuration(String(flags.delay))

@@ -2,7 +2,7 @@ import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { Service, type ServiceDeps } from '../service.ts'
+import { Service, errorBackoffMs, type ServiceDeps } from '../service.ts'
 import type { TaskEventFields } from '../events.ts'
 import type { TaskRelay } from '../task-relay.ts'
 import type { Task } from '../define-task.ts'
@@ -210,7 +210,7 @@ export class Worker extends Service<number> {
    */
   async #claim(ids: string[], tokens: string[]): Promise<ClaimedTask[] | null> {
     const giveUpAt = Date.now() + this.settings.leaseMs / 2
-    for (let tries = 1, delayMs = 50; ; tries++, delayMs = Math.min(delayMs * 2, 1000)) {
+    for (let tries = 1; ; tries++) {
       try {
         // Ids are digits and tokens uuids (decodeMessage checked): safe as plain array literals.
         const res = await this.#tr.executor.query<ClaimedTask>(loadSql('task-claim-batch.sql', this.#tr.schema), [
@@ -222,6 +222,7 @@ export class Worker extends Service<number> {
         if (tries > 1) this.log.info({ tries, count: res.rows.length }, 'claim went through after failing')
         return res.rows
       } catch (err) {
+        const delayMs = errorBackoffMs(tries)
         if (this.stopSignal.aborted || Date.now() + delayMs > giveUpAt) {
           this.log.warn({ err, tries, count: ids.length }, 'claim failed; pushing messages back to redis')
           return null

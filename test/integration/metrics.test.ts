@@ -57,10 +57,14 @@ describe('createMetrics', () => {
       const ids = await Promise.all([db.tr.enqueue(ok, {}), db.tr.enqueue(ok, {}), db.tr.enqueue(bad, {}), db.tr.enqueue(retry, {})])
       for (const { id } of ids) await db.tr.waitFor(id, { timeoutMs: 20_000 }).catch(() => {})
 
+      // waitFor wakes on the outcome's commit; the worker counts it when the commit's reply
+      // reaches it, which may be a moment later: wait for the last outcome's count too.
       const text = await waitUntil(async () => {
         const t = await metrics.registry.metrics()
-        return (sample(t, 'taskrelay_redispatched_total{reason="dispatch-timeout"}') ?? 0) >= 1 && t
-      }, { what: 'the sweeper to re-dispatch the orphan' })
+        const finished = (task: string, outcome: string) => sample(t, `taskrelay_tasks_finished_total{queue="mq",task="${task}",outcome="${outcome}"}`) ?? 0
+        const allCounted = finished('m.ok', 'succeeded') >= 2 && finished('m.bad', 'failed') >= 1 && finished('m.retry', 'succeeded') >= 1
+        return (sample(t, 'taskrelay_redispatched_total{reason="dispatch-timeout"}') ?? 0) >= 1 && allCounted && t
+      }, { what: 'the sweeper to re-dispatch the orphan and every outcome to be counted' })
       const m = (series: string) => sample(text, series)
       expect(m('taskrelay_tasks_started_total{queue="mq",task="m.ok"}')).toBe(2)
       expect(m('taskrelay_tasks_started_total{queue="mq",task="m.retry"}')).toBe(2)

@@ -489,10 +489,20 @@ describe("an application's own pg type parsers", () => {
 
 describe('graceful shutdown', () => {
   it('lets in-flight tasks finish within the grace period', async () => {
-    const t = defineTask({ name: 'p.finishes', payload: z.object({}), run: async () => { await new Promise((r) => setTimeout(r, 300)); return 'done' } })
+    let started = false
+    const t = defineTask({
+      name: 'p.finishes',
+      payload: z.object({}),
+      run: async () => {
+        started = true
+        await new Promise((r) => setTimeout(r, 300))
+        return 'done'
+      },
+    })
     const { worker } = await startPipeline([t], { shutdownGraceMs: 5000 })
     const { id } = await db.tr.enqueue(t, {})
-    await waitUntil(async () => (await row(id)).state === 'running', { what: 'running' })
+    // The handler itself, not only the row: a task claimed but not yet started is handed back at stop.
+    await waitUntil(() => started, { what: 'the handler to start' })
     await worker.stop()
     const r = await row(id)
     expect(r.state).toBe('succeeded')
@@ -517,7 +527,7 @@ describe('graceful shutdown', () => {
     const keyPrefix = prefix()
     const first = await startPipeline([long], { shutdownGraceMs: 100, keyPrefix })
     const { id } = await db.tr.enqueue(long, {})
-    await waitUntil(async () => (await row(id)).state === 'running', { what: 'running' })
+    await waitUntil(() => firstSignal !== null, { what: 'the handler to start' })
     await first.worker.stop()
     expect(firstSignal!.aborted).toBe(true)
     const handedBack = await row(id)

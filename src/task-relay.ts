@@ -4,6 +4,7 @@ import { z } from 'zod'
 import type { Logger } from 'pino'
 import { type Task, type PayloadOf, isTask } from './define-task.ts'
 import { prepareTask, taskInsertMany, taskInsertOne, type EnqueueOptions } from './enqueue.ts'
+import { EnqueueCoalescer } from './enqueue-coalescer.ts'
 import { isKysely, kyselyExecutor, pgExecutor, transactionProblem, type Executor, type Queryable } from './db/executor.ts'
 import { migrate as runMigrations, appliedMigrations, currentMigration, latestMigrationId, listMigrations, type MigrateResult } from './db/migrate.ts'
 import { channels, quoteIdent } from './db/sql.ts'
@@ -33,6 +34,13 @@ export interface TaskRelayOptions {
    * concurrent. Set true to pay one more fsync per task instead.
    */
   durableTransitions?: boolean
+  /**
+   * Group commit for `enqueue(task, payload)` without a transaction: at most
+   * this many such INSERTs run at once, and calls made meanwhile share the
+   * next one and its commit (each call still resolves only after its own row
+   * committed). Default 2. 0 turns it off: one statement, one commit per call.
+   */
+  enqueueCoalescing?: number
   logger?: Logger
 }
 
@@ -44,6 +52,7 @@ const optionsSchema = z.strictObject({
   schema: schemaNameSchema.default('taskrelay'),
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
   durableTransitions: z.boolean().default(false),
+  enqueueCoalescing: z.number().int().min(0).max(100).default(2),
   logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'child' in v, 'expected a pino logger').optional(),
 })
 
@@ -88,6 +97,7 @@ export class TaskRelay {
   #transitionPool: pg.Pool | null = null
   #transitionExecutor: Executor | null = null
   #listener: TaskListener | null = null
+  readonly #coalescer: EnqueueCoalescer | null
 
   constructor(options: TaskRelayOptions) {
     const parsed = optionsSchema.safeParse(options ?? {})
@@ -113,6 +123,7 @@ export class TaskRelay {
       this.#ownsPool = false
       this.#executor = kyselyExecutor(o.db)
     }
+    this.#coalescer = o.enqueueCoalescing > 0 ? new EnqueueCoalescer(this.#executor, this.schema, o.enqueueCoalescing) : null
   }
 
   /** Executor over taskrelay's own pool (autocommit). */
@@ -189,6 +200,12 @@ export class TaskRelay {
   async enqueue(...args: unknown[]): Promise<{ id: string }> {
     const [executor, task, payload, options] = this.#splitArgs(args, 'enqueue')
     const prepared = prepareTask(task, payload, options as EnqueueOptions | undefined, this.maxPayloadBytes)
+    // Only taskrelay's own autocommit writes are shared; a task with
+    // dependencies is checked and written alone (a missing dependency must
+    // not fail its neighbours).
+    if (executor === this.#executor && this.#coalescer && prepared.dependsOn === null) {
+      return { id: await this.#coalescer.add(prepared) }
+    }
     return { id: await taskInsertOne(executor, this.schema, prepared) }
   }
 
@@ -286,6 +303,7 @@ export class TaskRelay {
 
   /** Close what this instance opened (its pool when it made one, its listener). */
   async close(): Promise<void> {
+    await this.#coalescer?.drain()
     await this.#listener?.close()
     this.#listener = null
     await this.#transitionPool?.end()

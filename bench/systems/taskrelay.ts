@@ -73,7 +73,7 @@ export function createProducer(): ProducerAdapter {
     get version() {
       return version()
     },
-    settings: 'enqueue in caller tx (S1) / own pool autocommit (S2, S6), enqueueMany (S3); relay process + worker process, concurrency 50, prefetch 450 (500 tasks in hand, as graphile-worker\'s localQueue)',
+    settings: 'enqueue in caller tx (S1) / own pool autocommit, concurrent calls sharing commits (enqueueCoalescing 2, the default; S2, S6), enqueueMany (S3); relay process + worker process, concurrency 50, prefetch 450 (500 tasks in hand, as graphile-worker\'s localQueue)',
     extraRoles: ['relay'],
     async setup(t) {
       tag = t
@@ -113,7 +113,8 @@ export function createProducer(): ProducerAdapter {
       await client.query('commit')
     },
     async enqueueConcurrent(p) {
-      // S2, S6: no surrounding transaction; one autocommit INSERT on taskrelay's pool.
+      // S2, S6: no surrounding transaction; an autocommit INSERT on taskrelay's
+      // pool, shared with the calls other loops make meanwhile (group commit).
       await tr.enqueue(task, p)
     },
     async businessOnly(p) {

@@ -193,7 +193,10 @@ function extraCell(r: Row): string {
   if (r.scenario === 'S5' && r.extra.enqueueToDispatchMs !== undefined) {
     return `stages p50 (Postgres clock): enqueue tx → relay dispatch ${fmt(r.extra.enqueueToDispatchMs)} ms, dispatch → worker claim ${fmt(r.extra.dispatchToClaimMs)} ms`
   }
-  if (r.scenario === 'S6' && r.extra.enqueuePerSec !== undefined) return `enqueued ${fmt(r.extra.enqueuePerSec)}/s`
+  if (r.scenario === 'S6' && r.extra.enqueuePerSec !== undefined) {
+    const backlog = r.extra.meanBacklog === undefined ? '' : `, mean backlog ${fmt(r.extra.meanBacklog)}`
+    return `enqueued ${fmt(r.extra.enqueuePerSec)}/s${backlog}`
+  }
   return ''
 }
 

@@ -372,6 +372,10 @@ export async function s6(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
   const errors: string[] = []
   let windowCount = 0
   let finished = false
+  // Sampled every 100 ms: tells a drain-bound run (backlog near the bound)
+  // from an enqueue-bound one (backlog near zero).
+  let backlogSum = 0
+  let backlogSamples = 0
   const room = () => started - d.worker.count < s6MaxBacklog
   const waitForRoom = () =>
     new Promise<void>((resolve) => {
@@ -403,7 +407,11 @@ export async function s6(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
         }
       }
     })
-    const ticker = setInterval(() => ctx.onProgress?.(Math.min(1, (nowMs() - t0) / (s6Seconds * 1000))), 100)
+    const ticker = setInterval(() => {
+      backlogSum += started - d.worker.count
+      backlogSamples++
+      ctx.onProgress?.(Math.min(1, (nowMs() - t0) / (s6Seconds * 1000)))
+    }, 100)
     await sleep(s6Seconds * 1000)
     windowCount = d.worker.count - startCount
     stop = true
@@ -418,7 +426,7 @@ export async function s6(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
   const v = await ledgerVerdict(key, started)
   const valid = v.valid && finished && errors.length === 0
   const verdict = errors.length ? `INVALID: ${errors.length} enqueue errors (${errors[0]})` : !finished ? `INVALID: backlog not drained; ${v.detail}` : v.detail
-  return { value: windowCount / s6Seconds, valid, verdict, extra: { enqueued, enqueuePerSec: enqueued / s6Seconds } }
+  return { value: windowCount / s6Seconds, valid, verdict, extra: { enqueued, enqueuePerSec: enqueued / s6Seconds, meanBacklog: backlogSamples ? backlogSum / backlogSamples : 0 } }
 }
 
 export const RUNNERS: Record<ScenarioId, (a: ProducerAdapter, ctx: ScenarioContext) => Promise<Measurement>> = { S1: s1, S2: s2, S3: s3, S4: s4, S5: s5, S6: s6 }

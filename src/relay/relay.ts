@@ -240,7 +240,7 @@ export class Relay extends Service<RelayRoundResult> {
 
   async #revert(ids: string[], token: string): Promise<void> {
     try {
-      await this.#tr.executor.query(loadSql('relay-revert-dispatch.sql', this.#tr.schema), [ids, token])
+      await this.#tr.batchExecutor.query(loadSql('relay-revert-dispatch.sql', this.#tr.schema), [ids, token])
       this.events.emit('relay:redispatch', { count: ids.length, reason: 'push-failed' })
     } catch (err) {
       this.log.error({ err, count: ids.length }, 'could not put undelivered tasks back; the sweeper will after dispatchTimeoutMs')

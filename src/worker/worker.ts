@@ -95,7 +95,7 @@ export class Worker extends Service<number> {
     // Outcomes may commit asynchronously (see TaskRelay.durableTransitions); heartbeats never do.
     this.#completer = new Completer(tr.transitionExecutor, tr.schema, this.settings.flushIntervalMs, this.log)
     this.#leases = new LeaseKeeper({
-      db: tr.executor,
+      db: tr.batchExecutor,
       schema: tr.schema,
       leaseMs: this.settings.leaseMs,
       heartbeatMs: this.settings.heartbeatMs,
@@ -213,7 +213,7 @@ export class Worker extends Service<number> {
     for (let tries = 1; ; tries++) {
       try {
         // Ids are digits and tokens uuids (decodeMessage checked): safe as plain array literals.
-        const res = await this.#tr.executor.query<ClaimedTask>(loadSql('task-claim-batch.sql', this.#tr.schema), [
+        const res = await this.#tr.batchExecutor.query<ClaimedTask>(loadSql('task-claim-batch.sql', this.#tr.schema), [
           plainArray(ids),
           plainArray(tokens),
           this.settings.leaseMs,
@@ -427,7 +427,7 @@ export class Worker extends Service<number> {
     if (unfinished.length > 0) {
       for (const e of unfinished) e.active = false
       try {
-        const res = await this.#tr.executor.query<{ id: string }>(loadSql('task-hand-back.sql', this.#tr.schema), [
+        const res = await this.#tr.batchExecutor.query<{ id: string }>(loadSql('task-hand-back.sql', this.#tr.schema), [
           unfinished.map((e) => e.id),
           unfinished.map((e) => e.attempt),
         ])

@@ -4,7 +4,9 @@ import type pg from 'pg'
 import { z } from 'zod'
 import { defineTask } from '../../src/index.ts'
 import { loadSql, plainArray } from '../../src/db/sql.ts'
-import { createTestDb, type TestDb } from '../support/db.ts'
+import pgModule from 'pg'
+import { BATCH_SESSION_SETTINGS } from '../../src/task-relay.ts'
+import { createTestDb, databaseUrl, type TestDb } from '../support/db.ts'
 
 /**
  * The worker's batch writes join an array of ids to tasks. Their prepared
@@ -116,6 +118,72 @@ describe('the index of delayed tasks (0007)', () => {
   it("the relay's next-due probe reads it", async () => {
     const plan = await genericPlan('relay-next-due.sql', [])
     expect(plan).toContain('tasks_delayed_idx')
+  })
+})
+
+describe('generic plans made while the table was small (a new install)', () => {
+  // Made after five calls on a table of 100 rows, a generic plan that may
+  // seq-scan keeps doing so as the table grows, until autovacuum's first
+  // ANALYZE: the relay's dispatch took 250 ms per round at 60,000 rows. The
+  // relay's and worker's batch statements run on pools that never plan one.
+  let small: TestDb
+  const z = '00000000-0000-0000-0000-000000000000'
+  const statements: ReadonlyArray<[string, string]> = [
+    ['relay-dispatch-batch.sql', `(gen_random_uuid(), '{}', 0, 'none', 1000000, '')`],
+    ['task-claim-batch.sql', `('{1,2}', '{${z},${z}}', 60000, 'w')`],
+    ['task-heartbeat-batch.sql', `('{1,2}', '{1,1}', 60000)`],
+    ['task-hand-back.sql', `('{1,2}', '{1,1}')`],
+    ['task-finish-batch.sql', `('{1,2}', '{1,1}', '{succeeded,succeeded}', '{null,null}', '{null,null}', '{0,0}')`],
+    ['relay-revert-dispatch.sql', `('{1,2}', '${z}')`],
+  ]
+
+  beforeAll(async () => {
+    small = await createTestDb()
+    await small.pool.query(`insert into "${small.schema}".tasks (name) select 'plans.small' from generate_series(1, 100)`)
+  })
+
+  afterAll(async () => {
+    await small?.cleanup()
+  })
+
+  async function plans(options?: string): Promise<Map<string, string>> {
+    const c = new pgModule.Client({ connectionString: databaseUrl(), ...(options ? { options } : {}) })
+    await c.connect()
+    try {
+      await c.query('set plan_cache_mode = force_generic_plan')
+      const out = new Map<string, string>()
+      for (const [file, args] of statements) {
+        const name = file.replace(/\W/g, '_')
+        await c.query(`prepare ${name} as ${loadSql(file, small.schema).replaceAll(':batch_size', '500')}`)
+        const res = await c.query<{ 'QUERY PLAN': string }>(`explain (costs off) execute ${name}${args}`)
+        out.set(file, res.rows.map((r) => r['QUERY PLAN']).join('\n'))
+      }
+      return out
+    } finally {
+      await c.end()
+    }
+  }
+
+  it('would seq-scan the tasks table on a plain connection', async () => {
+    const plain = await plans()
+    expect(plain.get('task-claim-batch.sql')).toMatch(/Seq Scan on tasks/)
+    expect(plain.get('relay-dispatch-batch.sql')).toMatch(/Seq Scan on tasks/)
+  })
+
+  it('finds rows by index on the batch pools, for every batch statement', async () => {
+    for (const [file, plan] of await plans(BATCH_SESSION_SETTINGS)) {
+      expect(plan, file).not.toMatch(/Seq Scan on tasks/)
+      expect(plan, file).toContain('tasks_pkey')
+    }
+  })
+
+  it("is what the relay's and worker's executors use", async () => {
+    for (const executor of [small.tr.batchExecutor, small.tr.transitionExecutor]) {
+      const res = await executor.query<{ enable_seqscan: string }>('show enable_seqscan')
+      expect(res.rows[0]!.enable_seqscan).toBe('off')
+    }
+    const main = await small.tr.executor.query<{ enable_seqscan: string }>('show enable_seqscan')
+    expect(main.rows[0]!.enable_seqscan).toBe('on')
   })
 })
 

@@ -9,6 +9,8 @@ interface Pending {
 
 /** Rows per shared INSERT: the batch statement's own sweet spot (S3's batches). */
 const MAX_BATCH = 1000
+/** Payload bytes per shared INSERT: far below node-pg's and Postgres' limits for one parameter. */
+const MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 /**
  * Group commit for enqueues that have no caller transaction (`enqueue(task,
@@ -17,15 +19,17 @@ const MAX_BATCH = 1000
  * once (calls made in the same tick go together), so coalescing costs a
  * trickle no latency and turns a burst of concurrent calls into a few
  * multi-row INSERTs instead of one commit each. Every call still resolves
- * only after its row committed.
+ * only after its row committed. Only keyless tasks without dependencies
+ * come here (TaskRelay.enqueue): a keyed INSERT may wait for another
+ * transaction holding the same key, and must not make its neighbours wait.
  *
  * Callers share a commit, not a fate: a batch the server refused for a
  * per-row reason (class 22 data exception, class 23 integrity violation) was
  * rolled back whole, so each of its tasks is then written on its own and
- * only the bad one fails. Any other error (a lost connection, a server going
- * down) reaches every caller of the batch, as it would have without
- * coalescing: a reply lost after the commit leaves it unknown whether the
- * rows were written, and writing them again could enqueue a task twice.
+ * only the bad one fails. Any other error reaches every caller of the batch,
+ * as it would have reached each of them alone; after a lost connection it is
+ * unknown whether the rows committed, and writing them again could enqueue a
+ * task twice.
  */
 export class EnqueueCoalescer {
   readonly #db: Executor
@@ -49,12 +53,15 @@ export class EnqueueCoalescer {
     })
   }
 
-  /** Wait until every call made so far has its answer. */
+  /**
+   * Send everything queued now, and wait for it and for the INSERTs on
+   * their way. Calls made meanwhile are not waited for (TaskRelay.close()
+   * sends those on their own).
+   */
   async drain(): Promise<void> {
-    while (this.#queue.length > 0 || this.#inFlight.size > 0) {
-      if (this.#inFlight.size === 0) this.#flush()
-      await Promise.allSettled([...this.#inFlight])
-    }
+    const flights = [...this.#inFlight]
+    while (this.#queue.length > 0) flights.push(this.#flush())
+    await Promise.allSettled(flights)
   }
 
   #schedule(): void {
@@ -68,15 +75,22 @@ export class EnqueueCoalescer {
     })
   }
 
-  #flush(): void {
-    const batch = this.#queue.splice(0, MAX_BATCH)
-    if (batch.length === 0) return
+  #flush(): Promise<void> {
+    let bytes = 0
+    let count = 0
+    while (count < this.#queue.length && count < MAX_BATCH) {
+      bytes += this.#queue[count]!.task.payloadJson.length
+      if (count > 0 && bytes > MAX_BATCH_BYTES) break
+      count++
+    }
+    const batch = this.#queue.splice(0, count)
     const flight: Promise<void> = this.#write(batch).finally(() => {
       this.#inFlight.delete(flight)
       // Whatever queued meanwhile goes now, as one batch.
       if (this.#queue.length > 0) this.#schedule()
     })
     this.#inFlight.add(flight)
+    return flight
   }
 
   async #write(batch: Pending[]): Promise<void> {
@@ -89,7 +103,8 @@ export class EnqueueCoalescer {
         for (const p of batch) p.reject(err)
         return
       }
-      await Promise.all(batch.map((p) => this.#writeAlone(p)))
+      // One after another: this rare path must not crowd the pool.
+      for (const p of batch) await this.#writeAlone(p)
       return
     }
     batch.forEach((p, i) => p.resolve(ids[i]!))

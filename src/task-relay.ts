@@ -17,8 +17,8 @@ import { TaskListener } from './db/task-listener.ts'
 import { scheduleList, scheduleRemove, scheduleUpsert, type ScheduleWriteOptions, type UpsertResult } from './scheduler/schedules.ts'
 import type { ScheduleRecord, ScheduleSpec } from './scheduler/spec.ts'
 
-/** Server settings of the pools that run the relay's and worker's batch statements (see batchExecutor). */
-export const BATCH_SESSION_SETTINGS = '-c enable_seqscan=off'
+/** Run on each new connection of the pools for the relay's and worker's batch statements (see batchExecutor). */
+export const BATCH_SESSION_SQL = 'set enable_seqscan = off'
 
 export interface TaskRelayOptions {
   /** A pg.Pool, a connection string, or a Kysely instance (over pg). */
@@ -103,6 +103,7 @@ export class TaskRelay {
   #batchExecutor: Executor | null = null
   #listener: TaskListener | null = null
   readonly #coalescer: EnqueueCoalescer | null
+  #closed = false
 
   constructor(options: TaskRelayOptions) {
     const parsed = optionsSchema.safeParse(options ?? {})
@@ -145,7 +146,7 @@ export class TaskRelay {
    */
   get transitionExecutor(): Executor {
     if (this.durableTransitions) return this.batchExecutor
-    this.#transitionExecutor ??= this.#ownExecutor(`-c synchronous_commit=off ${BATCH_SESSION_SETTINGS}`)
+    this.#transitionExecutor ??= this.#ownExecutor(`set synchronous_commit = off; ${BATCH_SESSION_SQL}`)
     return this.#transitionExecutor ?? this.#executor
   }
 
@@ -162,17 +163,28 @@ export class TaskRelay {
    * taskrelay's main executor.
    */
   get batchExecutor(): Executor {
-    this.#batchExecutor ??= this.#ownExecutor(BATCH_SESSION_SETTINGS)
+    this.#batchExecutor ??= this.#ownExecutor(BATCH_SESSION_SQL)
     return this.#batchExecutor ?? this.#executor
   }
 
-  /** A pool of 4 like taskrelay's own, plus server settings; null without a pool to copy. */
-  #ownExecutor(settings: string): Executor | null {
-    if (!this.pool) return null
+  /**
+   * A pool of 4 connected like taskrelay's own, each connection running
+   * `setup` first; null without a pool to copy, or after close(). The
+   * settings are SET on connect rather than sent as startup options, which
+   * pgbouncer refuses and a URL's own ?options= would replace.
+   */
+  #ownExecutor(setup: string): Executor | null {
+    if (!this.pool || this.#closed) return null
     const base = (this.pool as unknown as { options: pg.PoolConfig }).options
-    const options = [base.options, settings].filter(Boolean).join(' ')
-    const pool = new pg.Pool({ ...base, options, max: 4 })
+    // pg-pool hides the password from enumeration; a spread would drop it.
+    const pool = new pg.Pool({ ...base, password: base.password, max: 4 })
     pool.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
+    pool.on('connect', (client) => {
+      // Queued on the client before the query it was opened for.
+      client.query(setup).catch((err: unknown) => this.logger.warn({ err }, 'setting up a postgres connection failed'))
+    })
+    // The caller's own per-connection setup (SET ROLE, search_path...) too.
+    for (const listener of this.pool.listeners('connect')) pool.on('connect', listener as (client: pg.PoolClient) => void)
     this.#ownPools.push(pool)
     return pgExecutor(pool, { prepare: true })
   }
@@ -227,10 +239,11 @@ export class TaskRelay {
   async enqueue(...args: unknown[]): Promise<{ id: string }> {
     const [executor, task, payload, options] = this.#splitArgs(args, 'enqueue')
     const prepared = prepareTask(task, payload, options as EnqueueOptions | undefined, this.maxPayloadBytes)
-    // Only taskrelay's own autocommit writes are shared; a task with
+    // Only taskrelay's own autocommit writes are shared. A task with
     // dependencies is checked and written alone (a missing dependency must
-    // not fail its neighbours).
-    if (executor === this.#executor && this.#coalescer && prepared.dependsOn === null) {
+    // not fail its neighbours), and so is one with an idempotency key (its
+    // INSERT waits for any open transaction that holds the same key).
+    if (executor === this.#executor && this.#coalescer && !this.#closed && prepared.dependsOn === null && prepared.idempotencyKey === null) {
       return { id: await this.#coalescer.add(prepared) }
     }
     return { id: await taskInsertOne(executor, this.schema, prepared) }
@@ -330,6 +343,7 @@ export class TaskRelay {
 
   /** Close what this instance opened (its pool when it made one, its listener). */
   async close(): Promise<void> {
+    this.#closed = true
     await this.#coalescer?.drain()
     await this.#listener?.close()
     this.#listener = null

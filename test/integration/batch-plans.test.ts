@@ -5,7 +5,8 @@ import { z } from 'zod'
 import { defineTask } from '../../src/index.ts'
 import { loadSql, plainArray } from '../../src/db/sql.ts'
 import pgModule from 'pg'
-import { BATCH_SESSION_SETTINGS } from '../../src/task-relay.ts'
+import { BATCH_SESSION_SQL } from '../../src/task-relay.ts'
+import { TaskRelay } from '../../src/index.ts'
 import { createTestDb, databaseUrl, type TestDb } from '../support/db.ts'
 
 /**
@@ -146,10 +147,11 @@ describe('generic plans made while the table was small (a new install)', () => {
     await small?.cleanup()
   })
 
-  async function plans(options?: string): Promise<Map<string, string>> {
-    const c = new pgModule.Client({ connectionString: databaseUrl(), ...(options ? { options } : {}) })
+  async function plans(setup?: string): Promise<Map<string, string>> {
+    const c = new pgModule.Client({ connectionString: databaseUrl() })
     await c.connect()
     try {
+      if (setup) await c.query(setup)
       await c.query('set plan_cache_mode = force_generic_plan')
       const out = new Map<string, string>()
       for (const [file, args] of statements) {
@@ -171,19 +173,37 @@ describe('generic plans made while the table was small (a new install)', () => {
   })
 
   it('finds rows by index on the batch pools, for every batch statement', async () => {
-    for (const [file, plan] of await plans(BATCH_SESSION_SETTINGS)) {
+    for (const [file, plan] of await plans(BATCH_SESSION_SQL)) {
       expect(plan, file).not.toMatch(/Seq Scan on tasks/)
       expect(plan, file).toContain('tasks_pkey')
     }
   })
 
+  async function settings(executor: { query: TaskRelay['executor']['query'] }) {
+    const res = await executor.query<{ seqscan: string; sync: string; app: string }>(
+      `select current_setting('enable_seqscan') as seqscan, current_setting('synchronous_commit') as sync,
+              current_setting('application_name') as app`,
+    )
+    return res.rows[0]!
+  }
+
   it("is what the relay's and worker's executors use", async () => {
-    for (const executor of [small.tr.batchExecutor, small.tr.transitionExecutor]) {
-      const res = await executor.query<{ enable_seqscan: string }>('show enable_seqscan')
-      expect(res.rows[0]!.enable_seqscan).toBe('off')
+    expect(await settings(small.tr.batchExecutor)).toMatchObject({ seqscan: 'off', sync: 'on' })
+    expect(await settings(small.tr.transitionExecutor)).toMatchObject({ seqscan: 'off', sync: 'off' })
+    expect(await settings(small.tr.executor)).toMatchObject({ seqscan: 'on', sync: 'on' })
+  })
+
+  it("copies the caller's pool, with its own per-connection setup", async () => {
+    const pool = new pgModule.Pool({ connectionString: databaseUrl(), max: 2 })
+    pool.on('connect', (client) => void client.query("set application_name = 'callers-hook'"))
+    const tr = new TaskRelay({ db: pool, schema: small.schema })
+    try {
+      expect(await settings(tr.batchExecutor)).toMatchObject({ seqscan: 'off', app: 'callers-hook' })
+      expect(await settings(tr.transitionExecutor)).toMatchObject({ seqscan: 'off', sync: 'off', app: 'callers-hook' })
+    } finally {
+      await tr.close()
+      await pool.end()
     }
-    const main = await small.tr.executor.query<{ enable_seqscan: string }>('show enable_seqscan')
-    expect(main.rows[0]!.enable_seqscan).toBe('on')
   })
 })
 

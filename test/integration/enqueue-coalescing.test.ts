@@ -84,25 +84,32 @@ describe('enqueue without a transaction, many calls at once', () => {
     expect(stored.map((r) => r.i).sort((a, b) => a - b)).toEqual([...Array(21).keys()].filter((i) => i !== 10))
   })
 
-  it('gives calls with the same idempotency key in one batch the same task', async () => {
+  it('writes keyed tasks alone, so a key held by an open transaction stalls no neighbour', async () => {
     const key = `coalesced-${randomBytes(4).toString('hex')}`
-    const [a, b, c] = await Promise.all([
-      db.tr.enqueue(note, { i: 1 }, { idempotencyKey: key }),
-      db.tr.enqueue(note, { i: 2 }),
-      db.tr.enqueue(note, { i: 3 }, { idempotencyKey: key }),
-    ])
-    expect(a!.id).toBe(c!.id)
-    expect(b!.id).not.toBe(a!.id)
+    // An open transaction holds the key: a keyed INSERT waits for it.
+    const holder = await db.pool.connect()
+    try {
+      await holder.query('begin')
+      const held = await db.tr.enqueue(holder, note, { i: 0 }, { idempotencyKey: key })
+      const keyed = db.tr.enqueue(note, { i: 1 }, { idempotencyKey: key })
+      const plain = await Promise.all(Array.from({ length: 5 }, (_, k) => db.tr.enqueue(note, { i: 2 + k })))
+      expect(plain).toHaveLength(5)
+      await holder.query('commit')
+      expect((await keyed).id).toBe(held.id)
+    } finally {
+      holder.release()
+    }
     const stored = await rows()
-    expect(stored.map((r) => r.i).sort()).toEqual([1, 2])
+    expect(stored.map((r) => r.i).sort()).toEqual([0, 2, 3, 4, 5, 6])
   })
 
-  it('lets close() wait for calls already made', async () => {
+  it('lets close() send and wait for calls already made, beyond the INSERTs in flight', async () => {
     const tr = new TaskRelay({ db: databaseUrl(), schema: db.schema })
-    const calls = Promise.all(Array.from({ length: 100 }, (_, i) => tr.enqueue(note, { i })))
+    // 2,500 calls: two 1,000-row INSERTs in flight and the rest queued behind them.
+    const calls = Promise.all(Array.from({ length: 2500 }, (_, i) => tr.enqueue(note, { i })))
     await tr.close()
-    expect((await calls).length).toBe(100)
-    expect(await rows()).toHaveLength(100)
+    expect((await calls).length).toBe(2500)
+    expect(await rows()).toHaveLength(2500)
   })
 })
 

@@ -151,7 +151,8 @@ export class TaskRelay {
   }
 
   /**
-   * Executor for the worker's claims, heartbeats and hand-backs (synchronous
+   * Executor for the worker's claims, heartbeats and hand-backs, the relay's
+   * revert and the sweeper's settling of waiting tasks (synchronous
    * commits): a small pool of its own on which Postgres never plans a
    * sequential scan. These batch statements find their rows by primary key
    * through prepared statements, whose generic plan is made once, after five
@@ -176,13 +177,18 @@ export class TaskRelay {
   #ownExecutor(setup: string): Executor | null {
     if (!this.pool || this.#closed) return null
     const base = (this.pool as unknown as { options: pg.PoolConfig }).options
-    // pg-pool hides the password from enumeration; a spread would drop it.
-    const pool = new pg.Pool({ ...base, password: base.password, max: 4 })
-    pool.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
-    pool.on('connect', (client) => {
-      // Queued on the client before the query it was opened for.
-      client.query(setup).catch((err: unknown) => this.logger.warn({ err }, 'setting up a postgres connection failed'))
+    const pool = new pg.Pool({
+      ...base,
+      // pg-pool hides the password from enumeration; a spread would drop it.
+      password: base.password,
+      max: 4,
+      // Awaited before the connection is handed out; a failure fails that acquire.
+      onConnect: async (client: pg.ClientBase) => {
+        await client.query(setup)
+        await base.onConnect?.(client)
+      },
     })
+    pool.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
     // The caller's own per-connection setup (SET ROLE, search_path...) too.
     for (const listener of this.pool.listeners('connect')) pool.on('connect', listener as (client: pg.PoolClient) => void)
     this.#ownPools.push(pool)

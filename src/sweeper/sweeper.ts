@@ -89,7 +89,9 @@ export class Sweeper extends Service<SweepResult> {
   async #settleWaiting(): Promise<{ cancelled: number; promoted: number }> {
     const total = { cancelled: 0, promoted: 0 }
     for (let pass = 0; pass < 20 && !this.stopSignal.aborted; pass++) {
-      const res = await this.#tr.executor.query<{ scanned: number; last_id: string | null; cancelled: number; promoted: number }>(
+      // On the batch pool: made on a small table, its generic plan would
+      // seq-scan tasks for each id it updates (TaskRelay.batchExecutor).
+      const res = await this.#tr.batchExecutor.query<{ scanned: number; last_id: string | null; cancelled: number; promoted: number }>(
         loadSql('sweeper-settle-waiting.sql', this.#tr.schema),
         [this.#waitingCursor, BATCH],
       )

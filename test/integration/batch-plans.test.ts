@@ -136,6 +136,7 @@ describe('generic plans made while the table was small (a new install)', () => {
     ['task-hand-back.sql', `('{1,2}', '{1,1}')`],
     ['task-finish-batch.sql', `('{1,2}', '{1,1}', '{succeeded,succeeded}', '{null,null}', '{null,null}', '{0,0}')`],
     ['relay-revert-dispatch.sql', `('{1,2}', '${z}')`],
+    ['sweeper-settle-waiting.sql', `('0', 1000)`],
   ]
 
   beforeAll(async () => {
@@ -170,6 +171,7 @@ describe('generic plans made while the table was small (a new install)', () => {
     const plain = await plans()
     expect(plain.get('task-claim-batch.sql')).toMatch(/Seq Scan on tasks/)
     expect(plain.get('relay-dispatch-batch.sql')).toMatch(/Seq Scan on tasks/)
+    expect(plain.get('sweeper-settle-waiting.sql')).toMatch(/Seq Scan on tasks/)
   })
 
   it('finds rows by index on the batch pools, for every batch statement', async () => {
@@ -194,12 +196,19 @@ describe('generic plans made while the table was small (a new install)', () => {
   })
 
   it("copies the caller's pool, with its own per-connection setup", async () => {
-    const pool = new pgModule.Pool({ connectionString: databaseUrl(), max: 2 })
-    pool.on('connect', (client) => void client.query("set application_name = 'callers-hook'"))
+    const pool = new pgModule.Pool({
+      connectionString: databaseUrl(),
+      max: 2,
+      onConnect: async (client) => void (await client.query("set application_name = 'callers-hook'")),
+    })
+    const connected: unknown[] = []
+    pool.on('connect', (client) => connected.push(client))
     const tr = new TaskRelay({ db: pool, schema: small.schema })
     try {
       expect(await settings(tr.batchExecutor)).toMatchObject({ seqscan: 'off', app: 'callers-hook' })
       expect(await settings(tr.transitionExecutor)).toMatchObject({ seqscan: 'off', sync: 'off', app: 'callers-hook' })
+      // The caller's 'connect' listeners saw the new pools' connections.
+      expect(connected.length).toBeGreaterThanOrEqual(2)
     } finally {
       await tr.close()
       await pool.end()

@@ -5,7 +5,7 @@ import type { TaskRecord } from '../task-record.ts'
 import { CliError, EXIT } from './errors.ts'
 import { formatAge, formatDuration, parseDuration, toJson, truncate } from './format.ts'
 import { readStats, renderStats, type StatsSnapshot } from './stats-report.ts'
-import { listTasks, parseListFilters, renderList } from './task-list.ts'
+import { listTasks, parseListFilters, renderList, taskDependsOn } from './task-list.ts'
 import { addSettingOptions } from './settings.ts'
 import { ONE_SHOT, parseTaskId, waitForSignal, withDatabase } from './runtime.ts'
 import { createCliLogger } from './runtime.ts'
@@ -26,15 +26,7 @@ export function registerInspectCommands(program: Command): void {
       const task = await db.tr.getTask(taskId)
       if (!task) throw notFound(taskId, s.process.schema)
       // What it waits on (dependsOn), with each one's state.
-      const deps = await db.tr.executor.query<{ id: string; name: string; state: string }>(
-        `select p.id::text, p.name, p.state
-           from ${quoteIdent(s.process.schema)}.task_dependencies d
-           join ${quoteIdent(s.process.schema)}.tasks p on p.id = d.depends_on
-          where d.task_id = $1
-          order by p.id`,
-        [taskId],
-      )
-      const dependsOn = deps.rows.map((r) => ({ id: r.id, name: r.name, state: r.state }))
+      const dependsOn = await taskDependsOn(db.tr.executor, s.process.schema, taskId)
       console.log(flags.json ? toJson({ ...task, dependsOn }) : renderStatus(task, dependsOn))
     }),
   )

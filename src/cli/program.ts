@@ -7,6 +7,7 @@ import { registerInspectCommands } from './inspect.ts'
 import { registerManageCommands } from './manage.ts'
 import { registerDevCommand } from './dev.ts'
 import { registerScheduleCommands } from './schedules.ts'
+import { registerDashboardCommand } from './dashboard.ts'
 
 /**
  * `taskrelay`: one binary for running the parts (migrate, relay, worker,
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerInspectCommands(program)
   registerManageCommands(program)
   registerScheduleCommands(program)
+  registerDashboardCommand(program)
   // Subcommands inherit exitOverride/showHelpAfterError only when created after
   // they are set on the parent, which the registrations above ensure.
   return program

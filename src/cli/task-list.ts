@@ -137,3 +137,16 @@ export function renderList(tasks: ListedTask[]): string {
     tasks,
   )
 }
+
+/** The tasks one task waits on (dependsOn), with each one's state, by id. */
+export async function taskDependsOn(db: Executor, schema: string, id: string): Promise<Array<{ id: string; name: string; state: TaskState }>> {
+  const res = await db.query<{ id: string; name: string; state: TaskState }>(
+    `select p.id::text, p.name, p.state
+       from ${quoteIdent(schema)}.task_dependencies d
+       join ${quoteIdent(schema)}.tasks p on p.id = d.depends_on
+      where d.task_id = $1
+      order by p.id`,
+    [id],
+  )
+  return res.rows.map((r) => ({ id: r.id, name: r.name, state: r.state }))
+}

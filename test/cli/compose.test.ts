@@ -35,9 +35,9 @@ function subcommand(argv: string[]): string[] {
 }
 
 describe('docker-compose.yml', () => {
-  it('has the parts of the system: postgres, redis primary + replica, three sentinels, migrate, relay, sweeper, scheduler, two workers, the app', () => {
+  it('has the parts of the system: postgres, redis primary + replica, three sentinels, migrate, relay, sweeper, scheduler, two workers, the dashboard, the app', () => {
     const commands = cliServices.map(([, s]) => s.command![0])
-    expect(commands.sort()).toEqual(['migrate', 'relay', 'scheduler', 'sweeper', 'worker', 'worker'])
+    expect(commands.sort()).toEqual(['dashboard', 'migrate', 'relay', 'scheduler', 'sweeper', 'worker', 'worker'])
     expect(services.map(([name]) => name)).toEqual(expect.arrayContaining(['postgres', 'redis-primary', 'redis-replica', 'sentinel-1', 'sentinel-2', 'sentinel-3', 'app']))
     for (const [name, s] of services) {
       if (name !== 'migrate') expect(s.healthcheck?.test, `${name} health check`).toBeDefined()
@@ -68,6 +68,7 @@ describe('docker-compose.yml', () => {
       // The health check probes the port the command serves.
       const port = argv[argv.indexOf('--health-port') + 1]
       if (argv.includes('--health-port')) expect(s(name).healthcheck!.test!.join(' ')).toContain(`127.0.0.1:${port}/healthz`)
+      if (argv[0] === 'dashboard') expect(s(name).healthcheck!.test!.join(' ')).toContain(`127.0.0.1:${argv[argv.indexOf('--port') + 1]}/api/stats`)
     })
     const app = compose.services.app!
     expect(app.entrypoint![0]).toBe('node')

@@ -1,10 +1,9 @@
 import type { Command } from 'commander'
+import { examples } from './format.ts'
 import { DashboardServer } from '../dashboard/server.ts'
 import { CliError, EXIT } from './errors.ts'
 import { addSettingOptions } from './settings.ts'
 import { ONE_SHOT, createCliLogger, errorText, waitForSignal, withDatabase } from './runtime.ts'
-
-const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
 
 export function registerDashboardCommand(program: Command): void {
   const dashboard = program

@@ -73,3 +73,8 @@ export function renderTable<R>(columns: readonly Column<R>[], rows: readonly R[]
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_key, v) => (typeof v === 'bigint' ? String(v) : v), 2)
 }
+
+/** The "Examples:" block of a command's --help. */
+export function examples(lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
+}

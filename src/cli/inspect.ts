@@ -1,16 +1,13 @@
 import type { Command } from 'commander'
-import { quoteIdent } from '../db/sql.ts'
 import { TASK_STATES } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatAge, formatDuration, parseDuration, toJson, truncate } from './format.ts'
+import { formatAge, formatDuration, parseDuration, toJson, truncate, examples } from './format.ts'
 import { readStats, renderStats, type StatsSnapshot } from './stats-report.ts'
 import { listTasks, parseListFilters, renderList, taskDependsOn } from './task-list.ts'
 import { addSettingOptions } from './settings.ts'
 import { ONE_SHOT, parseTaskId, waitForSignal, withDatabase } from './runtime.ts'
 import { createCliLogger } from './runtime.ts'
-
-const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
 
 export function registerInspectCommands(program: Command): void {
   const status = program

@@ -4,12 +4,10 @@ import { prepareTask, type EnqueueOptions } from '../enqueue.ts'
 import { DependencyNotFoundError, TaskNotFoundError, TaskRelayError } from '../errors.ts'
 import type { Task } from '../define-task.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatDuration, parseDuration, toJson } from './format.ts'
+import { formatDuration, parseDuration, toJson, examples } from './format.ts'
 import { addSettingOptions, resolveSettings, type SettingsRequest } from './settings.ts'
 import { ONE_SHOT, loadTasks, parseTaskId, withDatabase } from './runtime.ts'
 import { notFound } from './inspect.ts'
-
-const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
 
 const WITH_TASKS: SettingsRequest = { ...ONE_SHOT, process: [...ONE_SHOT.process, 'tasks'] }
 

@@ -5,11 +5,10 @@ import { ScheduleError, ScheduleNotFoundError } from '../scheduler/errors.ts'
 import { MISFIRE_POLICIES, type ScheduleRecord, type ScheduleSpec } from '../scheduler/spec.ts'
 import type { Task } from '../define-task.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatAge, formatDuration, renderTable, toJson } from './format.ts'
+import { formatAge, formatDuration, renderTable, toJson, examples } from './format.ts'
 import { addSettingOptions, resolveSettings, type SettingsRequest } from './settings.ts'
 import { ONE_SHOT, loadTasks, withDatabase } from './runtime.ts'
 
-const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
 const WITH_TASKS: SettingsRequest = { ...ONE_SHOT, process: [...ONE_SHOT.process, 'tasks'], required: [...(ONE_SHOT.required ?? []), 'tasks'] }
 
 /** Schedule errors are the caller's input (exit 2); a missing schedule is "not found" (exit 1). */

@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { examples } from './format.ts'
 import type { Logger } from 'pino'
 import type { Server } from 'node:http'
 import { Relay } from '../relay/relay.ts'
@@ -134,8 +135,6 @@ function longRunning(cmd: Command, components: Component[], opts: { tasks: boole
   addSettingOptions(cmd, req)
   return req
 }
-
-const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`
 
 export function registerServiceCommands(program: Command): void {
   const migrateCmd = program

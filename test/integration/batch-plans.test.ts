@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type pg from 'pg'
+import pg from 'pg'
 import { z } from 'zod'
 import { defineTask } from '../../src/index.ts'
 import { loadSql, plainArray } from '../../src/db/sql.ts'
-import pgModule from 'pg'
 import { BATCH_SESSION_SQL } from '../../src/task-relay.ts'
 import { TaskRelay } from '../../src/index.ts'
 import { createTestDb, databaseUrl, type TestDb } from '../support/db.ts'
@@ -149,7 +148,7 @@ describe('generic plans made while the table was small (a new install)', () => {
   })
 
   async function plans(setup?: string): Promise<Map<string, string>> {
-    const c = new pgModule.Client({ connectionString: databaseUrl() })
+    const c = new pg.Client({ connectionString: databaseUrl() })
     await c.connect()
     try {
       if (setup) await c.query(setup)
@@ -196,7 +195,7 @@ describe('generic plans made while the table was small (a new install)', () => {
   })
 
   it("copies the caller's pool, with its own per-connection setup", async () => {
-    const pool = new pgModule.Pool({
+    const pool = new pg.Pool({
       connectionString: databaseUrl(),
       max: 2,
       onConnect: async (client) => void (await client.query("set application_name = 'callers-hook'")),

@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import type { Logger } from 'pino'
 import { InvalidOptionsError } from './errors.ts'
-import { zodProblems } from './config.ts'
+import { delayMs, timerMs, zodProblems } from './config.ts'
+import { clampDelayMs } from './duration.ts'
 import type { TaskRecord } from './task-record.ts'
 import type { TaskScheduleSpec } from './scheduler/spec.ts'
 
@@ -66,11 +67,11 @@ export const QUEUE_PATTERN = /^[A-Za-z0-9_.-]{1,100}$/
 const backoffSchema = z.union([
   z.strictObject({
     type: z.literal('exponential'),
-    baseMs: z.number().int().min(1).optional(),
-    maxMs: z.number().int().min(1).optional(),
+    baseMs: delayMs(1).optional(),
+    maxMs: delayMs(1).optional(),
     jitter: z.boolean().optional(),
   }),
-  z.strictObject({ type: z.literal('fixed'), delayMs: z.number().int().min(0), jitter: z.boolean().optional() }),
+  z.strictObject({ type: z.literal('fixed'), delayMs: delayMs(0), jitter: z.boolean().optional() }),
   z.custom<(attempt: number, error: Error) => number>((v) => typeof v === 'function', 'expected a function'),
 ])
 
@@ -82,7 +83,8 @@ const definitionSchema = z.strictObject({
   priority: z.number().int().min(-1000).max(1000).default(0),
   maxAttempts: z.number().int().min(1).max(1000).default(3),
   backoff: backoffSchema.default({ type: 'exponential', baseMs: 1000, maxMs: 3_600_000, jitter: true }),
-  timeoutMs: z.number().int().min(0).default(0),
+  // Drives the attempt's timer: a longer one would fire after 1 ms.
+  timeoutMs: timerMs(0).default(0),
   // Checked in depth by the scheduler (cron syntax, time zone, payload).
   schedules: z.array(z.looseObject({ name: z.string().min(1) })).default([]),
 })
@@ -130,7 +132,7 @@ export function backoffDelay(policy: BackoffPolicy, attempt: number, error: Erro
     const ms = policy(attempt, error)
     // A NaN/Infinity/negative from user code must not park the task forever or spin.
     if (typeof ms !== 'number' || !Number.isFinite(ms)) throw new TypeError(`backoff function returned ${String(ms)}; return a finite number of ms`)
-    return Math.max(0, Math.round(ms))
+    return clampDelayMs(ms)
   }
   let delay: number
   if (policy.type === 'fixed') delay = policy.delayMs
@@ -141,5 +143,6 @@ export function backoffDelay(policy: BackoffPolicy, attempt: number, error: Erro
   }
   // "Equal jitter": spread retries of a burst of failures over [d/2, d].
   if (policy.jitter ?? policy.type === 'exponential') delay = delay / 2 + random() * (delay / 2)
-  return Math.round(delay)
+  // A policy built without defineTask is unchecked: the result must still fit run_at.
+  return clampDelayMs(delay)
 }

@@ -41,13 +41,56 @@ export function silentLogger(): Logger {
   return pino({ level: 'silent' })
 }
 
-/** Replace the password in a connection URL, for logs and error messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password) u.password = '***'
-    return u.toString()
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@')
+// A URL inside any text: scheme://, then up to whitespace or a quote.
+const URL_IN_TEXT = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s"'<>]*)/gi
+// Query parameters that carry secrets: password, sslpassword, sentinelPassword, *passphrase, tokens.
+const SECRET_PARAM = /pass|pwd|secret|token/i
+
+/** Where the secrets are in `text`: [start, end) of each URL password and secret query value. */
+function secretSpans(text: string): Array<[number, number]> {
+  const spans: Array<[number, number]> = []
+  for (const m of text.matchAll(URL_IN_TEXT)) {
+    const start = m.index + m[1]!.length
+    const rest = m[2]!
+    const query = rest.search(/[?#]/)
+    // Userinfo ends at the LAST @ before the query, as URL parsers read it:
+    // an unescaped @ (or /) in a password stays inside the redacted part.
+    const at = rest.slice(0, query < 0 ? rest.length : query).lastIndexOf('@')
+    const colon = rest.indexOf(':')
+    if (at > 0 && colon >= 0 && colon + 1 < at) spans.push([start + colon + 1, start + at])
+    if (query < 0) continue
+    for (const p of rest.slice(query).matchAll(/[?&;]([^=&#]*)=([^&#]*)/g)) {
+      const valueAt = start + query + p.index + p[0].length - p[2]!.length
+      if (p[2] && SECRET_PARAM.test(p[1]!)) spans.push([valueAt, valueAt + p[2].length])
+    }
   }
+  return spans
+}
+
+/**
+ * `text` with every password in the URLs it contains replaced by `***`: the
+ * userinfo password (postgres://user:***@host, redis://:***@host, sentinel
+ * URLs with several hosts) and secret query parameters (?sslpassword=***,
+ * ?sentinelPassword=***). For logs, --help and error messages.
+ */
+export function redactSecrets(text: string): string {
+  let out = text
+  for (const [a, b] of secretSpans(text).reverse()) out = out.slice(0, a) + '***' + out.slice(b)
+  return out
+}
+
+/** The secrets in `text` as written and decoded, to scrub from messages that quote them in other forms. */
+export function secretsIn(text: string): string[] {
+  const found = new Set<string>()
+  for (const [a, b] of secretSpans(text)) {
+    const raw = text.slice(a, b)
+    found.add(raw)
+    try {
+      found.add(decodeURIComponent(raw))
+      found.add(decodeURIComponent(raw.replaceAll('+', ' ')))
+    } catch {
+      // a malformed %-escape: the raw form is all there is
+    }
+  }
+  return [...found]
 }

@@ -4,6 +4,7 @@ import { systemClock, type Clock } from './clock.ts'
 import { silentLogger } from './logger.ts'
 import { TaskRelayEvents } from './events.ts'
 import { coerceError } from './errors.ts'
+import { MAX_TIMER_MS } from './duration.ts'
 
 /** What every background service receives besides its settings (never public config). */
 export interface ServiceDeps {
@@ -94,7 +95,8 @@ export abstract class Service<R> {
       }
       if (delay > 0 && !this.#wakeRequested && !this.#stopController.signal.aborted) {
         this.#sleepController = new AbortController()
-        await sleep(delay, undefined, { signal: this.#sleepController.signal }).catch(() => {})
+        // Past MAX_TIMER_MS Node fires after 1 ms: a long sleep must not become a hot loop.
+        await sleep(Math.min(delay, MAX_TIMER_MS), undefined, { signal: this.#sleepController.signal }).catch(() => {})
         this.#sleepController = null
       }
     }

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { relaySettingsSchema, sweeperSettingsSchema, workerSettingsSchema, schemaNameSchema } from '../config.ts'
+import { msInWords, relaySettingsSchema, sweeperSettingsSchema, workerSettingsSchema, schemaNameSchema } from '../config.ts'
 import { schedulerSettingsSchema } from '../scheduler/settings.ts'
 import { ConfigError } from '../errors.ts'
 import { parseRedisUrl } from '../redis/connection.ts'
@@ -186,13 +186,13 @@ function bounds(schema: z.ZodType): { min: number | null; max: number | null } {
 
 function expectedOf(kind: Kind, schema: z.ZodType): string {
   const { min, max } = bounds(schema)
-  const range = (unit = '') =>
-    min !== null && max !== null ? ` from ${min}${unit} to ${max}${unit}` : min !== null ? ` of at least ${min}${unit}` : ''
+  const range = (show: (n: number) => string) =>
+    min !== null && max !== null ? ` from ${show(min)} to ${show(max)}` : min !== null ? ` of at least ${show(min)}` : ''
   switch (kind) {
     case 'int':
-      return `a whole number${range()}`
+      return `a whole number${range(String)}`
     case 'ms':
-      return `a duration in milliseconds${range(' ms')} (a number, or with a unit: 500ms, 30s, 5m, 1h)`
+      return `a duration in milliseconds${range(msInWords)} (a number, or with a unit: 500ms, 30s, 5m, 1h)`
     case 'list':
       return 'a comma-separated list (e.g. default,emails)'
     case 'enum':

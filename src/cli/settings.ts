@@ -2,7 +2,7 @@ import type { z } from 'zod'
 import { Option, type Command } from 'commander'
 import type { RelaySettings, SweeperSettings, WorkerSettings } from '../config.ts'
 import type { SchedulerSettings } from '../scheduler/settings.ts'
-import { describeRedis } from '../redis/connection.ts'
+import { redactSecrets, secretsIn } from '../logger.ts'
 import { SettingsError } from './errors.ts'
 import { parseDuration } from './format.ts'
 import {
@@ -28,6 +28,8 @@ import {
  * vars, descriptions) are in settings-defs.ts.
  */
 export * from './settings-defs.ts'
+/** Kept here too: runtime.ts and --help redact through the CLI's settings module. */
+export { redactSecrets }
 
 /** Group headings in --help. */
 const HELP_GROUPS: Record<Group, string> = {
@@ -62,20 +64,6 @@ export interface ResolvedSettings {
   scheduler: Readonly<SchedulerSettings>
   /** where each requested value came from: "--flag", "ENV_VAR" or "default" */
   sources: Readonly<Record<string, string>>
-}
-
-/** Hide passwords in URLs (userinfo and ?password= style parameters). */
-export function redactSecrets(text: string): string {
-  return text.replace(/\/\/([^:/@,]*):[^@/]+@/, '//$1:***@').replace(/([?&](?:sentinel)?[Pp]assword=)[^&]*/g, '$1***')
-}
-
-/** Every password-looking part of a URL, so they can be scrubbed from any message that quotes it. */
-function secretsIn(url: string): string[] {
-  const found: string[] = []
-  const userinfo = /\/\/[^:/@,]*:([^@]+)@/.exec(url)?.[1]
-  if (userinfo) found.push(userinfo, decodeURIComponent(userinfo))
-  for (const m of url.matchAll(/[?&](?:sentinel)?[Pp]assword=([^&]*)/g)) if (m[1]) found.push(m[1], decodeURIComponent(m[1]))
-  return found
 }
 
 function showValue(def: SettingDef, raw: string): string {
@@ -220,7 +208,7 @@ export function describeSettings(req: SettingsRequest, s: ResolvedSettings): Rec
     if (value === undefined) continue
     // Named "database"/"redis": the logger censors any field called databaseUrl/redisUrl outright.
     if (key === 'databaseUrl') out.database = redactSecrets(String(value))
-    else if (key === 'redisUrl') out.redis = describeRedis(String(value))
+    else if (key === 'redisUrl') out.redis = redactSecrets(String(value))
     else out[key] = value
   }
   for (const c of req.components) out[c] = s[c]

@@ -55,7 +55,7 @@ describe('resolving settings', () => {
     expect(text).toContain('process.databaseUrl (--database-url / DATABASE_URL): not set; expected a URL like postgres://')
     expect(text).toContain('process.tasks (--tasks / TASKRELAY_TASKS): not set')
     expect(text).toMatch(/process\.redisUrl \(--redis-url \/ REDIS_URL\): got "ftp:\/\/x" from REDIS_URL; unsupported scheme/)
-    expect(text).toContain('worker.leaseMs (--lease-ms / TASKRELAY_WORKER_LEASE_MS): got "soon" from --lease-ms; expected a duration in milliseconds of at least 100 ms')
+    expect(text).toContain('worker.leaseMs (--lease-ms / TASKRELAY_WORKER_LEASE_MS): got "soon" from --lease-ms; expected a duration in milliseconds from 100 ms to 2147483647 ms (about 24.8 days)')
     expect(text).toContain('worker.concurrency (--concurrency / TASKRELAY_WORKER_CONCURRENCY): got "0" from TASKRELAY_WORKER_CONCURRENCY; expected a whole number from 1 to 10000')
     expect(text).toContain('process.schema (--schema / TASKRELAY_SCHEMA): got "Bad-Name" from TASKRELAY_SCHEMA; expected a lower-case SQL identifier')
   })
@@ -121,6 +121,21 @@ describe('bad configuration from the command line', () => {
     expect(res.stderr).not.toMatch(/\n\s+at /)
     expect(res.stderr).not.toContain('hunter2')
     expect(res.stderr).not.toContain('s3cret')
+  })
+
+  it('refuses intervals a timer cannot wait (25 days) with exit 2, before connecting to anything', async () => {
+    // Port 1: if the settings were accepted, the process would fail to connect and exit 1 instead.
+    const env = { DATABASE_URL: 'postgres://app@127.0.0.1:1/app', REDIS_URL: 'redis://127.0.0.1:1' }
+    const [sweeper, relay] = await Promise.all([runCli(['sweeper', '--sweep-interval-ms', '25d'], env), runCli(['relay', '--poll-interval-ms', '25d'], env)])
+    expect(sweeper.code, sweeper.stderr).toBe(2)
+    expect(sweeper.stderr).toContain(
+      'sweeper.intervalMs (--sweep-interval-ms / TASKRELAY_SWEEPER_INTERVAL_MS): got "25d" from --sweep-interval-ms; expected a duration in milliseconds from 10 ms to 2147483647 ms (about 24.8 days)',
+    )
+    expect(relay.code, relay.stderr).toBe(2)
+    expect(relay.stderr).toContain(
+      'relay.pollIntervalMs (--poll-interval-ms / TASKRELAY_RELAY_POLL_INTERVAL_MS): got "25d" from --poll-interval-ms; expected a duration in milliseconds from 10 ms to 2147483647 ms (about 24.8 days)',
+    )
+    for (const res of [sweeper, relay]) expect(res.stderr).not.toContain('Cannot connect')
   })
 
   it('rejects an unknown command and an unknown flag with exit 2 and a hint', async () => {

@@ -21,7 +21,12 @@ const MAX_BATCH_BYTES = 8 * 1024 * 1024
  * multi-row INSERTs instead of one commit each. Every call still resolves
  * only after its row committed. Only keyless tasks without dependencies
  * come here (TaskRelay.enqueue): a keyed INSERT may wait for another
- * transaction holding the same key, and must not make its neighbours wait.
+ * transaction holding the same (task name, key), and must not make its
+ * neighbours wait.
+ *
+ * Input Postgres would refuse (NUL, lone surrogates, out-of-range times) is
+ * refused by prepareTask() before it gets here; the per-row fallback below
+ * is for what only the server can see (constraints, triggers).
  *
  * Callers share a commit, not a fate: a batch the server refused for a
  * per-row reason (class 22 data exception, class 23 integrity violation) was

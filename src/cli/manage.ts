@@ -1,7 +1,9 @@
 import type { Command } from 'commander'
 import { quoteIdent } from '../db/sql.ts'
-import { prepareTask, type EnqueueOptions } from '../enqueue.ts'
-import { DependencyNotFoundError, TaskNotFoundError, TaskRelayError } from '../errors.ts'
+import { parseEnqueueOptions, prepareTask, type EnqueueOptions } from '../enqueue.ts'
+import { DependencyNotFoundError, InvalidOptionsError, TaskNotFoundError, TaskRelayError } from '../errors.ts'
+import { MAX_DELAY_MS } from '../duration.ts'
+import { jsonbProblem } from '../jsonb.ts'
 import type { Task } from '../define-task.ts'
 import { CliError, EXIT } from './errors.ts'
 import { formatDuration, parseDuration, toJson, examples } from './format.ts'
@@ -52,6 +54,7 @@ export function registerManageCommands(program: Command): void {
     }
     const sinceMs = flags.since === undefined ? null : parseDuration(String(flags.since))
     if (flags.since !== undefined && sinceMs === null) throw new CliError(`--since: expected an age such as 30m, 1h or 7d, got "${flags.since}".`, EXIT.usage)
+    if (sinceMs !== null && sinceMs > MAX_DELAY_MS) throw new CliError(`--since: must be at most 3650d (10 years), got "${flags.since}".`, EXIT.usage)
     await withDatabase(ONE_SHOT, flags, 'retry', async (db, s) => {
       const schema = quoteIdent(s.process.schema)
       const where = ["state = 'failed'"]
@@ -167,6 +170,10 @@ export function registerManageCommands(program: Command): void {
       }
     } else if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
       throw new CliError(`the payload must be a JSON object such as '{"userId": 1}', got ${json}. Nothing was written.`, EXIT.usage)
+    } else {
+      // What jsonb refuses, said here: the SQL function would only report a raw 22P05/22P02.
+      const problem = jsonbProblem(JSON.stringify(payload))
+      if (problem !== null) throw new CliError(`the payload cannot be stored: ${problem.replace(/^\./, '')}. Nothing was written.`, EXIT.usage)
     }
     await withDatabase(WITH_TASKS, flags, 'enqueue', async (db, s) => {
       let id: string
@@ -192,13 +199,14 @@ export function registerManageCommands(program: Command): void {
 function enqueueOptions(flags: Record<string, unknown>): EnqueueOptions {
   const problems: string[] = []
   const options: EnqueueOptions = {}
-  const int = (flag: string, v: unknown) => {
-    if (!/^-?\d+$/.test(String(v))) problems.push(`${flag}: expected a whole number, got "${v}"`)
-    return Number(v)
+  const int = (flag: string, v: unknown, min: number, max: number) => {
+    const n = Number(v)
+    if (!/^-?\d+$/.test(String(v)) || n < min || n > max) problems.push(`${flag}: expected a whole number in ${min}..${max}, got "${v}"`)
+    return n
   }
   if (flags.queue !== undefined) options.queue = String(flags.queue)
-  if (flags.priority !== undefined) options.priority = int('--priority', flags.priority)
-  if (flags.maxAttempts !== undefined) options.maxAttempts = int('--max-attempts', flags.maxAttempts)
+  if (flags.priority !== undefined) options.priority = int('--priority', flags.priority, -1000, 1000)
+  if (flags.maxAttempts !== undefined) options.maxAttempts = int('--max-attempts', flags.maxAttempts, 1, 1000)
   if (flags.idempotencyKey !== undefined) options.idempotencyKey = String(flags.idempotencyKey)
   if (flags.dependsOn !== undefined) {
     try {
@@ -218,8 +226,28 @@ function enqueueOptions(flags: Record<string, unknown>): EnqueueOptions {
     else options.runAt = d
   }
   if (options.runAt && options.delayMs !== undefined) problems.push('--delay and --run-at: give one, not both')
+  if (!problems.length) {
+    // The library's own rules (ranges, reserved key prefix), for the SQL path too, in flag names.
+    try {
+      parseEnqueueOptions('enqueue options', options)
+    } catch (err) {
+      if (!(err instanceof InvalidOptionsError)) throw err
+      problems.push(...err.problems.map((p) => p.replace(/^(\w+):/, (whole, key: string) => (FLAG_OF[key] ? `${FLAG_OF[key]}:` : whole))))
+    }
+  }
   if (problems.length) throw new CliError(`invalid options:\n${problems.map((p) => `  - ${p}`).join('\n')}\nNothing was written.`, EXIT.usage)
   return options
+}
+
+/** EnqueueOptions field → the flag that sets it, for messages. */
+const FLAG_OF: Record<string, string> = {
+  runAt: '--run-at',
+  delayMs: '--delay',
+  priority: '--priority',
+  queue: '--queue',
+  maxAttempts: '--max-attempts',
+  idempotencyKey: '--idempotency-key',
+  dependsOn: '--depends-on',
 }
 
 /** The SQL API path: the same function psql users call, with the task types' registered defaults. */

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Task } from '../define-task.ts'
-import { prepareTask, taskInsertMany, type PreparedTask } from '../enqueue.ts'
+import { RESERVED_KEY_PREFIX, prepareTask, taskInsertMany, type PreparedTask } from '../enqueue.ts'
 import type { Executor } from '../db/executor.ts'
 import { loadSql } from '../db/sql.ts'
 import { isFinal, type TaskState } from '../task-state.ts'
@@ -62,9 +62,13 @@ interface Advance {
   disable: boolean
 }
 
-/** The idempotency key of a fire: one task per (schedule, fire time), whoever inserts it. */
+/**
+ * The idempotency key of a fire: one task per (schedule, fire time), whoever
+ * inserts it. Its prefix is reserved (enqueue refuses callers' keys with it),
+ * so no user's key can take a fire's place.
+ */
 export function fireKey(schedule: string, fireAt: Date): string {
-  return `schedule:${schedule}:${fireAt.toISOString()}`
+  return `${RESERVED_KEY_PREFIX}${schedule}:${fireAt.toISOString()}`
 }
 
 /**
@@ -120,18 +124,21 @@ export async function scheduleFireDue(db: Executor, p: FireDueParams): Promise<F
     const task = p.tasks.get(row.task_name)!
     try {
       const prepared = fireTimes.map((fireAt) => ({
-        prepared: prepareTask(
-          task,
-          row.payload,
-          {
-            ...(row.queue !== null ? { queue: row.queue } : {}),
-            ...(row.priority !== null ? { priority: row.priority } : {}),
-            ...(row.max_attempts !== null ? { maxAttempts: row.max_attempts } : {}),
-            runAt: fireAt,
-            idempotencyKey: fireKey(row.name, fireAt),
-          },
-          p.maxPayloadBytes,
-        ),
+        // The key is set after validation: its prefix is reserved, and callers' keys are refused it.
+        prepared: {
+          ...prepareTask(
+            task,
+            row.payload,
+            {
+              ...(row.queue !== null ? { queue: row.queue } : {}),
+              ...(row.priority !== null ? { priority: row.priority } : {}),
+              ...(row.max_attempts !== null ? { maxAttempts: row.max_attempts } : {}),
+              runAt: fireAt,
+            },
+            p.maxPayloadBytes,
+          ),
+          idempotencyKey: fireKey(row.name, fireAt),
+        },
         schedule: row.name,
         fireAt,
         advance,

@@ -74,14 +74,21 @@ describe('enqueue without a transaction, many calls at once', () => {
   })
 
   it('fails only the call whose row the server refused; its neighbours are written', async () => {
-    // jsonb refuses \u0000 (SQLSTATE 22P05): zod and JSON cannot see it coming.
-    const results = await Promise.allSettled(
-      Array.from({ length: 21 }, (_, i) => db.tr.enqueue(note, { i, text: i === 10 ? 'nul \u0000 byte' : 'fine' })),
-    )
-    const refused = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, code: (r.reason as { code?: string }).code }] : []))
-    expect(refused).toEqual([{ i: 10, code: '22P05' }])
-    const stored = await rows()
-    expect(stored.map((r) => r.i).sort((a, b) => a - b)).toEqual([...Array(21).keys()].filter((i) => i !== 10))
+    // A per-row refusal taskrelay cannot see coming (enqueue now refuses NUL
+    // itself): a CHECK added for this test, SQLSTATE 23514.
+    const tasks = `"${db.schema}".tasks`
+    await db.pool.query(`alter table ${tasks} add constraint test_poison check (payload->>'text' is distinct from 'poison')`)
+    try {
+      const results = await Promise.allSettled(
+        Array.from({ length: 21 }, (_, i) => db.tr.enqueue(note, { i, text: i === 10 ? 'poison' : 'fine' })),
+      )
+      const refused = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, code: (r.reason as { code?: string }).code }] : []))
+      expect(refused).toEqual([{ i: 10, code: '23514' }])
+      const stored = await rows()
+      expect(stored.map((r) => r.i).sort((a, b) => a - b)).toEqual([...Array(21).keys()].filter((i) => i !== 10))
+    } finally {
+      await db.pool.query(`alter table ${tasks} drop constraint test_poison`)
+    }
   })
 
   it('writes keyed tasks alone, so a key held by an open transaction stalls no neighbour', async () => {

@@ -3,8 +3,9 @@
 -- dependency edges can name the new rows. A row starts 'waiting' while any
 -- task it depends on has not succeeded, 'pending' otherwise (all done
 -- already); a dependency that failed or was cancelled leaves it waiting,
--- and the sweeper cancels it. Rows whose idempotency key already exists are
--- skipped with their edges, and the caller matches them by key.
+-- and the sweeper cancels it. Rows whose (name, idempotency key) already
+-- exists are skipped with their edges, and the caller matches them by name
+-- and key.
 -- $9: each row's dependencies as an array literal of ids, '{1,2}'.
 with input as materialized (
   select nextval(pg_get_serial_sequence(format('%I.tasks', :'schema'), 'id')) as id,
@@ -24,8 +25,8 @@ with input as materialized (
               then 'waiting' else 'pending' end
     from input i
    order by i.ord
-  on conflict (idempotency_key) where idempotency_key is not null do nothing
-  returning id, idempotency_key, state
+  on conflict (name, idempotency_key) where idempotency_key is not null do nothing
+  returning id, name, idempotency_key, state
 ), edges as (
   insert into :"schema".task_dependencies (task_id, depends_on)
   select distinct ins.id, dep
@@ -36,7 +37,7 @@ with input as materialized (
   -- Rows whose dependencies had all succeeded are due now: wake a relay.
   select pg_notify(:'schema' || '.task_ready', '') from inserted where state = 'pending' having count(*) > 0
 )
-select ins.id, ins.idempotency_key, ins.state, (select count(*) from woken) as woken
+select ins.id, ins.name, ins.idempotency_key, ins.state, (select count(*) from woken) as woken
   from inserted ins
   join input i on i.id = ins.id
  order by i.ord

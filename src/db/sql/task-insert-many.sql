@@ -1,7 +1,8 @@
 -- Enqueue many tasks in one statement (the relay wake-up is added by
 -- enqueueStatement(): at most one NOTIFY for the whole batch).
--- Rows are inserted in input order (ORDER BY ord); rows whose idempotency key
--- already exists are skipped, and the caller matches them by key.
+-- Rows are inserted in input order (ORDER BY ord); rows whose (name,
+-- idempotency key) already exists are skipped, and the caller matches them
+-- by name and key.
 insert into :"schema".tasks (name, queue, payload, priority, max_attempts, run_at, idempotency_key)
 select name, queue, payload, priority, max_attempts,
        coalesce(run_at, now() + delay_ms * interval '1 millisecond'),
@@ -10,5 +11,5 @@ select name, queue, payload, priority, max_attempts,
               $6::timestamptz[], $7::bigint[], $8::text[])
        with ordinality as input(name, queue, payload, priority, max_attempts, run_at, delay_ms, idempotency_key, ord)
  order by ord
-on conflict (idempotency_key) where idempotency_key is not null do nothing
-returning id, idempotency_key
+on conflict (name, idempotency_key) where idempotency_key is not null do nothing
+returning id, name, idempotency_key

@@ -2,6 +2,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { EventMap, TaskRelayEvents } from './events.ts'
 import type { TaskRelay } from './task-relay.ts'
 import { loadSql } from './db/sql.ts'
+import { InvalidOptionsError } from './errors.ts'
+import { MAX_TIMER_MS } from './duration.ts'
 
 export interface MetricsOptions {
   /** The events of the services to count (the TaskRelayEvents passed to them as `events`). */
@@ -19,6 +21,12 @@ export interface MetricsOptions {
   registry?: Registry
   /** Node process metrics (CPU, memory, event-loop lag). Default true. */
   processMetrics?: boolean
+  /**
+   * Series labelled with a queue are removed once that queue had no
+   * unfinished task and no event for this long, so queue names used once do
+   * not add series forever. Until then they read 0. Default 15 minutes.
+   */
+  staleSeriesMs?: number
 }
 
 export interface TaskRelayMetrics {
@@ -37,16 +45,24 @@ const DURATION_BUCKETS = [0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 120, 60
  * it on /metrics.
  */
 export function createMetrics(options: MetricsOptions): TaskRelayMetrics {
+  const staleSeriesMs = options.staleSeriesMs ?? 15 * 60_000
+  if (!Number.isSafeInteger(staleSeriesMs) || staleSeriesMs < 0 || staleSeriesMs > MAX_TIMER_MS) {
+    throw new InvalidOptionsError('metrics options', [`staleSeriesMs: expected an integer from 0 to ${MAX_TIMER_MS} (milliseconds), got ${String(staleSeriesMs)}`])
+  }
   const registry = options.registry ?? new Registry()
   const registers = [registry]
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry })
+  const series = new QueueSeries(staleSeriesMs)
+  /** Each queue-labelled metric drops the series of idle queues before it is read. */
+  const collect = () => series.removeStale()
 
-  const started = new Counter({ name: 'taskrelay_tasks_started_total', help: 'Attempts whose handler this process started.', labelNames: ['queue', 'task'], registers })
+  const started = new Counter({ name: 'taskrelay_tasks_started_total', help: 'Attempts whose handler this process started.', labelNames: ['queue', 'task'], registers, collect })
   const finished = new Counter({
     name: 'taskrelay_tasks_finished_total',
     help: 'Attempts this process ended, by outcome: succeeded, failed (no retry left), retried, lease_lost (outcome discarded), handed_back (shutdown).',
     labelNames: ['queue', 'task', 'outcome'],
     registers,
+    collect,
   })
   const duration = new Histogram({
     name: 'taskrelay_task_duration_seconds',
@@ -54,8 +70,9 @@ export function createMetrics(options: MetricsOptions): TaskRelayMetrics {
     labelNames: ['queue', 'task', 'outcome'],
     buckets: DURATION_BUCKETS,
     registers,
+    collect,
   })
-  const dispatched = new Counter({ name: 'taskrelay_relay_dispatched_total', help: 'Tasks the relay pushed to Redis.', labelNames: ['queue'], registers })
+  const dispatched = new Counter({ name: 'taskrelay_relay_dispatched_total', help: 'Tasks the relay pushed to Redis.', labelNames: ['queue'], registers, collect })
   const redispatched = new Counter({
     name: 'taskrelay_redispatched_total',
     help: 'Tasks put back to pending to be pushed again, by reason: redis-reconnect, redis-data-lost, push-failed, dispatch-timeout (sweeper).',
@@ -68,25 +85,23 @@ export function createMetrics(options: MetricsOptions): TaskRelayMetrics {
   const errors = new Counter({ name: 'taskrelay_service_errors_total', help: 'Loop iterations that failed (retried with backoff).', labelNames: ['component'], registers })
 
   const seconds = (ms: number) => ms / 1000
+  const count = (outcome: string, e: { queue: string; name: string }) => {
+    const labels = { queue: e.queue, task: e.name, outcome }
+    finished.inc(series.touch(finished, labels))
+    return labels
+  }
+  const timed = (outcome: string, e: { queue: string; name: string; durationMs: number }) =>
+    duration.observe(series.touch(duration, count(outcome, e)), seconds(e.durationMs))
   const { events } = options
   const listeners: { [K in keyof EventListeners]?: EventListeners[K] } = {
-    'task:started': (e) => started.inc({ queue: e.queue, task: e.name }),
-    'task:succeeded': (e) => {
-      finished.inc({ queue: e.queue, task: e.name, outcome: 'succeeded' })
-      duration.observe({ queue: e.queue, task: e.name, outcome: 'succeeded' }, seconds(e.durationMs))
-    },
-    'task:failed': (e) => {
-      finished.inc({ queue: e.queue, task: e.name, outcome: 'failed' })
-      duration.observe({ queue: e.queue, task: e.name, outcome: 'failed' }, seconds(e.durationMs))
-    },
-    'task:retried': (e) => {
-      finished.inc({ queue: e.queue, task: e.name, outcome: 'retried' })
-      duration.observe({ queue: e.queue, task: e.name, outcome: 'retried' }, seconds(e.durationMs))
-    },
-    'task:lease-lost': (e) => finished.inc({ queue: e.queue, task: e.name, outcome: 'lease_lost' }),
-    'task:handed-back': (e) => finished.inc({ queue: e.queue, task: e.name, outcome: 'handed_back' }),
+    'task:started': (e) => started.inc(series.touch(started, { queue: e.queue, task: e.name })),
+    'task:succeeded': (e) => timed('succeeded', e),
+    'task:failed': (e) => timed('failed', e),
+    'task:retried': (e) => timed('retried', e),
+    'task:lease-lost': (e) => void count('lease_lost', e),
+    'task:handed-back': (e) => void count('handed_back', e),
     'relay:batch': (e) => {
-      for (const [queue, n] of Object.entries(e.byQueue)) dispatched.inc({ queue }, n)
+      for (const [queue, n] of Object.entries(e.byQueue)) dispatched.inc(series.touch(dispatched, { queue }), n)
     },
     'relay:redispatch': (e) => redispatched.inc({ reason: e.reason }, e.count),
     'sweeper:run': (e) => {
@@ -99,7 +114,7 @@ export function createMetrics(options: MetricsOptions): TaskRelayMetrics {
   }
   for (const [name, fn] of Object.entries(listeners)) events.on(name as keyof EventListeners, fn as never)
 
-  if (options.tr) registerQueueDepth(options.tr, registry, options.queueDepthCacheMs ?? 5000)
+  if (options.tr) registerQueueDepth(options.tr, registry, options.queueDepthCacheMs ?? 5000, series)
 
   return {
     registry,
@@ -121,9 +136,10 @@ interface DepthRow {
 /**
  * taskrelay_tasks{queue,state} and taskrelay_oldest_due_pending_seconds{queue},
  * from one query per scrape (cached briefly: Prometheus may scrape each
- * gauge's collect in turn). Series of queues that emptied read 0, not gone.
+ * gauge's collect in turn). Series of queues that emptied read 0 until
+ * QueueSeries removes them.
  */
-function registerQueueDepth(tr: TaskRelay, registry: Registry, cacheMs: number): void {
+function registerQueueDepth(tr: TaskRelay, registry: Registry, cacheMs: number, series: QueueSeries): void {
   let cached: { at: number; rows: Promise<DepthRow[] | null> } | null = null
   // null when Postgres could not be read: the scrape still succeeds, with
   // every other metric, since an outage is when they matter most.
@@ -145,7 +161,10 @@ function registerQueueDepth(tr: TaskRelay, registry: Registry, cacheMs: number):
     help: '1 when this scrape read queue depth from Postgres, 0 when it could not (the depth gauges then keep their last values).',
     registers: [registry],
     async collect() {
-      this.set((await read()) ? 1 : 0)
+      const rows = await read()
+      // While Postgres cannot be read, queues cannot be seen in use: keep their series.
+      series.hold = rows === null
+      this.set(rows ? 1 : 0)
     },
   })
   const depth = new Gauge({
@@ -155,7 +174,8 @@ function registerQueueDepth(tr: TaskRelay, registry: Registry, cacheMs: number):
     registers: [registry],
     async collect() {
       const rows = await read()
-      if (rows) setSeen(depth, seenDepth, rows.map((r) => [{ queue: r.queue, state: r.state }, r.tasks]))
+      if (rows) series.setAll(depth, rows.map((r) => [{ queue: r.queue, state: r.state }, r.tasks]))
+      series.removeStale()
     },
   })
   const age = new Gauge({
@@ -165,25 +185,83 @@ function registerQueueDepth(tr: TaskRelay, registry: Registry, cacheMs: number):
     registers: [registry],
     async collect() {
       const rows = await read()
-      if (!rows) return
-      const due = rows.filter((r) => r.state === 'pending' && r.oldest_due_seconds !== null)
-      setSeen(age, seenAge, due.map((r) => [{ queue: r.queue }, Math.max(0, r.oldest_due_seconds!)]))
+      if (rows) {
+        const due = rows.filter((r) => r.state === 'pending' && r.oldest_due_seconds !== null)
+        series.setAll(age, due.map((r) => [{ queue: r.queue }, Math.max(0, r.oldest_due_seconds!)]))
+        // A queue with unfinished tasks is in use, due or not.
+        for (const r of rows) series.touchQueue(r.queue)
+      }
+      series.removeStale()
     },
   })
-  const seenDepth = new Map<string, Labels>()
-  const seenAge = new Map<string, Labels>()
 }
 
 type Labels = Record<string, string>
 
-/** Set each series; series seen before but absent now read 0 instead of vanishing. */
-function setSeen(gauge: Gauge, seen: Map<string, Labels>, values: Array<[Labels, number]>): void {
-  const now = new Set<string>()
-  for (const [labels, value] of values) {
-    const key = JSON.stringify(labels)
-    gauge.set(labels, value)
-    now.add(key)
-    seen.set(key, labels)
+interface Removable {
+  remove(labels: Labels): void
+}
+
+/**
+ * The series of each queue, and when the queue was last in use (an event,
+ * or unfinished tasks in a depth read): removeStale() drops every series of
+ * queues idle for longer than staleMs. Counters that come back start again
+ * from 0, which Prometheus reads as a counter reset.
+ */
+class QueueSeries {
+  readonly #staleMs: number
+  readonly #queues = new Map<string, { at: number; series: Map<string, { metric: Removable; labels: Labels }> }>()
+  /** true while the depth read fails: nothing is removed */
+  hold = false
+
+  constructor(staleMs: number) {
+    this.#staleMs = staleMs
   }
-  for (const [key, labels] of seen) if (!now.has(key)) gauge.set(labels, 0)
+
+  touchQueue(queue: string): Map<string, { metric: Removable; labels: Labels }> {
+    let q = this.#queues.get(queue)
+    if (!q) this.#queues.set(queue, (q = { at: 0, series: new Map() }))
+    q.at = Date.now()
+    return q.series
+  }
+
+  /** Note a series of `labels.queue` in use now; returns the labels. */
+  touch<L extends Labels & { queue: string }>(metric: Removable, labels: L): L {
+    const key = JSON.stringify(labels)
+    const series = this.touchQueue(labels.queue)
+    // One entry per metric and label set (a histogram's are shared with its counter's).
+    series.set(`${metricKey(metric)}${key}`, { metric, labels })
+    return labels
+  }
+
+  /** Set each series of `gauge`; its other series of known queues read 0 until removed. */
+  setAll(gauge: Gauge, values: Array<[Labels & { queue: string }, number]>): void {
+    const now = new Set<string>()
+    for (const [labels, value] of values) {
+      gauge.set(this.touch(gauge, labels), value)
+      now.add(`${metricKey(gauge)}${JSON.stringify(labels)}`)
+    }
+    for (const q of this.#queues.values()) {
+      for (const [key, s] of q.series) if (s.metric === gauge && !now.has(key)) gauge.set(s.labels, 0)
+    }
+  }
+
+  removeStale(): void {
+    if (this.hold) return
+    const before = Date.now() - this.#staleMs
+    for (const [queue, q] of this.#queues) {
+      if (q.at >= before) continue
+      for (const { metric, labels } of q.series.values()) metric.remove(labels)
+      this.#queues.delete(queue)
+    }
+  }
+}
+
+const metricIds = new WeakMap<object, number>()
+let lastMetricId = 0
+/** A key prefix per metric object, so equal label sets of two metrics stay apart. */
+function metricKey(metric: object): string {
+  let id = metricIds.get(metric)
+  if (id === undefined) metricIds.set(metric, (id = ++lastMetricId))
+  return `${id}:`
 }

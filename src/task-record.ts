@@ -1,4 +1,5 @@
 import type { TaskState } from './task-state.ts'
+import { InvalidOptionsError } from './errors.ts'
 
 /** The error stored in `last_error` when an attempt fails. */
 export interface TaskErrorRecord {
@@ -55,6 +56,20 @@ export interface TaskRow {
   idempotency_key: string | null
 }
 
+/**
+ * The columns of TaskRow, for selects that read a whole row. Listed, never
+ * `*`: a prepared `select *` fails once per pooled connection after a
+ * migration adds a column ("cached plan must not change result type").
+ */
+export const TASK_ROW_COLUMNS = [
+  'id', 'name', 'queue', 'state', 'payload', 'priority', 'attempt', 'max_attempts', 'run_at', 'created_at',
+  'dispatched_at', 'started_at', 'finished_at', 'lease_expires_at', 'dispatch_token', 'worker_id', 'result',
+  'last_error', 'idempotency_key',
+] as const satisfies ReadonlyArray<keyof TaskRow>
+
+/** TASK_ROW_COLUMNS as a select list. */
+export const TASK_ROW_SELECT = TASK_ROW_COLUMNS.join(', ')
+
 export function toTaskRecord(row: TaskRow): TaskRecord {
   return {
     id: String(row.id),
@@ -87,4 +102,11 @@ export function toTaskId(id: unknown): bigint | null {
   } catch {
     return null // not an integer (BigInt throws on '1.5', 'abc', NaN)
   }
+}
+
+/** A task id given to the facade (getTask, cancel, waitFor...), or InvalidOptionsError. */
+export function parseTaskId(id: string | number | bigint): bigint {
+  const n = toTaskId(id)
+  if (n !== null) return n
+  throw new InvalidOptionsError('task id', [`expected a positive integer, got ${JSON.stringify(String(id))}`])
 }

@@ -5,20 +5,18 @@ import type { Logger } from 'pino'
 import { type Task, type PayloadOf, isTask } from './define-task.ts'
 import { prepareTask, taskInsertMany, taskInsertOne, type EnqueueOptions } from './enqueue.ts'
 import { EnqueueCoalescer } from './enqueue-coalescer.ts'
-import { isKysely, kyselyExecutor, pgExecutor, transactionProblem, type Executor, type Queryable } from './db/executor.ts'
+import { BATCH_SESSION_SQL, isKysely, kyselyExecutor, pgExecutor, sidePool, transactionExecutor, type Executor, type Queryable } from './db/executor.ts'
 import { migrate as runMigrations, appliedMigrations, currentMigration, latestMigrationId, listMigrations, type MigrateResult } from './db/migrate.ts'
 import { channels, quoteIdent } from './db/sql.ts'
-import { ConfigError, InvalidOptionsError, SchemaVersionError, TaskFailedError, TaskNotFoundError, TransactionRequiredError, WaitTimeoutError } from './errors.ts'
+import { ConfigError, InvalidOptionsError, SchemaVersionError, TaskNotFoundError } from './errors.ts'
 import { schemaNameSchema, zodProblems } from './config.ts'
 import { silentLogger } from './logger.ts'
-import { toTaskId, toTaskRecord, type TaskRecord, type TaskRow } from './task-record.ts'
-import { isFinal } from './task-state.ts'
-import { TaskListener } from './db/task-listener.ts'
+import { TASK_ROW_SELECT, parseTaskId, toTaskRecord, type TaskRecord, type TaskRow } from './task-record.ts'
+import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
 import { scheduleList, scheduleRemove, scheduleUpsert, type ScheduleWriteOptions, type UpsertResult } from './scheduler/schedules.ts'
 import type { ScheduleRecord, ScheduleSpec } from './scheduler/spec.ts'
 
-/** Run on each new connection of the pools for the relay's and worker's batch statements (see batchExecutor). */
-export const BATCH_SESSION_SQL = 'set enable_seqscan = off'
+export { BATCH_SESSION_SQL, type WaitForOptions }
 
 export interface TaskRelayOptions {
   /** A pg.Pool, a connection string, or a Kysely instance (over pg). */
@@ -71,11 +69,6 @@ export type EnqueueItems<T extends readonly Task<any, any>[]> = {
   readonly [K in keyof T]: { task: T[K]; payload: PayloadOf<T[K]>; options?: EnqueueOptions }
 }
 
-export interface WaitForOptions {
-  timeoutMs?: number
-  signal?: AbortSignal
-}
-
 /**
  * The facade: enqueue (inside the caller's transaction), read, cancel, retry,
  * wait for results, migrate. Background services live in src/relay,
@@ -113,22 +106,12 @@ export class TaskRelay {
     this.maxPayloadBytes = o.maxPayloadBytes
     this.durableTransitions = o.durableTransitions
     this.logger = o.logger ?? silentLogger()
-    if (typeof o.db === 'string') {
-      this.pool = new pg.Pool({ connectionString: o.db })
-      this.pool.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
-      this.#ownsPool = true
-      this.#executor = pgExecutor(this.pool, { prepare: true })
-    } else if (o.db instanceof pg.Pool) {
-      this.pool = o.db
-      this.#ownsPool = false
-      this.#executor = pgExecutor(this.pool, { prepare: true })
-    } else {
-      // A Kysely instance hides its pool: enqueue/getTask work, LISTEN-based
-      // features (waitFor, services) need a pool or connection string.
-      this.pool = null
-      this.#ownsPool = false
-      this.#executor = kyselyExecutor(o.db)
-    }
+    this.#ownsPool = typeof o.db === 'string'
+    // A Kysely instance hides its pool: enqueue/getTask work, LISTEN-based
+    // features (waitFor, services) need a pool or connection string.
+    this.pool = typeof o.db === 'string' ? new pg.Pool({ connectionString: o.db }) : o.db instanceof pg.Pool ? o.db : null
+    if (this.#ownsPool) this.pool!.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
+    this.#executor = this.pool ? pgExecutor(this.pool, { prepare: true }) : kyselyExecutor(o.db as Kysely<any>)
     this.#coalescer = o.enqueueCoalescing > 0 ? new EnqueueCoalescer(this.#executor, this.schema, o.enqueueCoalescing) : null
   }
 
@@ -168,31 +151,11 @@ export class TaskRelay {
     return this.#batchExecutor ?? this.#executor
   }
 
-  /**
-   * A pool of 4 connected like taskrelay's own, each connection running
-   * `setup` first; null without a pool to copy, or after close(). The
-   * settings are SET on connect rather than sent as startup options, which
-   * pgbouncer refuses and a URL's own ?options= would replace.
-   */
+  /** A pool of 4 for batch statements (see sidePool); null without a pool to copy, or after close(). */
   #ownExecutor(setup: string): Executor | null {
     if (!this.pool || this.#closed) return null
-    const base = (this.pool as unknown as { options: pg.PoolConfig }).options
-    const pool = new pg.Pool({
-      ...base,
-      // pg-pool hides the password from enumeration; a spread would drop it.
-      password: base.password,
-      max: 4,
-      // Awaited before the connection is handed out; a failure fails that acquire.
-      onConnect: async (client: pg.ClientBase) => {
-        await client.query(setup)
-        await base.onConnect?.(client)
-      },
-    })
-    pool.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
-    // The caller's own per-connection setup (SET ROLE, search_path...) too.
-    for (const listener of this.pool.listeners('connect')) pool.on('connect', listener as (client: pg.PoolClient) => void)
-    this.#ownPools.push(pool)
-    return pgExecutor(pool, { prepare: true })
+    this.#ownPools.push(sidePool(this.pool, setup, (err) => this.logger.warn({ err }, 'idle postgres connection failed')))
+    return pgExecutor(this.#ownPools.at(-1)!, { prepare: true })
   }
 
   get channels() {
@@ -259,7 +222,7 @@ export class TaskRelay {
   enqueueMany<const T extends readonly Task<any, any>[]>(trx: Queryable, items: EnqueueItems<T>): Promise<{ ids: string[] }>
   enqueueMany<const T extends readonly Task<any, any>[]>(items: EnqueueItems<T>): Promise<{ ids: string[] }>
   async enqueueMany(a: unknown, b?: unknown): Promise<{ ids: string[] }> {
-    const [executor, items] = b === undefined ? [this.#executor, a] : [this.#transactional(a as Queryable, 'enqueueMany'), b]
+    const [executor, items] = b === undefined ? [this.#executor, a] : [transactionExecutor(a as Queryable), b]
     if (!Array.isArray(items)) throw new InvalidOptionsError('enqueueMany call', ['items: expected an array of { task, payload, options? }'])
     const prepared = items.map((item: EnqueueItem, index) => {
       if (!isTask(item?.task)) throw new InvalidOptionsError('enqueueMany call', [`items.${index}.task: expected a task from defineTask()`])
@@ -271,24 +234,26 @@ export class TaskRelay {
   /** The task row, or null when no task has this id. */
   async getTask(id: string | number | bigint): Promise<TaskRecord | null> {
     const res = await this.#executor.query<TaskRow>(
-      `select * from ${quoteIdent(this.schema)}.tasks where id = $1`,
-      [String(parseId(id))],
+      `select ${TASK_ROW_SELECT} from ${quoteIdent(this.schema)}.tasks where id = $1`,
+      [String(parseTaskId(id))],
     )
     const row = res.rows[0]
     return row ? toTaskRecord(row) : null
   }
 
   /** Cancel a task that has not finished. Returns false when it already finished. */
-  async cancel(id: string | number | bigint): Promise<boolean> {
-    const res = await this.#executor.query<{ ok: boolean }>(`select ${quoteIdent(this.schema)}.cancel($1) as ok`, [String(parseId(id))])
-    if (res.rows[0]?.ok) return true
-    if (!(await this.getTask(id))) throw new TaskNotFoundError(String(id))
-    return false
+  cancel(id: string | number | bigint): Promise<boolean> {
+    return this.#change('cancel', id)
   }
 
   /** Run a failed or cancelled task again. Returns false when it is not failed/cancelled. */
-  async retry(id: string | number | bigint): Promise<boolean> {
-    const res = await this.#executor.query<{ ok: boolean }>(`select ${quoteIdent(this.schema)}.retry($1) as ok`, [String(parseId(id))])
+  retry(id: string | number | bigint): Promise<boolean> {
+    return this.#change('retry', id)
+  }
+
+  /** The SQL function `fn` (cancel, retry) on one task; TaskNotFoundError when there is none. */
+  async #change(fn: 'cancel' | 'retry', id: string | number | bigint): Promise<boolean> {
+    const res = await this.#executor.query<{ ok: boolean }>(`select ${quoteIdent(this.schema)}.${fn}($1) as ok`, [String(parseTaskId(id))])
     if (res.rows[0]?.ok) return true
     if (!(await this.getTask(id))) throw new TaskNotFoundError(String(id))
     return false
@@ -300,51 +265,10 @@ export class TaskRelay {
    * reason when aborted. Woken by LISTEN/NOTIFY, not by polling.
    */
   async waitFor(id: string | number | bigint, options: WaitForOptions = {}): Promise<TaskRecord> {
-    const taskId = String(parseId(id))
+    const taskId = String(parseTaskId(id))
     options.signal?.throwIfAborted()
     this.#listener ??= new TaskListener(this.requirePool('waitFor()'), this.channels.taskFinished, this.logger)
-    const listener = this.#listener
-    return new Promise<TaskRecord>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined
-      let settled = false
-      const finish = (fn: () => void) => {
-        if (settled) return
-        settled = true
-        if (timer) clearTimeout(timer)
-        unsubscribe()
-        options.signal?.removeEventListener('abort', onAbort)
-        fn()
-      }
-      const check = async () => {
-        try {
-          const task = await this.getTask(taskId)
-          if (!task) return finish(() => reject(new TaskNotFoundError(taskId)))
-          if (!isFinal(task.state)) return
-          if (task.state === 'succeeded') finish(() => resolve(task))
-          else finish(() => reject(new TaskFailedError(taskId, task.state, task.lastError?.message, task)))
-        } catch (err) {
-          finish(() => reject(err))
-        }
-      }
-      const onAbort = () => finish(() => reject(options.signal!.reason))
-      const unsubscribe = listener.subscribe(taskId, () => void check())
-      options.signal?.addEventListener('abort', onAbort, { once: true })
-      const startedAt = performance.now()
-      // Check after subscribing: a task that finished before LISTEN was set up
-      // is seen here. The timeout is armed after that first read, so a task
-      // already finished wins even over a timeout shorter than one query.
-      void listener
-        .ready()
-        .then(check)
-        .then(
-          () => {
-            if (settled || options.timeoutMs === undefined) return
-            const left = Math.max(0, options.timeoutMs - (performance.now() - startedAt))
-            timer = setTimeout(() => finish(() => reject(new WaitTimeoutError(taskId, options.timeoutMs!))), left)
-          },
-          (err) => finish(() => reject(err)),
-        )
-    })
+    return this.#listener.waitFor(taskId, () => this.getTask(taskId), options)
   }
 
   /** Close what this instance opened (its pool when it made one, its listener). */
@@ -360,17 +284,8 @@ export class TaskRelay {
   }
 
   requirePool(what: string): pg.Pool {
-    if (!this.pool) {
-      throw new ConfigError([`${what} needs its own Postgres connections: pass db as a pg.Pool or a connection string`])
-    }
-    return this.pool
-  }
-
-  #transactional(trx: Queryable, call: string): Executor {
-    const problem = transactionProblem(trx)
-    if (problem) throw new TransactionRequiredError(problem)
-    void call
-    return isKysely(trx) ? kyselyExecutor(trx) : pgExecutor(trx as pg.ClientBase, { prepare: true })
+    if (this.pool) return this.pool
+    throw new ConfigError([`${what} needs its own Postgres connections: pass db as a pg.Pool or a connection string`])
   }
 
   #splitArgs(args: unknown[], call: string): [Executor, Task, unknown, unknown] {
@@ -379,13 +294,7 @@ export class TaskRelay {
       throw new InvalidOptionsError(`${call} call`, ['expected (trx, task, payload, options?) or (task, payload, options?) with a task from defineTask()'])
     }
     if (args.length > 4) throw new InvalidOptionsError(`${call} call`, [`too many arguments (${args.length})`])
-    return [this.#transactional(args[0] as Queryable, call), args[1], args[2], args[3]]
+    return [transactionExecutor(args[0] as Queryable), args[1], args[2], args[3]]
   }
-}
-
-function parseId(id: string | number | bigint): bigint {
-  const n = toTaskId(id)
-  if (n !== null) return n
-  throw new InvalidOptionsError('task id', [`expected a positive integer, got ${JSON.stringify(String(id))}`])
 }
 

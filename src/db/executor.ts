@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely'
-import type pg from 'pg'
+import pg from 'pg'
+import { TransactionRequiredError } from '../errors.ts'
 
 /**
  * The one seam between taskrelay's SQL and whatever connection the caller
@@ -49,14 +50,30 @@ function statementName(text: string): string {
 export function pgExecutor(client: pg.Pool | pg.ClientBase, opts: { prepare?: boolean } = {}): Executor {
   return {
     async query<R>(text: string, values: readonly unknown[] = []) {
-      const res = await client.query({
-        text,
-        values: values as unknown[],
-        ...(opts.prepare ? { name: statementName(text) } : {}),
-      })
+      const run = (name?: string) => client.query({ text, values: values as unknown[], ...(name ? { name } : {}) })
+      let res
+      try {
+        res = await run(opts.prepare ? statementName(text) : undefined)
+      } catch (err) {
+        // A statement prepared before a migration changed its result type is
+        // refused before it runs; outside a transaction, send it once unprepared.
+        if (!opts.prepare || !isStalePlan(err) || !outsideTransaction(client)) throw err
+        res = await run()
+      }
       return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
     },
   }
+}
+
+/** Postgres refused a prepared statement whose result columns changed since it was prepared. */
+function isStalePlan(err: unknown): boolean {
+  return (err as { code?: unknown })?.code === '0A000' && /cached plan must not change result type/.test(String((err as Error).message))
+}
+
+/** A pool, or a client not inside a transaction: the failed statement aborted nothing. */
+function outsideTransaction(client: pg.Pool | pg.ClientBase): boolean {
+  const status = (client as { getTransactionStatus?: () => string | null }).getTransactionStatus?.()
+  return status === undefined ? 'totalCount' in client : status === 'I'
 }
 
 export function kyselyExecutor(db: Kysely<any> | Transaction<any>): Executor {
@@ -72,6 +89,13 @@ export function toExecutor(value: Queryable, opts: { prepare?: boolean } = {}): 
   if (isKysely(value)) return kyselyExecutor(value)
   if (isPgQueryable(value)) return pgExecutor(value, opts)
   throw new TypeError('expected a Kysely instance/transaction, a pg.Pool or a pg client')
+}
+
+/** An executor on the caller's transaction, or TransactionRequiredError saying why `trx` is none. */
+export function transactionExecutor(trx: Queryable): Executor {
+  const problem = transactionProblem(trx)
+  if (problem) throw new TransactionRequiredError(problem)
+  return isKysely(trx) ? kyselyExecutor(trx) : pgExecutor(trx as pg.ClientBase, { prepare: true })
 }
 
 /**
@@ -102,4 +126,31 @@ export function transactionProblem(value: Queryable): string | null {
     return 'the pg client has not connected yet'
   }
   return 'unrecognised executor'
+}
+
+/** Run on each new connection of the pools for the relay's and worker's batch statements (TaskRelay.batchExecutor). */
+export const BATCH_SESSION_SQL = 'set enable_seqscan = off'
+
+/**
+ * A pool of 4 connected like `base`, each connection running `setup` first.
+ * The settings are SET on connect rather than sent as startup options, which
+ * pgbouncer refuses and a URL's own ?options= would replace.
+ */
+export function sidePool(base: pg.Pool, setup: string, onIdleError: (err: Error) => void): pg.Pool {
+  const options = (base as unknown as { options: pg.PoolConfig }).options
+  const pool = new pg.Pool({
+    ...options,
+    // pg-pool hides the password from enumeration; a spread would drop it.
+    password: options.password,
+    max: 4,
+    // Awaited before the connection is handed out; a failure fails that acquire.
+    onConnect: async (client: pg.ClientBase) => {
+      await client.query(setup)
+      await options.onConnect?.(client)
+    },
+  })
+  pool.on('error', onIdleError)
+  // The caller's own per-connection setup (SET ROLE, search_path...) too.
+  for (const listener of base.listeners('connect')) pool.on('connect', listener as (client: pg.PoolClient) => void)
+  return pool
 }

@@ -1,10 +1,15 @@
-import type pg from 'pg'
+import pg from 'pg'
 import type { Logger } from 'pino'
 
 /**
  * A dedicated LISTEN connection that reconnects by itself. Notifications
  * sent while it was disconnected are gone, so `onReconnect` lets the owner
  * catch up (relays run a round, waiters re-read their rows).
+ *
+ * The connection is made with the pool's settings but outside the pool: held
+ * for as long as it listens, a pooled client would shrink the pool for every
+ * other query, and on a pool of one leave none (waitFor's reads then waited
+ * forever).
  */
 export class PgListener {
   readonly #pool: pg.Pool
@@ -12,8 +17,8 @@ export class PgListener {
   readonly #onNotify: (channel: string, payload: string) => void
   readonly #onReconnect: () => void
   readonly #log: Logger
-  #client: pg.PoolClient | null = null
-  #release: ((err?: Error) => void) | null = null
+  #client: pg.ClientBase | null = null
+  #end: (() => Promise<void>) | null = null
   #connecting: Promise<void> | null = null
   #closed = false
   #retryTimer: NodeJS.Timeout | null = null
@@ -45,20 +50,31 @@ export class PgListener {
   }
 
   async #connect(): Promise<void> {
-    const client = await this.#pool.connect()
-    let released = false
-    const release = (err?: Error) => {
-      if (released) return
-      released = true
-      client.release(err ?? true)
+    // pg-pool's own recipe for a new client: its Client class, its options
+    // (the password is a hidden property there, passed on as is).
+    const pool = this.#pool as unknown as { Client?: typeof pg.Client; options: pg.ClientConfig }
+    const client = new (pool.Client ?? pg.Client)(pool.options)
+    let ended = false
+    const end = async () => {
+      if (ended) return
+      ended = true
+      await client.end().catch(() => {})
     }
     const onLost = (err?: Error) => {
-      if (released) return
-      release(err)
+      if (ended) return
+      void end()
       if (this.#client === client) this.#client = null
       if (this.#closed) return
       this.#log.warn({ err }, 'LISTEN connection lost; reconnecting')
       this.#scheduleReconnect()
+    }
+    // Failing to connect is the caller's error to handle (as pool.connect() was).
+    client.on('error', () => {})
+    try {
+      await client.connect()
+    } catch (err) {
+      await end()
+      throw err
     }
     client.on('notification', (msg) => this.#onNotify(msg.channel, msg.payload ?? ''))
     client.on('error', onLost)
@@ -69,8 +85,9 @@ export class PgListener {
       onLost(err as Error)
       throw err
     }
+    if (this.#closed) return end()
     this.#client = client
-    this.#release = release
+    this.#end = end
     this.#failures = 0
   }
 
@@ -90,17 +107,10 @@ export class PgListener {
     this.#closed = true
     if (this.#retryTimer) clearTimeout(this.#retryTimer)
     await this.#connecting?.catch(() => {})
-    const client = this.#client
-    const release = this.#release
+    const end = this.#end
     this.#client = null
-    this.#release = null
-    if (client && release) {
-      try {
-        await client.query('unlisten *')
-        release()
-      } catch (err) {
-        release(err as Error)
-      }
-    }
+    this.#end = null
+    // Ending the session ends its LISTENs.
+    await end?.()
   }
 }

@@ -1,6 +1,14 @@
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import { PgListener } from './listener.ts'
+import { TaskFailedError, TaskNotFoundError, WaitTimeoutError } from '../errors.ts'
+import { isFinal } from '../task-state.ts'
+import type { TaskRecord } from '../task-record.ts'
+
+export interface WaitForOptions {
+  timeoutMs?: number
+  signal?: AbortSignal
+}
 
 /**
  * waitFor()'s shared LISTEN on `<schema>.task_finished`, whose payload is a
@@ -33,6 +41,47 @@ export class TaskListener {
       set.delete(onFinished)
       if (set.size === 0) this.#waiters.delete(id)
     }
+  }
+
+  /**
+   * Resolve with the task once `read` finds it succeeded; reject with
+   * TaskFailedError when it failed or was cancelled, TaskNotFoundError,
+   * WaitTimeoutError after timeoutMs (counted from the call, whatever the
+   * database does meanwhile), or the signal's reason when aborted.
+   */
+  waitFor(taskId: string, read: () => Promise<TaskRecord | null>, options: WaitForOptions): Promise<TaskRecord> {
+    return new Promise<TaskRecord>((resolve, reject) => {
+      let settled = false
+      let timer: NodeJS.Timeout | undefined
+      const finish = (fn: () => void) => {
+        if (settled) return
+        settled = true
+        if (timer) clearTimeout(timer)
+        unsubscribe()
+        options.signal?.removeEventListener('abort', onAbort)
+        fn()
+      }
+      const check = async () => {
+        try {
+          const task = await read()
+          if (!task) return finish(() => reject(new TaskNotFoundError(taskId)))
+          if (!isFinal(task.state)) return
+          if (task.state === 'succeeded') finish(() => resolve(task))
+          else finish(() => reject(new TaskFailedError(taskId, task.state, task.lastError?.message, task)))
+        } catch (err) {
+          finish(() => reject(err))
+        }
+      }
+      const onAbort = () => finish(() => reject(options.signal!.reason))
+      const unsubscribe = this.subscribe(taskId, () => void check())
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      if (options.timeoutMs !== undefined) {
+        const ms = options.timeoutMs
+        timer = setTimeout(() => finish(() => reject(new WaitTimeoutError(taskId, ms))), ms)
+      }
+      // Check after subscribing: a task that finished before LISTEN was set up is seen here.
+      void this.ready().then(check, (err) => finish(() => reject(err)))
+    })
   }
 
   ready(): Promise<void> {

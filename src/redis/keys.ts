@@ -5,6 +5,8 @@
 export interface Keys {
   /** list of "id:token" messages ready for workers of this queue */
   ready(queue: string): string
+  /** SCAN pattern matching every queue's ready list of this prefix */
+  readyPattern(): string
   /** marker whose absence means Redis lost its data (restart without persistence) */
   epoch(): string
 }
@@ -12,6 +14,8 @@ export interface Keys {
 export function redisKeys(prefix: string): Keys {
   return {
     ready: (queue) => `${prefix}:{${queue}}:ready`,
+    // Glob characters in the prefix match only themselves.
+    readyPattern: () => `${prefix.replace(/[*?[\]\\]/g, '\\$&')}:{*}:ready`,
     epoch: () => `${prefix}:epoch`,
   }
 }

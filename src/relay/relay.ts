@@ -9,6 +9,9 @@ import { loadSql, withIntegers } from '../db/sql.ts'
 import { PgListener } from '../db/listener.ts'
 import { createRedis, checkEvictionPolicy, closeRedis, type RedisConfig } from '../redis/connection.ts'
 import { encodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
+import { StaleMessageCollector, type StaleMessagesResult } from './stale-messages.ts'
+import { WakeTimer } from './wake-timer.ts'
+import { redispatchWindow } from './after-reconnect.ts'
 
 export interface RelayOptions extends Partial<RelaySettings> {
   redis: RedisConfig
@@ -21,6 +24,8 @@ export interface RelayRoundResult {
   /** the batch was full: more due rows are likely waiting */
   more: boolean
   saturatedQueues: string[]
+  /** Redis messages no task can claim any more, removed in this round (see pruneStaleMessages) */
+  staleMessagesRemoved: number
 }
 
 /** In push order: best first (relay-dispatch-batch.sql sorts them). */
@@ -37,6 +42,9 @@ interface DispatchedRow {
  * round is a trickle, where a NOTIFY per enqueue is cheap and fastest.
  */
 const BUSY_ROUND_ROWS = 2
+
+/** How often the relay goes through every queue's Redis list for stale messages. */
+const STALE_MESSAGES_EVERY_MS = 30_000
 
 /**
  * Moves due pending rows from Postgres to Redis. Wakes on the NOTIFY that
@@ -66,9 +74,11 @@ export class Relay extends Service<RelayRoundResult> {
   #dispatchSql: string | undefined
   /** the queue the last round ended on: the next round's walk starts after it */
   #lastQueue = ''
-  /** wakes the loop when the earliest announced retry is due (performance.now() in #dueAt) */
-  #dueTimer: NodeJS.Timeout | null = null
-  #dueAt = Infinity
+  /** wakes the loop when the earliest announced retry is due */
+  readonly #dueTimer = new WakeTimer(() => this.wake())
+  readonly #staleMessages: StaleMessageCollector
+  /** clock time (ms) of the next stale-message pass; the passes of one cycle run round after round */
+  #staleDueAt = 0
 
   constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
     super('relay', { logger: tr.logger, ...deps })
@@ -78,6 +88,7 @@ export class Relay extends Service<RelayRoundResult> {
     this.#tr = tr
     this.#redisConfig = redis
     this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
+    this.#staleMessages = new StaleMessageCollector(tr.batchExecutor, tr.schema, this.#keys)
   }
 
   protected override async onStart(): Promise<void> {
@@ -113,8 +124,7 @@ export class Relay extends Service<RelayRoundResult> {
   protected override async onStop(): Promise<void> {
     await this.#listener?.close()
     this.#listener = null
-    if (this.#dueTimer) clearTimeout(this.#dueTimer)
-    this.#dueTimer = null
+    this.#dueTimer.clear()
     closeRedis(this.#redis)
     this.#redis = null
     await this.#tr.executor
@@ -136,6 +146,29 @@ export class Relay extends Service<RelayRoundResult> {
 
   async runOnce(): Promise<RelayRoundResult> {
     const redis = this.#requireRedis()
+    const round = await this.#dispatchRound(redis)
+    const now = this.clock.now().getTime()
+    if (now < this.#staleDueAt) return { ...round, staleMessagesRemoved: 0 }
+    // Housekeeping: a failed pass is logged, dispatching goes on, the next cycle tries again.
+    const pass = await this.pruneStaleMessages().catch((err) => void this.log.warn({ err }, 'could not remove stale Redis messages'))
+    this.#staleDueAt = pass && !pass.cycleDone ? now : now + STALE_MESSAGES_EVERY_MS
+    return { ...round, staleMessagesRemoved: pass?.messagesRemoved ?? 0 }
+  }
+
+  /**
+   * One bounded pass over the queues' Redis lists (StaleMessageCollector):
+   * removes messages whose task is no longer dispatched with their token, so
+   * a queue that no worker reads does not gain a message per re-dispatch,
+   * and its key goes once it has no dispatched task. runOnce() makes a full
+   * cycle of passes every 30 s.
+   */
+  async pruneStaleMessages(): Promise<StaleMessagesResult> {
+    const pass = await this.#staleMessages.runPass(this.#requireRedis())
+    if (pass.messagesRemoved > 0) this.log.info(pass, 'removed stale redis messages')
+    return pass
+  }
+
+  async #dispatchRound(redis: Redis): Promise<Omit<RelayRoundResult, 'staleMessagesRemoved'>> {
     const started = performance.now()
     await this.#refreshSaturated(redis)
     // Full queues cost the dispatch query one index probe each (0006), so it
@@ -201,28 +234,14 @@ export class Relay extends Service<RelayRoundResult> {
   #onTaskReady(payload: string): void {
     const inMs = payload === '' ? 0 : Number(payload)
     if (!(inMs > 0) || !Number.isFinite(inMs)) return this.wake()
-    this.#wakeIn(inMs)
+    this.#dueTimer.in(inMs)
   }
 
   /** Sets the wake-up timer for the earliest delayed task, if it falls due before the next poll. */
   async #wakeForNextDelayed(): Promise<void> {
     const res = await this.#tr.executor.query<{ due_in_ms: number | null }>(loadSql('relay-next-due.sql', this.#tr.schema))
     const inMs = res.rows[0]?.due_in_ms
-    if (inMs != null && inMs < this.settings.pollIntervalMs) this.#wakeIn(Math.max(1, Math.ceil(inMs)))
-  }
-
-  /** Wake the loop in `inMs`, unless an earlier wake-up is already set. */
-  #wakeIn(inMs: number): void {
-    const at = performance.now() + inMs
-    if (this.#dueTimer && this.#dueAt <= at) return // an earlier wake-up is set
-    if (this.#dueTimer) clearTimeout(this.#dueTimer)
-    this.#dueAt = at
-    this.#dueTimer = setTimeout(() => {
-      this.#dueTimer = null
-      this.#dueAt = Infinity
-      this.wake()
-    }, inMs)
-    this.#dueTimer.unref()
+    if (inMs != null && inMs < this.settings.pollIntervalMs) this.#dueTimer.in(Math.max(1, Math.ceil(inMs)))
   }
 
   /** Queues that were over the bound: re-read their length, release those below it. */
@@ -247,49 +266,21 @@ export class Relay extends Service<RelayRoundResult> {
     }
   }
 
-  /**
-   * After a reconnect: if the epoch marker is gone, Redis lost everything, so
-   * every dispatched task is re-dispatched; otherwise (a failover, a network
-   * blip) only those dispatched within failoverWindowMs before the connection
-   * was lost (or since), which may not have reached the new primary before it
-   * was promoted. The window is measured in milliseconds and applied with the
-   * database clock, so clock skew between hosts does not shift it.
-   */
+  /** After every (re)connection: re-dispatch what Redis may have lost (see redispatchWindow). */
   async #afterRedisReady(first: boolean): Promise<void> {
     const redis = this.#redis
     if (!redis) return
     const closes = this.#closes
-    const lostAt = this.#lostAt
     try {
-      const epochKey = this.#keys.epoch()
-      const markerSentAt = performance.now()
-      const created = await redis.set(epochKey, randomUUID(), 'NX')
-      // Re-dispatch what was dispatched between `fromMsAgo` and `toMsAgo`
-      // (null: no bound). Data lost: everything dispatched before the marker
-      // was set. The loss happened before that, and a task dispatched after
-      // it was pushed after it, into the Redis we now have: re-dispatching
-      // those (pushed by other relays meanwhile) would only queue duplicates.
-      // Reconnect: the window before the connection was lost; what was
-      // dispatched since then was pushed after the reconnect (to the new
-      // primary) or reverted, so resetting it would only queue stale
-      // duplicates (500 ms of slack).
-      let bounds: [number | null, number | null] | undefined
-      let reason: 'redis-reconnect' | 'redis-data-lost' = 'redis-reconnect'
-      if (created === 'OK') {
-        // Rounded down: the bound falls at or after the moment the marker was sent.
-        bounds = [null, Math.floor(performance.now() - markerSentAt)]
-        reason = 'redis-data-lost'
-      } else if (!first) {
-        const sinceLost = lostAt === null ? 0 : Math.floor(performance.now() - lostAt)
-        bounds = [sinceLost + this.settings.failoverWindowMs, lostAt === null ? null : Math.max(0, sinceLost - 500)]
-      }
+      const window = await redispatchWindow(redis, this.#keys, { first, lostAt: this.#lostAt, failoverWindowMs: this.settings.failoverWindowMs })
       this.#saturated.clear()
-      if (bounds) {
-        const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), bounds)
+      if (window) {
+        const { fromMsAgo, toMsAgo, reason } = window
+        const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), [fromMsAgo, toMsAgo])
         // Data loss is worth a line even when nothing was in flight: operators
         // should know their Redis restarted empty.
         if (res.rowCount > 0 || reason === 'redis-data-lost') {
-          this.log.warn({ count: res.rowCount, reason, fromMsAgo: bounds[0], toMsAgo: bounds[1] }, 're-dispatching tasks that may be missing from Redis')
+          this.log.warn({ count: res.rowCount, reason, fromMsAgo, toMsAgo }, 're-dispatching tasks that may be missing from Redis')
           this.events.emit('relay:redispatch', { count: res.rowCount, reason })
         }
         this.wake()

@@ -11,6 +11,17 @@ import { inTransaction } from './transaction.ts'
 import { resolveSchedule, sameDefinition, taskMap, type ResolvedSchedule } from './validate.ts'
 
 /**
+ * The columns of ScheduleRow. Listed, never `*`: a prepared `select *` fails
+ * once per pooled connection after a migration adds a column.
+ */
+const SCHEDULE_COLUMNS = (
+  [
+    'id', 'name', 'task_name', 'cron', 'every_ms', 'timezone', 'payload', 'queue', 'priority', 'max_attempts', 'enabled',
+    'misfire', 'overlap', 'source', 'last_fire_at', 'next_fire_at', 'last_task_id', 'last_error', 'created_at', 'updated_at',
+  ] as const satisfies ReadonlyArray<keyof ScheduleRow>
+).join(', ')
+
+/**
  * Schedules as data: create/update by name, remove, list, pause, resume,
  * run now, and the sync of schedules declared in defineTask(). Every function
  * takes the TaskRelay first, so the facade, the CLI and tests call the same
@@ -78,14 +89,14 @@ export async function scheduleRemove(tr: TaskRelay, name: string): Promise<boole
 
 /** One schedule, or null. */
 export async function scheduleGet(tr: TaskRelay, name: string): Promise<ScheduleRecord | null> {
-  const res = await tr.executor.query<ScheduleRow>(`select * from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
+  const res = await tr.executor.query<ScheduleRow>(`select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
   return res.rows[0] ? toScheduleRecord(res.rows[0]) : null
 }
 
 /** All schedules (optionally of one task), by name. */
 export async function scheduleList(tr: TaskRelay, filter: { task?: string } = {}): Promise<ScheduleRecord[]> {
   const res = await tr.executor.query<ScheduleRow>(
-    `select * from ${quoteIdent(tr.schema)}.schedules where $1::text is null or task_name = $1 order by name`,
+    `select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where $1::text is null or task_name = $1 order by name`,
     [filter.task ?? null],
   )
   return res.rows.map(toScheduleRecord)
@@ -94,7 +105,7 @@ export async function scheduleList(tr: TaskRelay, filter: { task?: string } = {}
 /** Stop firing a schedule (kept, and kept paused across scheduler restarts). */
 export async function schedulePause(tr: TaskRelay, name: string): Promise<ScheduleRecord> {
   const res = await tr.executor.query<ScheduleRow>(
-    `update ${quoteIdent(tr.schema)}.schedules set enabled = false, updated_at = now() where name = $1 returning *`,
+    `update ${quoteIdent(tr.schema)}.schedules set enabled = false, updated_at = now() where name = $1 returning ${SCHEDULE_COLUMNS}`,
     [name],
   )
   if (!res.rows[0]) throw new ScheduleNotFoundError(name)
@@ -107,7 +118,7 @@ export async function schedulePause(tr: TaskRelay, name: string): Promise<Schedu
  */
 export async function scheduleResume(tr: TaskRelay, name: string, options: { now?: Date } = {}): Promise<ScheduleRecord> {
   for (let attempt = 0; ; attempt++) {
-    const res = await tr.executor.query<ScheduleRow>(`select * from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
+    const res = await tr.executor.query<ScheduleRow>(`select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
     const row = res.rows[0]
     if (!row) throw new ScheduleNotFoundError(name)
     if (row.enabled) return toScheduleRecord(row)
@@ -123,7 +134,7 @@ export async function scheduleResume(tr: TaskRelay, name: string, options: { now
       `update ${quoteIdent(tr.schema)}.schedules
           set enabled = true, next_fire_at = $2, last_error = null, updated_at = coalesce($6::timestamptz, now())
         where id = $1 and not enabled and cron is not distinct from $3 and every_ms is not distinct from $4 and timezone = $5
-        returning *`,
+        returning ${SCHEDULE_COLUMNS}`,
       [row.id, next, row.cron, row.every_ms, row.timezone, options.now ?? null],
     )
     if (updated.rows[0]) return toScheduleRecord(updated.rows[0])
@@ -139,7 +150,7 @@ export async function scheduleResume(tr: TaskRelay, name: string, options: { now
 export async function scheduleRunNow(tr: TaskRelay, name: string, options: { tasks: readonly Task[]; now?: Date }): Promise<{ taskId: string }> {
   const tasks = taskMap(options.tasks, 'scheduleRunNow tasks')
   return inTransaction(tr.requirePool('scheduleRunNow()'), async (db) => {
-    const res = await db.query<ScheduleRow>(`select * from ${quoteIdent(tr.schema)}.schedules where name = $1 for update`, [name])
+    const res = await db.query<ScheduleRow>(`select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where name = $1 for update`, [name])
     const row = res.rows[0]
     if (!row) throw new ScheduleNotFoundError(name)
     const task = tasks.get(row.task_name)

@@ -1,0 +1,100 @@
+import type { Redis } from 'ioredis'
+import type { Executor } from '../db/executor.ts'
+import { loadSql, plainArray } from '../db/sql.ts'
+import { decodeMessage, type Keys } from '../redis/keys.ts'
+import { toTaskId } from '../task-record.ts'
+
+export interface StaleMessagesResult {
+  /** queue keys looked at in this pass */
+  keysScanned: number
+  messagesChecked: number
+  messagesRemoved: number
+  /** the pass reached the end of the keyspace: the next one starts over */
+  cycleDone: boolean
+}
+
+/** Queue keys per pass (SCAN goes on from where the previous pass stopped). */
+const KEYS_PER_PASS = 100
+/** SCAN calls per pass, at 1,000 keys each: a Redis shared with much else is walked over several passes. */
+const SCANS_PER_PASS = 10
+/** Messages read from the head of each list per pass, where unread messages pile up. */
+const MESSAGES_PER_KEY = 200
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/**
+ * Removes Redis messages that can never claim anything. Every re-dispatch
+ * (sweeper, relay after a failover) leaves the old message behind with a
+ * token no row has any more; workers drop such messages as they pop them,
+ * but a queue nobody reads keeps them, one more per re-dispatch, and keeps
+ * its key after its tasks are gone. A list emptied here disappears from
+ * Redis, so a queue with no dispatched task left leaves no key.
+ *
+ * Safe beside relays and workers: a message is removed only if Postgres says
+ * its task is not dispatched with its token. The relay commits a dispatch
+ * before pushing it, so a message in the list was committed before it was
+ * read here, and once a task moved on its old token never comes back.
+ */
+export class StaleMessageCollector {
+  readonly #db: Executor
+  readonly #schema: string
+  readonly #keys: Keys
+  #cursor = '0'
+
+  constructor(db: Executor, schema: string, keys: Keys) {
+    this.#db = db
+    this.#schema = schema
+    this.#keys = keys
+  }
+
+  /** One bounded pass: a few SCAN calls, one LRANGE pipeline, one query, one LREM pipeline. */
+  async runPass(redis: Redis): Promise<StaleMessagesResult> {
+    const keys = new Set<string>()
+    let scans = 0
+    do {
+      const [next, found] = await redis.scan(this.#cursor, 'MATCH', this.#keys.readyPattern(), 'COUNT', 1000)
+      this.#cursor = next
+      for (const key of found) keys.add(key)
+    } while (this.#cursor !== '0' && keys.size < KEYS_PER_PASS && ++scans < SCANS_PER_PASS)
+    const cycleDone = this.#cursor === '0'
+    if (keys.size === 0) return { keysScanned: 0, messagesChecked: 0, messagesRemoved: 0, cycleDone }
+
+    const read = redis.pipeline()
+    for (const key of keys) read.lrange(key, 0, MESSAGES_PER_KEY - 1)
+    const replies = (await read.exec()) ?? []
+    const messages: Array<{ key: string; message: string }> = []
+    ;[...keys].forEach((key, i) => {
+      const [err, list] = replies[i] ?? [new Error('no reply'), null]
+      if (!err && Array.isArray(list)) for (const message of list as string[]) messages.push({ key, message })
+    })
+
+    // Messages that do not parse can claim nothing either (workers skip them).
+    const ids: string[] = []
+    const tokens: string[] = []
+    const checked: number[] = []
+    messages.forEach(({ message }, i) => {
+      const m = decodeMessage(message)
+      if (m && toTaskId(m.id) !== null && UUID.test(m.token)) {
+        ids.push(m.id)
+        tokens.push(m.token)
+        checked.push(i)
+      }
+    })
+    const live = new Set<number>()
+    if (ids.length > 0) {
+      const res = await this.#db.query<{ i: number }>(loadSql('relay-live-messages.sql', this.#schema), [plainArray(ids), plainArray(tokens)])
+      for (const row of res.rows) live.add(checked[row.i - 1]!)
+    }
+    const stale = messages.filter((_, i) => !live.has(i))
+    let removed = 0
+    if (stale.length > 0) {
+      const remove = redis.pipeline()
+      for (const { key, message } of stale) remove.lrem(key, 0, message)
+      for (const [err, count] of (await remove.exec()) ?? []) {
+        if (err) throw new Error(`could not remove stale messages: ${err.message}`, { cause: err })
+        removed += Number(count)
+      }
+    }
+    return { keysScanned: keys.size, messagesChecked: messages.length, messagesRemoved: removed, cycleDone }
+  }
+}

@@ -10,11 +10,13 @@ export interface HealthTarget {
   staleAfterMs: number
   /** true while the loop is legitimately not iterating (a worker with every slot busy) */
   busy?: () => boolean
+  /** why the service cannot do its work although its loop runs (a worker whose every slot is held by a stuck handler), or null */
+  impaired?: () => string | null
 }
 
 export interface HealthReport {
   ok: boolean
-  services: Record<string, { ok: boolean; running: boolean; lastSuccessAt: string | null; consecutiveErrors: number }>
+  services: Record<string, { ok: boolean; running: boolean; lastSuccessAt: string | null; consecutiveErrors: number; problem?: string }>
 }
 
 /**
@@ -26,8 +28,15 @@ export function healthReport(targets: readonly HealthTarget[], now = Date.now())
   for (const t of targets) {
     const last = t.service.lastSuccessAt
     const fresh = last !== null && now - last.getTime() <= t.staleAfterMs
-    const ok = t.service.running && (fresh || (t.busy?.() ?? false))
-    services[t.name] = { ok, running: t.service.running, lastSuccessAt: last?.toISOString() ?? null, consecutiveErrors: t.service.consecutiveErrors }
+    const problem = t.impaired?.() ?? null
+    const ok = t.service.running && problem === null && (fresh || (t.busy?.() ?? false))
+    services[t.name] = {
+      ok,
+      running: t.service.running,
+      lastSuccessAt: last?.toISOString() ?? null,
+      consecutiveErrors: t.service.consecutiveErrors,
+      ...(problem ? { problem } : {}),
+    }
   }
   return { ok: Object.values(services).every((s) => s.ok), services }
 }

@@ -55,8 +55,21 @@ export function workerTarget(ctx: StackContext): HealthTarget {
     name: 'worker',
     service: worker,
     staleAfterMs: 3 * ctx.settings.worker.blockMs + 30_000,
+    ...workerHealth(worker),
+  }
+}
+
+/** A worker's health beyond its loop: busy is fine, unless stuck handlers hold every slot. */
+export function workerHealth(worker: Worker): Pick<HealthTarget, 'busy' | 'impaired'> {
+  const { concurrency } = worker.settings
+  return {
     // Every slot busy: the fetch loop waits for a slot, which is not a hang.
-    busy: () => worker.activeCount >= worker.settings.concurrency,
+    busy: () => worker.activeCount >= concurrency,
+    // Unless the slots are held by handlers that outlived their attempts: then nothing runs.
+    impaired: () =>
+      worker.stuckCount >= concurrency
+        ? `every slot (${concurrency}) is held by a handler that ignored its timeout or abort (ctx.signal); restart the worker`
+        : null,
   }
 }
 

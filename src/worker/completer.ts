@@ -8,6 +8,8 @@ interface Pending {
   attempt: number
   outcome: AttemptOutcome
   done: (recorded: boolean) => void
+  /** done() was called */
+  settled?: boolean
 }
 
 const MAX_BATCH = 500
@@ -15,9 +17,10 @@ const MAX_BATCH = 500
 /**
  * Group commit of attempt outcomes: outcomes that arrive within
  * flushIntervalMs (or while a flush is in flight) share one fenced UPDATE.
- * A failed flush is retried until it succeeds or the worker stops; if the
- * process dies first, the lease expires and the sweeper retries the task
- * (at-least-once).
+ * A flush that fails for want of a database is retried until it succeeds
+ * or the worker stops; if the process dies first, the lease expires and the
+ * sweeper retries the task (at-least-once). A flush whose data Postgres
+ * refuses is split until the one outcome at fault is found (#writeIsolating).
  */
 export class Completer {
   readonly #db: Executor
@@ -67,6 +70,51 @@ export class Completer {
     // heartbeats no longer touch (LeasedAttempt.recording): no lock order to keep.
     const batch = this.#queue.splice(0, MAX_BATCH)
     if (batch.length === 0) return
+    try {
+      await this.#writeIsolating(batch)
+      this.#failures = 0
+    } catch (err) {
+      // The database is unreachable or busy, not the data: retry what is not written yet.
+      const unwritten = batch.filter((p) => !p.settled)
+      this.#failures++
+      this.#log.warn({ err, count: unwritten.length, failures: this.#failures }, 'recording outcomes failed; retrying')
+      this.#queue.unshift(...unwritten)
+      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** this.#failures, 2000)))
+    }
+  }
+
+  /**
+   * Write a batch; when Postgres refuses its data (outcomes are made
+   * storable before they get here, so this is the last line of defence),
+   * split it in halves until the one outcome at fault is found, and record
+   * that attempt as failed with a plain error instead. Other outcomes of
+   * the batch are written as usual: one bad outcome never blocks the rest.
+   */
+  async #writeIsolating(batch: Pending[]): Promise<void> {
+    try {
+      this.#settle(batch, await this.#write(batch))
+    } catch (err) {
+      if (!isDataError(err)) throw err
+      if (batch.length > 1) {
+        const half = batch.length >> 1
+        await this.#writeIsolating(batch.slice(0, half))
+        await this.#writeIsolating(batch.slice(half))
+        return
+      }
+      const bad = batch[0]!
+      if (bad.outcome.state === 'failed' && bad.outcome.error.name === UNSTORABLE) {
+        // Even the plain record was refused: leave the lease to expire (the sweeper retries).
+        this.#log.error({ err, id: bad.id }, 'Postgres refused an outcome even in its plain form; the lease will expire and the sweeper retries')
+        this.#settle(batch, new Set())
+        return
+      }
+      this.#log.error({ err, id: bad.id, state: bad.outcome.state }, 'Postgres refused this outcome; recording the attempt as failed instead')
+      bad.outcome = unstorableOutcome(bad, err)
+      await this.#writeIsolating(batch)
+    }
+  }
+
+  async #write(batch: Pending[]): Promise<Set<string>> {
     const ids: string[] = []
     const attempts: number[] = []
     const states: string[] = []
@@ -87,26 +135,20 @@ export class Completer {
         delays.push(outcome.delayMs)
       }
     }
-    let written: Set<string>
-    try {
-      const res = await this.#db.query<{ id: string }>(loadSql('task-finish-batch.sql', this.#schema), [
-        plainArray(ids),
-        plainArray(attempts),
-        plainArray(states),
-        results,
-        errors,
-        plainArray(delays),
-      ])
-      this.#failures = 0
-      written = new Set(res.rows.map((r) => String(r.id)))
-    } catch (err) {
-      this.#failures++
-      this.#log.warn({ err, count: batch.length, failures: this.#failures }, 'recording outcomes failed; retrying')
-      this.#queue.unshift(...batch)
-      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** this.#failures, 2000)))
-      return
-    }
+    const res = await this.#db.query<{ id: string }>(loadSql('task-finish-batch.sql', this.#schema), [
+      plainArray(ids),
+      plainArray(attempts),
+      plainArray(states),
+      results,
+      errors,
+      plainArray(delays),
+    ])
+    return new Set(res.rows.map((r) => String(r.id)))
+  }
+
+  #settle(batch: Pending[], written: Set<string>): void {
     for (const p of batch) {
+      p.settled = true
       try {
         p.done(written.has(p.id))
       } catch (err) {
@@ -129,5 +171,30 @@ export class Completer {
       await this.#flushing
     }
     for (const p of this.#queue.splice(0)) p.done(false)
+  }
+}
+
+/** SQLSTATE class 22 (data exception) or 54 (program limit exceeded): the row, not the connection, is at fault. */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('54'))
+}
+
+const UNSTORABLE = 'UnstorableOutcomeError'
+
+/** The plain failure recorded when Postgres refused an attempt's outcome. */
+function unstorableOutcome(p: Pending, err: unknown): AttemptOutcome {
+  const code = String((err as { code?: unknown }).code)
+  const what = p.outcome.state === 'succeeded' ? 'result' : 'error'
+  return {
+    state: 'failed',
+    delayMs: 0,
+    error: {
+      message: `Postgres could not store this attempt's ${what} (SQLSTATE ${code}); the attempt is recorded as failed instead`,
+      name: UNSTORABLE,
+      attempt: p.attempt,
+      at: new Date().toISOString(),
+      kind: `invalid_${what}`,
+    },
   }
 }

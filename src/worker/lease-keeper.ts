@@ -30,18 +30,29 @@ export class LeaseKeeper {
   readonly #heartbeatMs: number
   readonly #log: Logger
   readonly #attempts: () => Iterable<LeasedAttempt>
+  readonly #renewedElsewhereAt: () => number
   #timer: NodeJS.Timeout | null = null
   #lastOkAt = Date.now()
   #beating: Promise<void> | null = null
   #deadline: NodeJS.Timeout | null = null
 
-  constructor(opts: { db: Executor; schema: string; leaseMs: number; heartbeatMs: number; log: Logger; attempts: () => Iterable<LeasedAttempt> }) {
+  constructor(opts: {
+    db: Executor
+    schema: string
+    leaseMs: number
+    heartbeatMs: number
+    log: Logger
+    attempts: () => Iterable<LeasedAttempt>
+    /** when the lease guard last renewed every lease (epoch ms): a blocked loop's heartbeats */
+    renewedElsewhereAt?: () => number
+  }) {
     this.#db = opts.db
     this.#schema = opts.schema
     this.#leaseMs = opts.leaseMs
     this.#heartbeatMs = opts.heartbeatMs
     this.#log = opts.log
     this.#attempts = opts.attempts
+    this.#renewedElsewhereAt = opts.renewedElsewhereAt ?? (() => 0)
   }
 
   start(): void {
@@ -71,6 +82,9 @@ export class LeaseKeeper {
     this.#lastOkAt = at
     if (this.#deadline) clearTimeout(this.#deadline)
     this.#deadline = setTimeout(() => {
+      // The loop was blocked and the lease guard renewed the leases meanwhile: count from then.
+      const elsewhere = this.#renewedElsewhereAt()
+      if (elsewhere > at) return this.#confirmed(elsewhere)
       const active = [...this.#attempts()].filter((a) => a.active)
       if (active.length === 0) return
       // Silent aborts are hard to tell from bugs: say why (a hung database, or a stalled process).
@@ -106,7 +120,7 @@ export class LeaseKeeper {
       return owned
     } catch (err) {
       this.#log.warn({ err, count: attempts.length }, 'heartbeat failed')
-      if (!only && Date.now() - this.#lastOkAt > this.#leaseMs) {
+      if (!only && Date.now() - Math.max(this.#lastOkAt, this.#renewedElsewhereAt()) > this.#leaseMs) {
         this.#log.error({ count: attempts.length }, 'no heartbeat succeeded for a whole lease; aborting in-flight attempts')
         for (const a of attempts) a.abort(new LeaseLostError(a.id, a.attempt))
       }

@@ -1,27 +1,26 @@
-import type { Logger } from 'pino'
 import { z } from 'zod'
-import { backoffDelay, type Task, type TaskContext } from '../define-task.ts'
+import { backoffDelay, type Task } from '../define-task.ts'
 import { NonRetryableError, TaskRelayError, coerceError } from '../errors.ts'
 import type { TaskErrorRecord } from '../task-record.ts'
-import type { LeasedAttempt } from './lease-keeper.ts'
+import { clampDelayMs } from '../duration.ts'
+import { jsonbProblem, storableText, truncateText } from '../jsonb.ts'
+import { AttemptContext, type Attempt, type AttemptHost, type ClaimedTask } from './attempt.ts'
 
-/** A row the claim returned. */
-export interface ClaimedTask {
-  id: string
-  name: string
-  queue: string
-  payload: unknown
-  priority: number
-  attempt: number
-  max_attempts: number
-  /** epoch milliseconds (a float parses far cheaper than a timestamptz) */
-  created_ms: number
-}
-
-/** What one attempt decided; the completer turns it into the fenced UPDATE. */
+/**
+ * What one attempt decided; the completer turns it into the fenced UPDATE.
+ * Every field is already storable: results are JSON Postgres accepts within
+ * MAX_RESULT_BYTES, error texts are capped and well-formed, delays clamped.
+ */
 export type AttemptOutcome =
   | { state: 'succeeded'; result: string }
   | { state: 'pending' | 'failed'; error: TaskErrorRecord; delayMs: number }
+
+/** Largest handler result stored, as JSON bytes; a larger one fails the attempt (invalid_result). */
+export const MAX_RESULT_BYTES = 1024 * 1024
+/** Longest stored error message, in characters; longer ones are cut and marked. */
+export const MAX_ERROR_MESSAGE_CHARS = 8192
+/** Longest stored stack trace, in characters. */
+export const MAX_ERROR_STACK_CHARS = 4000
 
 export class TaskTimeoutError extends TaskRelayError {
   constructor(timeoutMs: number) {
@@ -32,144 +31,31 @@ export class TaskTimeoutError extends TaskRelayError {
 /** How long a handler may take to notice ctx.signal after a timeout before the failure is recorded anyway. */
 export const ABORT_GRACE_MAX_MS = 5000
 
-/** What an attempt needs from the worker that runs it; one object per worker, not per attempt. */
-export interface AttemptHost {
-  /** the attempt's child logger, built on first use */
-  log(attempt: Attempt): Logger
-  /** renew this attempt's lease now; throws LeaseLostError if it is gone */
-  heartbeat(attempt: Attempt): Promise<void>
-  /** the handler's own code has settled: its concurrency slot is free */
-  handlerDone(attempt: Attempt): void
-}
-
 /**
- * One claimed attempt while this worker holds it: its lease (renewed by the
- * LeaseKeeper while `active`), its abort signal, and whether the handler's
- * code still runs. Drains of short tasks run hundreds of thousands of these,
- * so nothing is allocated unless asked for: the AbortController exists once
- * someone reads `signal`, the child logger once something logs, and a
- * synchronous handler costs no promise at all.
+ * The stored form of an error: every field read once and defensively (a
+ * getter that throws must not turn a failure into a lost worker), then made
+ * storable and capped, so one bad error cannot fail the outcome batch.
  */
-export class Attempt implements LeasedAttempt {
-  readonly id: string
-  readonly attempt: number
-  readonly claimed: ClaimedTask
-  /** false once the outcome is recorded or the attempt was handed back */
-  active = true
-  /** the outcome is queued in the completer: not renewed, not handed back */
-  recording = false
-  /** performance.now() when the handler was launched (for durationMs) */
-  startedAt = 0
-  /** the handler's code was started */
-  handlerStarted = false
-  /** the handler's code has settled */
-  handlerDone = false
-  /** the worker has given this attempt's concurrency slot back */
-  slotFreed = false
-  /** the child logger, once built (AttemptHost.log) */
-  logger: Logger | undefined
-  #controller: AbortController | undefined
-  #abortReason: Error | undefined
-  #onAbort: ((reason: Error) => void) | undefined
-  #settledWaiters: Array<() => void> | undefined
-
-  constructor(claimed: ClaimedTask) {
-    // A string even where the application set a global int8 type parser in pg:
-    // ids are compared with the ids Postgres returns from later batches.
-    this.id = claimed.id = String(claimed.id)
-    this.attempt = claimed.attempt
-    this.claimed = claimed
-  }
-
-  /** Aborted on timeout, cancellation, lost lease or forced shutdown. */
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController()
-      if (this.#abortReason) this.#controller.abort(this.#abortReason)
-    }
-    return this.#controller.signal
-  }
-
-  abort(reason: Error): void {
-    if (this.#abortReason) return
-    this.#abortReason = reason
-    this.#controller?.abort(reason)
-    this.#onAbort?.(reason)
-  }
-
-  /** Resolves once the handler's code has settled (at once if it has, or never ran). */
-  settled(): Promise<void> {
-    if (this.handlerDone || !this.handlerStarted) return Promise.resolve()
-    return new Promise((resolve) => (this.#settledWaiters ??= []).push(resolve))
-  }
-
-  /** Run `onAbort` when the attempt is aborted (now, if it already was). */
-  onAbort(handler: ((reason: Error) => void) | undefined): void {
-    this.#onAbort = handler
-    if (handler && this.#abortReason) handler(this.#abortReason)
-  }
-
-  markHandlerDone(host: AttemptHost): void {
-    if (this.handlerDone) return
-    this.handlerDone = true
-    host.handlerDone(this)
-    const waiters = this.#settledWaiters
-    this.#settledWaiters = undefined
-    if (waiters) for (const resolve of waiters) resolve()
-  }
-}
-
-/** The `ctx` a handler receives: getters over the attempt, so unused parts cost nothing. */
-class AttemptContext implements TaskContext {
-  readonly #attempt: Attempt
-  readonly #host: AttemptHost
-  #task: TaskContext['task'] | undefined
-  #heartbeat: (() => Promise<void>) | undefined
-
-  constructor(attempt: Attempt, host: AttemptHost) {
-    this.#attempt = attempt
-    this.#host = host
-  }
-
-  get signal(): AbortSignal {
-    return this.#attempt.signal
-  }
-
-  get attempt(): number {
-    return this.#attempt.attempt
-  }
-
-  get task(): TaskContext['task'] {
-    const c = this.#attempt.claimed
-    return (this.#task ??= {
-      id: c.id,
-      name: c.name,
-      queue: c.queue,
-      attempt: c.attempt,
-      maxAttempts: c.max_attempts,
-      priority: c.priority,
-      createdAt: new Date(Number(c.created_ms)),
-    })
-  }
-
-  get log(): Logger {
-    return this.#host.log(this.#attempt)
-  }
-
-  // A bound function, so `const { heartbeat } = ctx` works like the other fields.
-  get heartbeat(): () => Promise<void> {
-    return (this.#heartbeat ??= () => this.#host.heartbeat(this.#attempt))
-  }
-}
-
 export function errorRecord(error: Error, attempt: number, kind: string): TaskErrorRecord {
+  const message = readText(() => error.message, '(the error\'s message could not be read)')
+  const name = readText(() => error.name, 'Error')
+  const stack = readText(() => error.stack, '')
   return {
-    message: error.message,
-    name: error.name,
-    ...(error.stack ? { stack: error.stack.slice(0, 4000) } : {}),
+    message: truncateText(storableText(message), MAX_ERROR_MESSAGE_CHARS),
+    name: truncateText(storableText(name), 200),
+    ...(stack ? { stack: truncateText(storableText(stack), MAX_ERROR_STACK_CHARS) } : {}),
     attempt,
     at: new Date().toISOString(),
     kind,
+  }
+}
+
+function readText(read: () => unknown, fallback: string): string {
+  try {
+    const value = read()
+    return typeof value === 'string' ? value : value === undefined || value === null ? fallback : String(value)
+  } catch {
+    return fallback
   }
 }
 
@@ -179,18 +65,8 @@ export function errorRecord(error: Error, attempt: number, kind: string): TaskEr
  * directly when the handler returned without a promise. Handler errors become
  * outcomes; it throws (or rejects) only on a bug in taskrelay's own code.
  */
-export function runAttempt(attempt: Attempt, task: Task | undefined, host: AttemptHost): AttemptOutcome | Promise<AttemptOutcome> {
+export function runAttempt(attempt: Attempt, task: Task, host: AttemptHost): AttemptOutcome | Promise<AttemptOutcome> {
   const { claimed } = attempt
-  if (!task) {
-    return failed(
-      new NonRetryableError(
-        `no handler registered for task "${claimed.name}" (queue "${claimed.queue}") in this worker; ` +
-          'deploy a worker that registers it, then retry the task',
-      ),
-      claimed,
-      'no_handler',
-    )
-  }
   const parsed = task.payload.safeParse(claimed.payload)
   if (!parsed.success) {
     return failed(
@@ -277,18 +153,37 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function'
 }
 
+/** A result Postgres cannot store, or larger than MAX_RESULT_BYTES, fails this attempt alone (invalid_result). */
 function resolved(value: unknown, claimed: ClaimedTask): AttemptOutcome {
-  let json: string | undefined
+  let json: string
   try {
-    json = JSON.stringify(value ?? null)
+    json = JSON.stringify(value ?? null) ?? 'null'
   } catch (err) {
-    return failed(new NonRetryableError(`handler result is not JSON: ${(err as Error).message}`), claimed, 'invalid_result')
+    return invalidResult(`is not JSON: ${readText(() => (err as Error).message, 'JSON.stringify failed')}`, claimed)
   }
-  return { state: 'succeeded', result: json ?? 'null' }
+  const problem = jsonbProblem(json)
+  if (problem) return invalidResult(`cannot be stored: ${problem}`, claimed)
+  // Only long strings can pass the limit; measuring bytes of every result would cost the drain.
+  if (json.length > MAX_RESULT_BYTES / 3) {
+    const bytes = Buffer.byteLength(json)
+    if (bytes > MAX_RESULT_BYTES) {
+      return invalidResult(`is ${bytes} bytes of JSON, over the limit of ${MAX_RESULT_BYTES}; store large results elsewhere and return a reference`, claimed)
+    }
+  }
+  return { state: 'succeeded', result: json }
+}
+
+function invalidResult(why: string, claimed: ClaimedTask): AttemptOutcome {
+  return failed(new NonRetryableError(`the result of task "${claimed.name}" ${why}`), claimed, 'invalid_result')
 }
 
 function rejected(task: Task, attempt: Attempt, thrown: unknown): AttemptOutcome {
-  const error = coerceError(thrown)
+  let error: Error
+  try {
+    error = coerceError(thrown)
+  } catch {
+    error = new Error('the handler threw a value that cannot be read as an error')
+  }
   if (error instanceof NonRetryableError) return failed(error, attempt.claimed, 'non_retryable')
   return retryOrFail(task, attempt.claimed, error, 'error')
 }
@@ -306,7 +201,8 @@ function retryOrFail(task: Task, claimed: ClaimedTask, error: Error, kind: strin
   } catch (err) {
     // A broken backoff function must not lose the retry: fall back to the default curve.
     delayMs = backoffDelay({ type: 'exponential' }, claimed.attempt, error)
-    record.message += ` (backoff function failed: ${(err as Error).message})`
+    record.message += ` (backoff function failed: ${truncateText(storableText(readText(() => (err as Error).message, 'unreadable error')), 500)})`
   }
-  return { state: 'pending', error: record, delayMs }
+  // 1e20 ms would overflow the bigint the finish statement reads: clamp where the delay is made.
+  return { state: 'pending', error: record, delayMs: clampDelayMs(delayMs) }
 }

@@ -57,7 +57,8 @@ describe('generic plans of the batch writes (0005)', () => {
   it.each([
     ['task-claim-batch.sql', () => [plainArray(batch()), plainArray(batch().map(() => randomUUID())), 60_000, 'w']],
     ['task-heartbeat-batch.sql', () => [plainArray(batch()), plainArray(batch().map(() => 1)), 60_000]],
-    ['task-hand-back.sql', () => [plainArray(batch()), plainArray(batch().map(() => 1))]],
+    ['task-hand-back.sql', () => [plainArray(batch()), plainArray(batch().map(() => 1)), 'handed back', 'shutdown']],
+    ['task-defer-no-handler.sql', () => [plainArray(batch()), plainArray(batch().map(() => 1)), 'w']],
   ] as const)('%s finds its rows by primary key', async (file, values) => {
     const plan = await genericPlan(file, [...values()])
     expect(plan).toContain('tasks_pkey')
@@ -132,7 +133,8 @@ describe('generic plans made while the table was small (a new install)', () => {
     ['relay-dispatch-batch.sql', `(gen_random_uuid(), '{}', 0, 'none', 1000000, '')`],
     ['task-claim-batch.sql', `('{1,2}', '{${z},${z}}', 60000, 'w')`],
     ['task-heartbeat-batch.sql', `('{1,2}', '{1,1}', 60000)`],
-    ['task-hand-back.sql', `('{1,2}', '{1,1}')`],
+    ['task-hand-back.sql', `('{1,2}', '{1,1}', 'handed back', 'shutdown')`],
+    ['task-defer-no-handler.sql', `('{1,2}', '{1,1}', 'w')`],
     ['task-finish-batch.sql', `('{1,2}', '{1,1}', '{succeeded,succeeded}', '{null,null}', '{null,null}', '{0,0}')`],
     ['relay-revert-dispatch.sql', `('{1,2}', '${z}')`],
     ['sweeper-settle-waiting.sql', `('0', 1000)`],

@@ -1,0 +1,24 @@
+-- Worker: tasks it claimed but has no handler for go back to pending
+-- without using an attempt (max_attempts grows by one, as in a hand-back).
+-- In a rolling deploy a newer worker on the same queue registers the task;
+-- until one claims it the task waits, visibly: last_error says why and how
+-- often it was deferred, and each deferral waits twice as long (0.5 s up to
+-- 60 s), so a task nobody can run costs one claim a minute, not a hot loop.
+update :"schema".tasks t
+   set state = 'pending',
+       run_at = now() + least(60000, 500 * 2 ^ least(d.deferrals - 1, 7)) * interval '1 millisecond',
+       max_attempts = t.max_attempts + 1,
+       lease_expires_at = null,
+       dispatch_token = null,
+       last_error = jsonb_build_object(
+         'message', format('no running worker of queue %s has a handler for task %s yet; waiting for one (deferred %s times)',
+                           t.queue, t.name, d.deferrals),
+         'kind', 'no_handler', 'deferrals', d.deferrals, 'workerId', $3::text, 'attempt', t.attempt, 'at', now())
+  from (select h.id, h.attempt,
+               coalesce(case when p.last_error->>'kind' = 'no_handler' then (p.last_error->>'deferrals')::int end, 0) + 1 as deferrals
+          from unnest($1::bigint[], $2::int[]) as h(id, attempt)
+          join :"schema".tasks p on p.id = h.id) as d
+ where t.id = d.id
+   and t.attempt = d.attempt
+   and t.state = 'running'
+returning t.id

@@ -1,0 +1,302 @@
+import type { Logger } from 'pino'
+import type { TaskRelayEvents } from '../events.ts'
+import type { Executor } from '../db/executor.ts'
+import type { Task } from '../define-task.ts'
+import type { WorkerSettings } from '../config.ts'
+import { LeaseLostError } from '../errors.ts'
+import { ABORT_GRACE_MAX_MS, runAttempt, type AttemptOutcome } from './run-attempt.ts'
+import { Attempt, ShutdownError, settledWithin, type AttemptHost, type ClaimedTask } from './attempt.ts'
+import { Completer } from './completer.ts'
+import { LeaseKeeper } from './lease-keeper.ts'
+import { LeaseGuard } from './lease-guard.ts'
+import { HandBacks } from './hand-back.ts'
+import { eventFields, reportOutcome } from './outcome-report.ts'
+
+export interface AttemptRunnerOptions {
+  settings: Readonly<WorkerSettings>
+  workerId: string
+  tasks: ReadonlyMap<string, Task>
+  schema: string
+  /** claims' pool: heartbeats, hand-backs (synchronous commits) */
+  batchDb: Executor
+  /** outcomes' pool (may commit asynchronously, see TaskRelay.durableTransitions) */
+  transitionDb: Executor
+  /** settings the lease guard's thread connects with; null: no guard */
+  guardConnection: ConstructorParameters<typeof LeaseGuard>[0]['connection'] | null
+  log: Logger
+  events: TaskRelayEvents
+  /** the worker's stop signal (a new one per start) */
+  stopSignal: () => AbortSignal
+}
+
+/**
+ * The worker's attempts once claimed: at most `concurrency` handlers at once,
+ * the rest waiting (prefetch), leases renewed (LeaseKeeper, and LeaseGuard
+ * while the loop is blocked), outcomes recorded through the group-commit
+ * Completer, and attempts handed back at shutdown. The fetch loop
+ * (worker.ts) asks freeSlots() and hands it claimed rows with accept().
+ */
+export class AttemptRunner {
+  readonly #settings: Readonly<WorkerSettings>
+  readonly #workerId: string
+  readonly #tasks: ReadonlyMap<string, Task>
+  readonly #schema: string
+  readonly #db: Executor
+  readonly log: Logger
+  readonly events: TaskRelayEvents
+  readonly #stopSignal: () => AbortSignal
+  /** attempts not yet recorded (leases renewed) or whose handler still runs */
+  readonly #inflight = new Map<string, Attempt>()
+  /** handlers whose code has not settled: what the concurrency cap counts */
+  #busy = 0
+  /** of those, handlers whose attempt is over (timed out, aborted) but whose code ignores the abort */
+  #stuck = 0
+  /** claimed, leased, waiting for a free slot (prefetch) */
+  #ready: Attempt[] = []
+  readonly #prefetch: number
+  readonly #completer: Completer
+  readonly #handBacks: HandBacks
+  readonly #leases: LeaseKeeper
+  /** keeps leases while a handler's synchronous code blocks the loop */
+  readonly #guard: LeaseGuard | null
+  #slotWaiters: Array<() => void> = []
+  /** launchReady is on the stack (a synchronous handler re-enters it) */
+  #launching = false
+
+  constructor(o: AttemptRunnerOptions) {
+    this.#settings = o.settings
+    this.#workerId = o.workerId
+    this.#tasks = o.tasks
+    this.#schema = o.schema
+    this.#db = o.batchDb
+    this.log = o.log
+    this.events = o.events
+    this.#stopSignal = o.stopSignal
+    this.#prefetch = o.settings.prefetch ?? o.settings.concurrency
+    this.#handBacks = new HandBacks(o.batchDb, o.schema, o.workerId, o.log, o.events)
+    this.#completer = new Completer(o.transitionDb, o.schema, o.settings.flushIntervalMs, o.log)
+    const { leaseMs, heartbeatMs } = o.settings
+    this.#guard = o.guardConnection ? new LeaseGuard({ connection: o.guardConnection, schema: o.schema, workerId: o.workerId, leaseMs, heartbeatMs }, o.log) : null
+    this.#leases = new LeaseKeeper({
+      db: o.batchDb,
+      schema: o.schema,
+      leaseMs,
+      heartbeatMs,
+      log: o.log,
+      attempts: () => this.#inflight.values(),
+      renewedElsewhereAt: () => this.#guard?.lastRenewedAt ?? 0,
+    })
+  }
+
+  start(): void {
+    this.#leases.start()
+    if (this.#guard) this.#guard.start()
+    else this.log.warn('no lease guard (its thread needs a pg.Pool whose settings can be copied): a handler that blocks the event loop past a lease may run twice')
+  }
+
+  /** Handlers running now. */
+  get activeCount(): number {
+    return this.#busy
+  }
+
+  /**
+   * Handlers still running after their attempt ended (timeout or abort)
+   * because they ignore ctx.signal. They keep their slots; when they hold
+   * every slot the worker runs nothing, fetches nothing, gives its prefetched
+   * tasks back, and health checks report it unhealthy.
+   */
+  get stuckCount(): number {
+    return this.#stuck
+  }
+
+  /** Take claimed rows (leased from now on) and start what fits; returns how many were new. */
+  accept(rows: readonly ClaimedTask[]): number {
+    let claimed = 0
+    for (const row of rows) {
+      // A duplicated message of an attempt this worker already holds: the claim hands it back as it is.
+      if (this.#inflight.get(String(row.id))?.attempt === row.attempt) continue
+      const attempt = new Attempt(row)
+      this.#inflight.set(attempt.id, attempt)
+      this.#ready.push(attempt)
+      claimed++
+    }
+    this.launchReady()
+    return claimed
+  }
+
+  /** Start queued attempts while slots are free (not after stop began). */
+  launchReady(): void {
+    // A synchronous handler frees its slot inside #launch, which calls back here: the outer loop carries on.
+    if (this.#launching) return
+    this.#launching = true
+    try {
+      while (this.#busy < this.#settings.concurrency && this.#ready.length > 0 && !this.#stopSignal().aborted) {
+        this.#launch(this.#ready.shift()!)
+      }
+    } finally {
+      this.#launching = false
+    }
+  }
+
+  #launch(attempt: Attempt): void {
+    attempt.startedAt = performance.now()
+    this.#busy++
+    const task = this.#tasks.get(attempt.claimed.name)
+    if (!task) {
+      this.#freeSlot(attempt)
+      attempt.active = false
+      return void this.#handBacks.noHandler(attempt, this.#host.log(attempt)).finally(() => this.#retire(attempt))
+    }
+    if (this.events.listenerCount('task:started') > 0) this.events.emit('task:started', eventFields(attempt))
+    let outcome: AttemptOutcome | Promise<AttemptOutcome>
+    try {
+      outcome = runAttempt(attempt, task, this.#host)
+    } catch (err) {
+      return this.#abandon(attempt, err)
+    }
+    // The slot frees when the handler's code has settled (AttemptHost.handlerDone), not when its
+    // outcome is written: the next batch is popped and claimed while this one commits.
+    if (!attempt.handlerStarted) this.#freeSlot(attempt) // rejected before running (bad payload)
+    if (outcome instanceof Promise) {
+      outcome.then(
+        (o) => this.#record(attempt, o),
+        (err: unknown) => this.#abandon(attempt, err),
+      )
+    } else {
+      this.#record(attempt, outcome)
+    }
+  }
+
+  /** No outcome to record (a bug): stop renewing the lease, so the sweeper retries the task once it expires. */
+  #abandon(attempt: Attempt, err: unknown): void {
+    this.#host.log(attempt).error({ err }, 'could not classify the outcome; the lease will expire and the sweeper retries')
+    this.#retire(attempt)
+  }
+
+  #record(attempt: Attempt, outcome: AttemptOutcome): void {
+    if (!attempt.active) return this.#retire(attempt) // handed back at shutdown
+    attempt.recording = true
+    this.#completer.record(attempt.id, attempt.attempt, outcome, (recorded) => {
+      attempt.active = false
+      try {
+        reportOutcome(this.events, this.#host.log(attempt), attempt, outcome, recorded)
+      } catch (err) {
+        this.#host.log(attempt).error({ err }, 'reporting a recorded outcome failed')
+      }
+      this.#retire(attempt)
+    })
+  }
+
+  /** The attempt is over for this worker: forget it once its handler's code has stopped (a hard cap on slots). */
+  #retire(attempt: Attempt): void {
+    attempt.active = false
+    const forget = () => {
+      this.#freeSlot(attempt)
+      // A later attempt of the same task may hold the entry by now (this one lost its lease).
+      if (this.#inflight.get(attempt.id) === attempt) this.#inflight.delete(attempt.id)
+      this.releaseSlots()
+    }
+    if (attempt.handlerDone || !attempt.handlerStarted) return forget()
+    // The attempt is over but its code runs on, holding its slot.
+    this.#stuck++
+    void attempt.settled().then(() => {
+      this.#stuck--
+      forget()
+    })
+    if (this.#stuck >= this.#settings.concurrency && this.#ready.length > 0) void this.#handBackReady()
+  }
+
+  /** Every slot is held by a stuck handler: prefetched tasks would wait behind them for ever. */
+  async #handBackReady(): Promise<void> {
+    const ready = this.#ready.splice(0)
+    for (const a of ready) this.#inflight.delete(a.id)
+    this.log.error(
+      { stuck: this.#stuck, handedBack: ready.length },
+      'every slot is held by a handler that ignored its abort; handing prefetched tasks back and fetching nothing until a slot frees',
+    )
+    await this.#handBacks.handBack(ready, 'stuck')
+  }
+
+  #freeSlot(attempt: Attempt): void {
+    if (attempt.slotFreed) return
+    attempt.slotFreed = true
+    this.#busy--
+    this.releaseSlots()
+  }
+
+  /** What attempts ask of this worker; one object shared by all of them. */
+  readonly #host: AttemptHost = {
+    log: (attempt) =>
+      (attempt.logger ??= this.log.child({ taskId: attempt.id, task: attempt.claimed.name, queue: attempt.claimed.queue, attempt: attempt.attempt })),
+    heartbeat: async (attempt) => {
+      const owned = await this.#leases.beat([attempt])
+      if (!owned.has(attempt.id)) throw new LeaseLostError(attempt.id, attempt.attempt)
+    },
+    handlerDone: (attempt) => this.#freeSlot(attempt),
+  }
+
+  async freeSlots(reserved: () => number): Promise<number> {
+    for (;;) {
+      // No prefetch while stuck handlers hold every slot: prefetched tasks could not start.
+      const prefetch = this.#stuck >= this.#settings.concurrency ? 0 : this.#prefetch
+      const free = this.#settings.concurrency + prefetch - this.#busy - this.#ready.length - reserved()
+      if (free > 0 || this.#stopSignal().aborted) return Math.max(free, 0)
+      await new Promise<void>((resolve) => {
+        const onStop = () => resolve()
+        this.#stopSignal().addEventListener('abort', onStop, { once: true })
+        this.#slotWaiters.push(() => {
+          this.#stopSignal().removeEventListener('abort', onStop)
+          resolve()
+        })
+      })
+      // Handlers that finish together free their slots in the same turn of the
+      // event loop: collect them all, so the next read pops a batch, not one.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+
+  releaseSlots(): void {
+    this.launchReady()
+    const waiters = this.#slotWaiters
+    this.#slotWaiters = []
+    for (const w of waiters) w()
+  }
+
+  /**
+   * Graceful stop, once no more attempts arrive: in-flight handlers get
+   * shutdownGraceMs to finish; the rest are aborted and handed back to
+   * pending (no attempt used). Returns how many attempts were abandoned.
+   */
+  async stop(): Promise<number> {
+    // Prefetched attempts never started: hand them back at once.
+    const queued = this.#ready.splice(0)
+    for (const e of queued) this.#inflight.delete(e.id)
+    await this.#handBacks.handBack(queued, 'shutdown')
+    const deadline = Date.now() + this.#settings.shutdownGraceMs
+    while ([...this.#inflight.values()].some((e) => e.active) && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        this.#slotWaiters.push(resolve)
+        setTimeout(resolve, Math.max(1, Math.min(100, deadline - Date.now())))
+      })
+    }
+    // Attempts whose outcome is already queued are written by the drain below.
+    const unfinished = [...this.#inflight.values()].filter((e) => e.active && !e.recording)
+    for (const e of unfinished) {
+      e.active = false
+      e.abort(new ShutdownError())
+    }
+    // Hand back only handlers that really stopped. One that ignores its abort
+    // keeps its lease (no longer renewed): the sweeper retries it once the
+    // lease expires, so no other worker runs it meanwhile.
+    const stopped = await settledWithin(unfinished, ABORT_GRACE_MAX_MS)
+    const stillRunning = unfinished.filter((e) => !stopped.has(e))
+    if (stillRunning.length > 0) {
+      this.log.warn({ count: stillRunning.length }, 'handlers ignored the shutdown abort; their tasks are retried after the lease expires')
+    }
+    await this.#handBacks.handBack(unfinished.filter((e) => stopped.has(e)), 'shutdown')
+    await this.#completer.drain(5000)
+    await this.#leases.stop()
+    await this.#guard?.stop()
+    return this.#inflight.size
+  }
+}

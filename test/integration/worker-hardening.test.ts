@@ -1,0 +1,223 @@
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { pino } from 'pino'
+import { Relay, Worker, defineTask, type Task } from '../../src/index.ts'
+import { Completer } from '../../src/worker/completer.ts'
+import { MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES } from '../../src/worker/run-attempt.ts'
+import { healthReport } from '../../src/cli/health.ts'
+import { workerHealth } from '../../src/cli/services.ts'
+import { createTestDb, redisUrl, waitUntil, type TestDb } from '../support/db.ts'
+import { makeTask, taskRow } from '../support/factory.ts'
+
+/**
+ * Issue 12: one bad task never stops a worker. Each test here failed on the
+ * main branch before the fix (see the closing note of issue 12).
+ */
+let db: TestDb
+const started: Array<{ stop(): Promise<void> }> = []
+
+beforeAll(async () => {
+  db = await createTestDb()
+})
+
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((s) => s.stop()))
+})
+
+afterAll(async () => {
+  await db.cleanup()
+})
+
+const fast = { leaseMs: 3000, heartbeatMs: 500, blockMs: 200 }
+
+async function startPipeline(tasks: Task<any, any>[], worker: Partial<ConstructorParameters<typeof Worker>[1]> = {}) {
+  const keyPrefix = `t${randomBytes(4).toString('hex')}`
+  const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
+  const w = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks, concurrency: 10, ...fast, ...worker })
+  started.push(relay, w)
+  await relay.start()
+  await w.start()
+  return { relay, worker: w, keyPrefix }
+}
+
+async function rowsOf(ids: string[]) {
+  return Promise.all(ids.map(async (id) => (await taskRow(db.pool, db.schema, id))!))
+}
+
+describe('outcomes Postgres cannot store fail that attempt alone', () => {
+  it('NUL and lone surrogates in results and errors, and huge backoffs, leave the healthy tasks of the worker alone', async () => {
+    const nulResult = defineTask({ name: 'h.nul-result', payload: z.object({}), run: () => 'a\u0000b' })
+    const surrogateResult = defineTask({ name: 'h.surrogate-result', payload: z.object({}), run: async () => ({ text: '😀'.slice(0, 1) }) })
+    const nulError = defineTask({
+      name: 'h.nul-error',
+      payload: z.object({}),
+      maxAttempts: 1,
+      run: async () => {
+        throw new Error('bad\u0000message \ud800')
+      },
+    })
+    const hugeBackoff = defineTask({
+      name: 'h.huge-backoff',
+      payload: z.object({}),
+      maxAttempts: 2,
+      backoff: () => 1e20,
+      run: async () => {
+        throw new Error('retry me much later')
+      },
+    })
+    const healthy = defineTask({ name: 'h.healthy', payload: z.object({ i: z.number() }), run: async ({ i }) => i * 2 })
+    await startPipeline([nulResult, surrogateResult, nulError, hugeBackoff, healthy])
+    const bad = await Promise.all([nulResult, surrogateResult, nulError, hugeBackoff].map((t) => db.tr.enqueue(t, {})))
+    const good = await Promise.all(Array.from({ length: 20 }, (_, i) => db.tr.enqueue(healthy, { i })))
+    const goodIds = good.map((t) => t.id)
+    await waitUntil(async () => (await rowsOf(goodIds)).every((r) => r.state === 'succeeded'), { what: 'every healthy task succeeded', timeoutMs: 15_000 })
+    for (const r of await rowsOf(goodIds)) expect(r.attempt).toBe(1)
+
+    const [nr, sr, ne, hb] = await waitUntil(async () => {
+      const rows = await rowsOf(bad.map((t) => t.id))
+      return rows.every((r) => r.state === 'failed' || (r.state === 'pending' && r.attempt === 1)) && rows
+    }, { what: 'the bad tasks recorded' })
+    expect(nr!.state).toBe('failed')
+    expect(nr!.last_error!.kind).toBe('invalid_result')
+    expect(nr!.last_error!.message).toContain('NUL')
+    expect(sr!.state).toBe('failed')
+    expect(sr!.last_error!.kind).toBe('invalid_result')
+    expect(sr!.last_error!.message).toContain('.text')
+    expect(ne!.state).toBe('failed')
+    expect(ne!.last_error!.kind).toBe('error')
+    expect(ne!.last_error!.message).toBe('bad\ufffdmessage \ufffd')
+    expect(hb!.state).toBe('pending')
+    expect(new Date(hb!.run_at).getFullYear()).toBeGreaterThan(new Date().getFullYear() + 5)
+  })
+
+  it('a batch Postgres refuses is split until only the attempt at fault is failed (invalid_result)', async () => {
+    // Outcomes that bypass run-attempt's checks: the completer is the last line of defence.
+    const ids = await Promise.all(Array.from({ length: 9 }, () => makeTask(db.pool, db.schema, { state: 'running', attempt: 1 })))
+    const completer = new Completer(db.tr.transitionExecutor, db.schema, 1, pino({ level: 'silent' }))
+    const results = await Promise.all(
+      ids.map(
+        (id, i) =>
+          new Promise<boolean>((resolve) =>
+            completer.record(id, 1, { state: 'succeeded', result: i === 4 ? '"\\u0000"' : String(i) }, resolve),
+          ),
+      ),
+    )
+    expect(results).toEqual(ids.map(() => true))
+    const rows = await rowsOf(ids)
+    expect(rows.map((r) => r.state)).toEqual(ids.map((_, i) => (i === 4 ? 'failed' : 'succeeded')))
+    expect(rows[4]!.last_error!.kind).toBe('invalid_result')
+    expect(rows[4]!.last_error!.message).toContain('22P05')
+    expect(rows[3]!.result).toBe(3)
+  })
+
+  it('caps stored error messages and refuses results over the limit', async () => {
+    const longError = defineTask({
+      name: 'h.long-error',
+      payload: z.object({}),
+      maxAttempts: 1,
+      run: async () => {
+        throw new Error('x'.repeat(20 * 1024 * 1024))
+      },
+    })
+    const bigResult = defineTask({ name: 'h.big-result', payload: z.object({}), run: async () => 'y'.repeat(MAX_RESULT_BYTES + 1) })
+    await startPipeline([longError, bigResult])
+    const a = await db.tr.enqueue(longError, {})
+    const b = await db.tr.enqueue(bigResult, {})
+    const [ra, rb] = await waitUntil(async () => {
+      const rows = await rowsOf([a.id, b.id])
+      return rows.every((r) => r.state === 'failed') && rows
+    }, { what: 'both failed' })
+    expect(ra!.last_error!.message.length).toBeLessThanOrEqual(MAX_ERROR_MESSAGE_CHARS)
+    expect(ra!.last_error!.message).toContain('[truncated: 20971520 characters]')
+    expect(rb!.last_error!.kind).toBe('invalid_result')
+    expect(rb!.last_error!.message).toContain('over the limit')
+    expect(rb!.result).toBeNull()
+  })
+
+  it('an error whose message getter throws is recorded with a clear message, not as a lost worker', async () => {
+    const weird = defineTask({
+      name: 'h.weird-error',
+      payload: z.object({}),
+      maxAttempts: 1,
+      run: async () => {
+        const err = new Error('hidden')
+        Object.defineProperty(err, 'message', {
+          get() {
+            throw new Error('no message for you')
+          },
+        })
+        throw err
+      },
+    })
+    await startPipeline([weird])
+    const t = await db.tr.enqueue(weird, {})
+    const row = await waitUntil(async () => {
+      const r = await taskRow(db.pool, db.schema, t.id)
+      return r?.state === 'failed' && r
+    }, { what: 'failed' })
+    expect(row.last_error!.kind).toBe('error')
+    expect(row.last_error!.message).toMatch(/could not be read/)
+  })
+})
+
+describe('rolling deploys', () => {
+  it('a worker without the handler hands the task back; a worker that has it runs it; none fail', async () => {
+    const v1 = defineTask({ name: 'h.deploy-old', payload: z.object({}), run: async () => 'old' })
+    const newTask = defineTask({ name: 'h.deploy-new', payload: z.object({ i: z.number() }), run: async ({ i }) => i })
+    // The old worker knows only the old task; both listen on the same queue.
+    const { keyPrefix } = await startPipeline([v1])
+    const ids = (await Promise.all(Array.from({ length: 40 }, (_, i) => db.tr.enqueue(newTask, { i })))).map((t) => t.id)
+    // Before any new worker runs: the tasks wait, visibly, without failing.
+    const waiting = await waitUntil(async () => {
+      const rows = await rowsOf(ids)
+      return rows.filter((r) => r.last_error?.kind === 'no_handler').length >= 10 && rows
+    }, { what: 'tasks deferred by the old worker' })
+    expect(waiting.filter((r) => r.state === 'failed')).toEqual([])
+    const newWorker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [v1, newTask], concurrency: 10, ...fast })
+    started.push(newWorker)
+    await newWorker.start()
+    const rows = await waitUntil(async () => {
+      const r = await rowsOf(ids)
+      return r.every((x) => x.state === 'succeeded' || x.state === 'failed') && r
+    }, { what: 'every new-type task finished', timeoutMs: 30_000 })
+    expect(rows.filter((r) => r.state !== 'succeeded').map((r) => r.last_error)).toEqual([])
+    // Deferrals cost no attempt: the one run used one.
+    for (const r of rows) expect(r.max_attempts - r.attempt).toBe(2)
+  })
+})
+
+describe('handlers that ignore their abort', () => {
+  it('when they hold every slot, prefetched tasks go back and the worker reports unhealthy', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const stubborn = defineTask({
+      name: 'h.stubborn',
+      payload: z.object({}),
+      timeoutMs: 100,
+      maxAttempts: 1,
+      run: () => gate, // ignores ctx.signal
+    })
+    const quick = defineTask({ name: 'h.quick', payload: z.object({ i: z.number() }), run: async ({ i }) => i })
+    const { worker } = await startPipeline([stubborn, quick], { concurrency: 1, prefetch: 3 })
+    try {
+      const s = await db.tr.enqueue(stubborn, {})
+      await waitUntil(async () => (await taskRow(db.pool, db.schema, s.id))?.state === 'running', { what: 'stubborn running' })
+      const quickIds = (await Promise.all([1, 2, 3].map((i) => db.tr.enqueue(quick, { i })))).map((t) => t.id)
+      // The stubborn attempt times out and is recorded; its code keeps the only slot.
+      await waitUntil(async () => (await taskRow(db.pool, db.schema, s.id))?.state === 'failed', { what: 'stubborn timed out' })
+      await waitUntil(() => worker.stuckCount === 1, { what: 'the worker counts the stuck handler' })
+      const report = healthReport([{ name: 'worker', service: worker, staleAfterMs: 60_000, ...workerHealth(worker) }])
+      expect(report.ok).toBe(false)
+      expect(report.services.worker!.problem).toMatch(/ignored its timeout/)
+      // Nothing waits behind the stuck handler: the quick tasks are not left running in this worker.
+      await sleep(500)
+      const rows = await rowsOf(quickIds)
+      expect(rows.filter((r) => r.state === 'running')).toEqual([])
+    } finally {
+      release()
+    }
+    await waitUntil(() => worker.stuckCount === 0, { what: 'the stuck handler settled' })
+  })
+})

@@ -195,7 +195,7 @@ describe('handlers that ignore their abort', () => {
     const stubborn = defineTask({
       name: 'h.stubborn',
       payload: z.object({}),
-      timeoutMs: 100,
+      timeoutMs: 1000,
       maxAttempts: 1,
       run: () => gate, // ignores ctx.signal
     })
@@ -204,17 +204,27 @@ describe('handlers that ignore their abort', () => {
     try {
       const s = await db.tr.enqueue(stubborn, {})
       await waitUntil(async () => (await taskRow(db.pool, db.schema, s.id))?.state === 'running', { what: 'stubborn running' })
+      // Prefetched behind the stubborn handler, before its timeout (1 s) and grace (1 s) run out.
       const quickIds = (await Promise.all([1, 2, 3].map((i) => db.tr.enqueue(quick, { i })))).map((t) => t.id)
+      await waitUntil(async () => (await rowsOf(quickIds)).every((r) => r.state === 'running'), { what: 'the quick tasks prefetched' })
       // The stubborn attempt times out and is recorded; its code keeps the only slot.
       await waitUntil(async () => (await taskRow(db.pool, db.schema, s.id))?.state === 'failed', { what: 'stubborn timed out' })
-      await waitUntil(() => worker.stuckCount === 1, { what: 'the worker counts the stuck handler' })
-      const report = healthReport([{ name: 'worker', service: worker, staleAfterMs: 60_000, ...workerHealth(worker) }])
-      expect(report.ok).toBe(false)
+      const report = await waitUntil(
+        () => {
+          const r = healthReport([{ name: 'worker', service: worker, staleAfterMs: 60_000, ...workerHealth(worker) }])
+          return !r.ok && r
+        },
+        { what: 'health to report the worker whose every slot is stuck', timeoutMs: 5000 },
+      )
       expect(report.services.worker!.problem).toMatch(/ignored its timeout/)
-      // Nothing waits behind the stuck handler: the quick tasks are not left running in this worker.
-      await sleep(500)
-      const rows = await rowsOf(quickIds)
-      expect(rows.filter((r) => r.state === 'running')).toEqual([])
+      // Nothing waits behind the stuck handler: the prefetched tasks went back for other workers.
+      const rows = await waitUntil(async () => {
+        const r = await rowsOf(quickIds)
+        return r.every((x) => x.state !== 'running') && r
+      }, { what: 'the prefetched tasks handed back', timeoutMs: 5000 })
+      expect(rows.map((r) => r.last_error?.kind)).toEqual(['stuck', 'stuck', 'stuck'])
+      expect(rows.map((r) => r.max_attempts - r.attempt)).toEqual([3, 3, 3]) // no attempt used
+      expect(worker.stuckCount).toBe(1)
     } finally {
       release()
     }

@@ -2,7 +2,9 @@ import { quoteIdent } from '../db/sql.ts'
 import { TASK_STATES, type TaskState } from '../task-state.ts'
 import type { Executor } from '../db/executor.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatAge, parseDuration, renderTable } from './format.ts'
+import { formatAge, formatDuration, parseDuration, renderTable } from './format.ts'
+import { MAX_DELAY_MS } from '../duration.ts'
+import { storableText } from '../jsonb.ts'
 
 /** `taskrelay list`: filters from flags, the keyset-paged query, the table. */
 export interface ListFilters {
@@ -16,44 +18,69 @@ export interface ListFilters {
   after: string | null
 }
 
-export function parseListFilters(flags: Record<string, unknown>): ListFilters {
+/** How a caller spells the filters in messages: CLI flags (`--since`) or query parameters (`since`). */
+export interface FilterNaming {
+  name(key: string): string
+  help: string
+}
+
+export const CLI_FILTER_NAMING: FilterNaming = {
+  name: (key) => `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`,
+  help: 'See `taskrelay list --help`.',
+}
+
+const MAX_TASK_ID = 2n ** 63n - 1n
+
+export function parseListFilters(flags: Record<string, unknown>, naming: FilterNaming = CLI_FILTER_NAMING): ListFilters {
   const problems: string[] = []
   const str = (k: string) => (typeof flags[k] === 'string' ? (flags[k] as string) : null)
-  const age = (k: string, flag: string) => {
+  // Bounded so that now() - age stays inside Postgres' interval and timestamp range.
+  const age = (k: string) => {
     const v = str(k)
     if (v === null) return null
     const ms = parseDuration(v)
-    if (ms === null) problems.push(`${flag}: expected an age such as 30m, 1h or 7d, got "${v}"`)
+    if (ms === null) problems.push(`${naming.name(k)}: expected an age such as 30m, 1h or 7d, got "${v}"`)
+    else if (ms > MAX_DELAY_MS) problems.push(`${naming.name(k)}: at most ${formatDuration(MAX_DELAY_MS)} (leave it out to include every age), got "${v}"`)
     return ms
   }
-  const int = (k: string, flag: string, min: number, max: number) => {
+  const int = (k: string, min: number, max: number) => {
     const v = str(k)
     if (v === null) return null
-    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) problems.push(`${flag}: expected a whole number from ${min} to ${max}, got "${v}"`)
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) problems.push(`${naming.name(k)}: expected a whole number from ${min} to ${max}, got "${v}"`)
     return Number(v)
+  }
+  // Postgres refuses NUL in text (and the driver a lone surrogate): say so instead of failing the query.
+  const text = (k: string) => {
+    const v = str(k)
+    if (v !== null && storableText(v) !== v) {
+      const what = v.includes('\u0000') ? 'the NUL character (\\u0000)' : 'a lone UTF-16 surrogate'
+      problems.push(`${naming.name(k)}: contains ${what}, which no task name or queue can contain`)
+    }
+    return v
   }
   let states: TaskState[] | null = null
   if (str('state') !== null) {
     states = str('state')!.split(',').map((x) => x.trim()).filter(Boolean) as TaskState[]
     const bad = states.filter((x) => !TASK_STATES.includes(x))
-    if (bad.length) problems.push(`--state: unknown state ${bad.map((b) => `"${b}"`).join(', ')}; use ${TASK_STATES.join(', ')}`)
+    if (bad.length) problems.push(`${naming.name('state')}: unknown state ${bad.map((b) => `"${b}"`).join(', ')}; use ${TASK_STATES.join(', ')}`)
   }
   const filters: ListFilters = {
     states,
-    task: str('task'),
-    queue: str('queue'),
-    sinceMs: age('since', '--since'),
-    olderThanMs: age('olderThan', '--older-than'),
-    limit: int('limit', '--limit', 1, 1000) ?? 50,
-    offset: int('offset', '--offset', 0, 10_000_000) ?? 0,
+    task: text('task'),
+    queue: text('queue'),
+    sinceMs: age('since'),
+    olderThanMs: age('olderThan'),
+    limit: int('limit', 1, 1000) ?? 50,
+    offset: int('offset', 0, 10_000_000) ?? 0,
     after: null,
   }
-  if (str('after') !== null) {
-    if (!/^\d{1,19}$/.test(str('after')!)) problems.push(`--after: expected a task id, got "${str('after')}"`)
-    else filters.after = str('after')
+  const after = str('after')
+  if (after !== null) {
+    if (!/^\d{1,19}$/.test(after) || BigInt(after) > MAX_TASK_ID) problems.push(`${naming.name('after')}: expected a task id (a whole number up to ${MAX_TASK_ID}), got "${after}"`)
+    else filters.after = after
   }
-  if (filters.after !== null && str('offset') !== null) problems.push('--after and --offset: use one way of paging, not both')
-  if (problems.length) throw new CliError(`invalid filters:\n${problems.map((p) => `  - ${p}`).join('\n')}\nSee \`taskrelay list --help\`.`, EXIT.usage)
+  if (filters.after !== null && str('offset') !== null) problems.push(`${naming.name('after')} and ${naming.name('offset')}: use one way of paging, not both`)
+  if (problems.length) throw new CliError(`invalid filters:\n${problems.map((p) => `  - ${p}`).join('\n')}\n${naming.help}`, EXIT.usage)
   return filters
 }
 

@@ -1,15 +1,14 @@
+import { createHash } from 'node:crypto'
+
 /**
  * The dashboard's one page: no build step, no assets from elsewhere. It reads
  * /api/stats every 2 s and lists tasks on demand; everything it shows goes
  * in through textContent, never as HTML.
+ *
+ * Its inline style and script are allowed by hash in its Content-Security-Policy,
+ * so nothing else (an injected tag, a handler attribute) can run.
  */
-export const DASHBOARD_PAGE = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>taskrelay</title>
-<style>
+const STYLE = `
   body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; }
   h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
   h2 { font-size: 1.05rem; margin: 1.6rem 0 .5rem; }
@@ -24,43 +23,9 @@ export const DASHBOARD_PAGE = `<!doctype html>
   input, select, button { font: inherit; padding: .2rem .4rem; }
   pre { background: #f5f5f7; padding: .8rem; overflow: auto; max-height: 30rem; }
   a { color: #0b57d0; cursor: pointer; }
-</style>
-</head>
-<body>
-<h1>taskrelay</h1>
-<div class="muted" id="updated">loading…</div>
+`
 
-<h2>Queues</h2>
-<table id="queues">
-  <thead><tr>
-    <th>queue</th><th>waiting</th><th>pending</th><th>scheduled</th><th>dispatched</th><th>running</th>
-    <th>succeeded 1h</th><th>failed 1h</th><th>cancelled 1h</th><th>done/min (15 min)</th><th>oldest pending</th>
-  </tr></thead>
-  <tbody></tbody>
-</table>
-
-<h2>Tasks</h2>
-<form id="filters">
-  <select name="state">
-    <option value="">any state</option>
-    <option>waiting</option><option>pending</option><option>dispatched</option><option>running</option>
-    <option selected>failed</option><option>succeeded</option><option>cancelled</option>
-  </select>
-  <input name="queue" placeholder="queue">
-  <input name="task" placeholder="task name (* wildcard)">
-  <button>show</button>
-  <span class="muted" id="list-error"></span>
-</form>
-<table id="tasks">
-  <thead><tr>
-    <th>id</th><th class="text">task</th><th class="text">queue</th><th class="text">state</th><th>attempt</th>
-    <th class="text">created</th><th class="text">error</th>
-  </tr></thead>
-  <tbody></tbody>
-</table>
-<pre id="task" hidden></pre>
-
-<script>
+const SCRIPT = `
 const $ = (sel) => document.querySelector(sel)
 function cell(row, text, cls) {
   const td = row.insertCell()
@@ -139,7 +104,57 @@ $('#filters').addEventListener('submit', refreshTasks)
 refreshStats()
 refreshTasks()
 setInterval(refreshStats, 2000)
-</script>
+`
+
+const hash = (text: string) => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`
+
+export const DASHBOARD_PAGE_CSP =
+  `default-src 'none'; script-src ${hash(SCRIPT)}; style-src ${hash(STYLE)}; connect-src 'self'; ` +
+  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+export const DASHBOARD_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>taskrelay</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<h1>taskrelay</h1>
+<div class="muted" id="updated">loading…</div>
+
+<h2>Queues</h2>
+<table id="queues">
+  <thead><tr>
+    <th>queue</th><th>waiting</th><th>pending</th><th>scheduled</th><th>dispatched</th><th>running</th>
+    <th>succeeded 1h</th><th>failed 1h</th><th>cancelled 1h</th><th>done/min (15 min)</th><th>oldest pending</th>
+  </tr></thead>
+  <tbody></tbody>
+</table>
+
+<h2>Tasks</h2>
+<form id="filters">
+  <select name="state">
+    <option value="">any state</option>
+    <option>waiting</option><option>pending</option><option>dispatched</option><option>running</option>
+    <option selected>failed</option><option>succeeded</option><option>cancelled</option>
+  </select>
+  <input name="queue" placeholder="queue">
+  <input name="task" placeholder="task name (* wildcard)">
+  <button>show</button>
+  <span class="muted" id="list-error"></span>
+</form>
+<table id="tasks">
+  <thead><tr>
+    <th>id</th><th class="text">task</th><th class="text">queue</th><th class="text">state</th><th>attempt</th>
+    <th class="text">created</th><th class="text">error</th>
+  </tr></thead>
+  <tbody></tbody>
+</table>
+<pre id="task" hidden></pre>
+
+<script>${SCRIPT}</script>
 </body>
 </html>
 `

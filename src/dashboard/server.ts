@@ -4,34 +4,44 @@ import type { Logger } from 'pino'
 import type { TaskRelay } from '../task-relay.ts'
 import { toTaskId } from '../task-record.ts'
 import { readStats } from '../cli/stats-report.ts'
-import { listTasks, parseListFilters, taskDependsOn } from '../cli/task-list.ts'
-import { CliError } from '../cli/errors.ts'
-import { DASHBOARD_PAGE } from './page.ts'
+import { listTasks, parseListFilters, taskDependsOn, type FilterNaming } from '../cli/task-list.ts'
+import { CliError, EXIT } from '../cli/errors.ts'
+import { DASHBOARD_PAGE, DASHBOARD_PAGE_CSP } from './page.ts'
+import { capListedTask, capTask } from './caps.ts'
+import { SECURITY_HEADERS, refuseRequest, type HostPolicy } from './guard.ts'
+import { DashboardRequestError } from './request-error.ts'
 
 /**
  * A read-only web dashboard: one HTML page and the JSON it reads.
  *
  *   GET /                 the page (refreshes itself every 2 s)
  *   GET /api/stats        tasks per queue and state (as `taskrelay stats --json`)
- *   GET /api/tasks        newest first; ?state=failed,cancelled&queue=&task=&limit=&after=
+ *   GET /api/tasks        newest first; ?state=failed,cancelled&queue=&task=&since=&limit=&after=
  *   GET /api/tasks/:id    one task, with what it depends on
  *
  * Read-only on purpose: it shows payloads, results and errors, so it binds
  * to 127.0.0.1 unless told otherwise, and it changes nothing (use the CLI's
- * retry and cancel, or the SQL functions, to act).
+ * retry and cancel, or the SQL functions, to act). It answers only to the
+ * Host and Origin names of guard.ts, sends large fields capped (caps.ts), and
+ * answers input it cannot use with 400 and the reason.
  */
 export class DashboardServer {
   readonly #tr: TaskRelay
   readonly #log: Logger
+  readonly #allowedHosts: readonly string[]
+  #policy: HostPolicy | null = null
   #server: Server | null = null
 
-  constructor(tr: TaskRelay, log: Logger) {
+  /** allowedHosts: names besides IP addresses, localhost and the bound host that it answers to (see guard.ts). */
+  constructor(tr: TaskRelay, log: Logger, allowedHosts: readonly string[] = []) {
     this.#tr = tr
     this.#log = log
+    this.#allowedHosts = allowedHosts
   }
 
   /** Listen; resolves with the address actually bound (port 0 picks a free one). */
   async start(port: number, host: string): Promise<AddressInfo> {
+    this.#policy = { bind: host, allowed: this.#allowedHosts }
     const server = createServer((req, res) => void this.#handle(req, res))
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -50,45 +60,84 @@ export class DashboardServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://dashboard')
     try {
-      if (req.method !== 'GET') return send(res, 405, { error: 'read-only: only GET is served' })
+      // Before anything is read: a foreign Host or Origin learns nothing, not even what exists.
+      const refusal = refuseRequest(req.headers, this.#policy!)
+      if (refusal) throw refusal
+      if (req.method !== 'GET') return send(res, 405, { error: 'read-only: only GET is served' }, { allow: 'GET' })
+      // Parsed against a fixed origin so that "//x/y" stays a path, never a host.
+      if (!req.url?.startsWith('/')) throw new DashboardRequestError(400, `"${String(req.url).slice(0, 100)}" is not a path; request /, /api/stats or /api/tasks`)
+      const url = new URL(`http://dashboard${req.url}`)
       if (url.pathname === '/') {
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_PAGE)
+        res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/html; charset=utf-8', 'content-security-policy': DASHBOARD_PAGE_CSP })
+        res.end(DASHBOARD_PAGE)
         return
       }
       if (url.pathname === '/api/stats') return send(res, 200, await readStats(this.#tr.executor, this.#tr.schema))
       if (url.pathname === '/api/tasks') return send(res, 200, await this.#list(url.searchParams))
       const one = /^\/api\/tasks\/([^/]+)$/.exec(url.pathname)
-      if (one) return await this.#task(res, decodeURIComponent(one[1]!))
-      send(res, 404, { error: `no such page: ${url.pathname}` })
+      if (one) return await this.#task(res, decodeSegment(one[1]!))
+      send(res, 404, { error: `no such page: ${url.pathname.slice(0, 200)}; the dashboard serves /, /api/stats, /api/tasks and /api/tasks/<id>` })
     } catch (err) {
-      if (err instanceof CliError) return send(res, 400, { error: err.message })
-      this.#log.warn({ err, url: req.url }, 'dashboard request failed')
-      send(res, 500, { error: err instanceof Error ? err.message : String(err) })
+      if (res.headersSent) {
+        res.destroy()
+      } else if (err instanceof DashboardRequestError) {
+        send(res, err.status, { error: err.message })
+      } else {
+        // Database and driver messages name schemas, tables and values: they go to the log only.
+        this.#log.error({ err, method: req.method, url: req.url?.slice(0, 500) }, 'dashboard request failed')
+        send(res, 500, { error: 'internal error: the dashboard could not answer this request; the cause is in its log' })
+      }
     }
   }
 
-  #list(params: URLSearchParams) {
+  async #list(params: URLSearchParams) {
     // The same filters, checks and keyset paging as `taskrelay list`.
     const flags: Record<string, string> = {}
-    for (const key of ['state', 'queue', 'task', 'since', 'limit', 'after']) {
+    const unknown = [...new Set(params.keys())].filter((key) => !LIST_PARAMS.includes(key))
+    if (unknown.length) {
+      throw new DashboardRequestError(400, `unknown query parameter ${unknown.map((k) => `"${k.slice(0, 50)}"`).join(', ')}; /api/tasks takes ${LIST_PARAMS.join(', ')}`)
+    }
+    for (const key of LIST_PARAMS) {
       const value = params.get(key)
       if (value !== null && value !== '') flags[key] = value
     }
-    return listTasks(this.#tr.executor, this.#tr.schema, parseListFilters(flags))
+    let filters
+    try {
+      filters = parseListFilters(flags, QUERY_NAMING)
+    } catch (err) {
+      if (err instanceof CliError && err.exitCode === EXIT.usage) throw new DashboardRequestError(400, err.message)
+      throw err
+    }
+    const page = await listTasks(this.#tr.executor, this.#tr.schema, filters)
+    return { ...page, tasks: page.tasks.map(capListedTask) }
   }
 
   async #task(res: ServerResponse, idText: string): Promise<void> {
-    const id = toTaskId(idText)
-    if (id === null) return send(res, 400, { error: `"${idText}" is not a task id (a positive whole number)` })
+    const id = /^\d+$/.test(idText) ? toTaskId(idText) : null
+    if (id === null) throw new DashboardRequestError(400, `"${idText.slice(0, 100)}" is not a task id (a positive whole number below 2^63)`)
     const task = await this.#tr.getTask(id)
     if (!task) return send(res, 404, { error: `no task ${id} in schema "${this.#tr.schema}"` })
-    send(res, 200, { ...task, dependsOn: await taskDependsOn(this.#tr.executor, this.#tr.schema, String(id)) })
+    send(res, 200, { ...capTask(task), dependsOn: await taskDependsOn(this.#tr.executor, this.#tr.schema, String(id)) })
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+const LIST_PARAMS = ['state', 'queue', 'task', 'since', 'limit', 'after']
+
+const QUERY_NAMING: FilterNaming = {
+  name: (key) => key,
+  help: 'See the query parameters of GET /api/tasks in `taskrelay dashboard --help`.',
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    throw new DashboardRequestError(400, `"${segment.slice(0, 100)}" is not valid percent-encoding; encode the path with encodeURIComponent`)
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
   const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(text)
+  res.writeHead(status, { ...SECURITY_HEADERS, ...extra, 'content-type': 'application/json; charset=utf-8' }).end(text)
 }

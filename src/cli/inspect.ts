@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from '../duration.ts'
 import type { Command } from 'commander'
 import { TASK_STATES } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
@@ -40,10 +41,13 @@ export function registerInspectCommands(program: Command): void {
     .option('--interval <duration>', 'with --watch: time between refreshes', '2s')
     .addHelpText('after', examples(['taskrelay stats', 'taskrelay stats --watch --interval 1s', 'taskrelay stats --json | jq .totals.failedLastHour']))
   addSettingOptions(stats, ONE_SHOT)
-  stats.action((flags: Record<string, unknown>) =>
-    withDatabase(ONE_SHOT, flags, 'stats', async (db, s) => {
-      const intervalMs = parseDuration(String(flags.interval))
-      if (intervalMs === null || intervalMs < 100) throw new CliError(`--interval: expected a duration of at least 100ms such as 2s, got "${flags.interval}".`, EXIT.usage)
+  stats.action((flags: Record<string, unknown>) => {
+    // A usage error before connecting to anything.
+    const intervalMs = parseDuration(String(flags.interval))
+    if (intervalMs === null || intervalMs < 100 || intervalMs > MAX_TIMER_MS) {
+      throw new CliError(`--interval: expected a duration from 100ms to ${formatDuration(MAX_TIMER_MS)} such as 2s, got "${flags.interval}".`, EXIT.usage)
+    }
+    return withDatabase(ONE_SHOT, flags, 'stats', async (db, s) => {
       const render = (snap: StatsSnapshot) => (flags.json ? JSON.stringify(snap, null, flags.watch ? 0 : 2) : renderStats(snap, s.process.schema))
       if (!flags.watch) {
         console.log(render(await readStats(db.tr.executor, s.process.schema)))
@@ -62,8 +66,8 @@ export function registerInspectCommands(program: Command): void {
         else process.stdout.write(text + (flags.json ? '\n' : '\n\n'))
         await new Promise((r) => setTimeout(r, intervalMs))
       }
-    }),
-  )
+    })
+  })
 
   const list = program
     .command('list')

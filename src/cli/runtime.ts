@@ -239,10 +239,11 @@ export function waitForSignal(log: Logger, stop: () => Promise<void>): Promise<n
         },
       )
     }
-    process.off('SIGINT', recordEarly)
-    process.off('SIGTERM', recordEarly)
+    // Listen before letting go of the early listener: with none, a signal takes its default action (exit).
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
+    process.off('SIGINT', recordEarly)
+    process.off('SIGTERM', recordEarly)
     if (earlySignal) onSignal(earlySignal)
   })
 }

@@ -1,7 +1,9 @@
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import { PgListener } from './listener.ts'
-import { TaskFailedError, TaskNotFoundError, WaitTimeoutError } from '../errors.ts'
+import { InvalidOptionsError, TaskFailedError, TaskNotFoundError, WaitTimeoutError } from '../errors.ts'
+import { MAX_TIMER_MS } from '../duration.ts'
+import { msInWords } from '../config.ts'
 import { isFinal } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
 
@@ -50,6 +52,11 @@ export class TaskListener {
    * database does meanwhile), or the signal's reason when aborted.
    */
   waitFor(taskId: string, read: () => Promise<TaskRecord | null>, options: WaitForOptions): Promise<TaskRecord> {
+    const { timeoutMs } = options
+    if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= MAX_TIMER_MS)) {
+      // A timer cannot wait longer: 2**31 ms would reject after 1 ms.
+      return Promise.reject(new InvalidOptionsError('waitFor options', [`timeoutMs: expected a whole number of ms from 0 to ${msInWords(MAX_TIMER_MS)}, got ${timeoutMs}`]))
+    }
     return new Promise<TaskRecord>((resolve, reject) => {
       let settled = false
       let timer: NodeJS.Timeout | undefined

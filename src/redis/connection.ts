@@ -28,8 +28,18 @@ export interface RedisSettings {
   db?: number
 }
 
+/** Percent-decoding that leaves a stray % as it is (a password may contain one unescaped). */
+function decodeLoosely(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
 export function parseRedisUrl(url: string): RedisSettings {
-  const sentinel = /^redis(s)?\+sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)\/([^/?]+)(?:\/(\d+))?(?:\?(.*))?$/.exec(url)
+  // The password runs to the last @ before the hosts: an unescaped @ in it must not end up in a host name (and in logs).
+  const sentinel = /^redis(s)?\+sentinel:\/\/(?:([^:@/]*)(?::([^?]*))?@)?([^@/?]+)\/([^/?]+)(?:\/(\d+))?(?:\?(.*))?$/.exec(url)
   if (sentinel) {
     const [, secure, user, pass, hostList, name, db, query] = sentinel
     const params = new URLSearchParams(query ?? '')
@@ -44,9 +54,9 @@ export function parseRedisUrl(url: string): RedisSettings {
     const tls = secure === 's' || params.get('tls') === 'true'
     return {
       sentinels,
-      name: decodeURIComponent(name!),
-      ...(user ? { username: decodeURIComponent(user) } : {}),
-      ...(pass ? { password: decodeURIComponent(pass) } : {}),
+      name: decodeLoosely(name!),
+      ...(user ? { username: decodeLoosely(user) } : {}),
+      ...(pass ? { password: decodeLoosely(pass) } : {}),
       ...(params.get('sentinelPassword') ? { sentinelPassword: params.get('sentinelPassword')! } : {}),
       ...(params.get('sentinelUsername') ? { sentinelUsername: params.get('sentinelUsername')! } : {}),
       ...(tls ? { tls: true } : {}),

@@ -25,11 +25,16 @@ export function encodeMessage(id: string, token: string): string {
   return `${id}:${token}`
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const MAX_BIGINT = 9223372036854775807n
+
 export function decodeMessage(message: string): { id: string; token: string } | null {
   const sep = message.indexOf(':')
   if (sep <= 0) return null
   const id = message.slice(0, sep)
   const token = message.slice(sep + 1)
-  if (!/^\d+$/.test(id) || !/^[0-9a-f-]{36}$/i.test(token)) return null
+  // Checked as strictly as Postgres will cast them (bigint, uuid): one bad message in a
+  // batch must not fail the claim of the others.
+  if (!/^\d{1,19}$/.test(id) || BigInt(id) > MAX_BIGINT || !UUID.test(token)) return null
   return { id, token }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { delayMs, timerMs } from '../config.ts'
 
 /**
  * Scheduler settings (public, validated at the edge like the others in
@@ -9,9 +10,9 @@ export const schedulerSettingsSchema = z
     /** schedules claimed per tick (one transaction) */
     batchSize: z.number().int().min(1).max(1000).default(100),
     /** longest sleep between ticks; NOTIFY on schedule changes wakes earlier */
-    maxSleepMs: z.number().int().min(10).default(30_000),
+    maxSleepMs: timerMs(10).default(30_000),
     /** a fire time at most this late is on time and fires under every misfire policy */
-    misfireGraceMs: z.number().int().min(0).default(10_000),
+    misfireGraceMs: delayMs(0).default(10_000),
     /** misfire "all": at most this many missed fire times per schedule are fired (the latest) */
     maxCatchUp: z.number().int().min(1).max(10_000).default(100),
     /** upsert the tasks' defineTask({ schedules }) at start and remove ones no longer declared */

@@ -138,6 +138,13 @@ describe('bad configuration from the command line', () => {
     for (const res of [sweeper, relay]) expect(res.stderr).not.toContain('Cannot connect')
   })
 
+  it('stats --watch refuses an --interval a timer cannot wait, with exit 2', async () => {
+    // Accepted, it would redraw in a hot loop (a 25-day timer fires after 1 ms) and never exit.
+    const res = await runCli(['stats', '--watch', '--interval', '25d'], { DATABASE_URL: 'postgres://app@127.0.0.1:1/app' })
+    expect(res.code, res.stderr).toBe(2)
+    expect(res.stderr).toContain('--interval: expected a duration from 100ms to')
+  })
+
   it('rejects an unknown command and an unknown flag with exit 2 and a hint', async () => {
     const [cmd, flag, none] = await Promise.all([runCli(['wroker']), runCli(['status', '1', '--jsn']), runCli([])])
     expect(cmd.code).toBe(2)

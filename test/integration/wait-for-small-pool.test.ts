@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import { createTestDb, databaseUrl, type TestDb } from '../support/db.ts'
 import { makeTask } from '../support/factory.ts'
-import { TaskRelay, WaitTimeoutError } from '../../src/index.ts'
+import { InvalidOptionsError, TaskRelay, WaitTimeoutError } from '../../src/index.ts'
 
 /**
  * tr.waitFor() on a pool of one connection (issue 12, defect 11): its LISTEN
@@ -66,3 +66,12 @@ describe('tr.waitFor on pg.Pool({ max: 1 })', () => {
     expect((await unlessHung(tr.getTask(id), 'getTask beside the LISTEN'))?.state).toBe('succeeded')
   })
 })
+
+describe('tr.waitFor timeoutMs', () => {
+  it('refuses a timeout no timer can wait (2^31 ms would reject after 1 ms) with InvalidOptionsError', async () => {
+    const id = await makeTask(db.pool, db.schema, { state: 'pending' })
+    await expect(tr.waitFor(id, { timeoutMs: 2 ** 31 })).rejects.toThrow(InvalidOptionsError)
+    await expect(tr.waitFor(id, { timeoutMs: -1 })).rejects.toThrow(/timeoutMs: expected a whole number of ms/)
+  })
+})
+

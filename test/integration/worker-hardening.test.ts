@@ -1,10 +1,12 @@
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { pino } from 'pino'
 import { Relay, Worker, defineTask, type Task } from '../../src/index.ts'
 import { Completer } from '../../src/worker/completer.ts'
+import { redisKeys } from '../../src/redis/keys.ts'
 import { MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES } from '../../src/worker/run-attempt.ts'
 import { healthReport } from '../../src/cli/health.ts'
 import { workerHealth } from '../../src/cli/services.ts'
@@ -159,6 +161,33 @@ describe('outcomes Postgres cannot store fail that attempt alone', () => {
     }, { what: 'failed' })
     expect(row.last_error!.kind).toBe('error')
     expect(row.last_error!.message).toMatch(/could not be read/)
+  })
+})
+
+describe('bad messages in Redis', () => {
+  it('a malformed message popped with a valid one does not stall the valid task', async () => {
+    const t = defineTask({ name: 'h.after-bad-message', payload: z.object({}), run: async () => 'ran' })
+    const keyPrefix = `t${randomBytes(4).toString('hex')}`
+    const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
+    started.push(relay)
+    await relay.start()
+    const { id } = await db.tr.enqueue(t, {})
+    await waitUntil(async () => (await taskRow(db.pool, db.schema, id))?.state === 'dispatched', { what: 'dispatched' })
+    // At the head of the list: one blocking read pops both into one claim.
+    const redis = new Redis(redisUrl())
+    try {
+      await redis.lpush(redisKeys(keyPrefix).ready('default'), `1:${'-'.repeat(36)}`, `9223372036854775808:${randomUUID()}`)
+    } finally {
+      redis.disconnect()
+    }
+    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [t], ...fast })
+    started.push(worker)
+    await worker.start()
+    const row = await waitUntil(async () => {
+      const r = await taskRow(db.pool, db.schema, id)
+      return r?.state === 'succeeded' && r
+    }, { what: 'the valid task succeeded', timeoutMs: 10_000 })
+    expect(row.attempt).toBe(1)
   })
 })
 

@@ -5,6 +5,7 @@ import { parseSettings, relaySettingsSchema, sweeperSettingsSchema, workerSettin
 import { backoffDelay, defineTask } from '../../src/define-task.ts'
 import { InvalidOptionsError } from '../../src/errors.ts'
 import { Service } from '../../src/service.ts'
+import { schedulerSettingsSchema } from '../../src/scheduler/settings.ts'
 
 /**
  * One rule for every duration (src/duration.ts): what drives a timer is at
@@ -155,5 +156,13 @@ describe('a service loop never sleeps longer than a timer can wait', () => {
       process.off('warning', onWarning)
     }
     expect(warnings).not.toContain('TimeoutOverflowWarning')
+  })
+})
+
+describe('scheduler settings follow the same rule', () => {
+  it('maxSleepMs drives a timer; misfireGraceMs only a SQL window', () => {
+    expect(problems(schedulerSettingsSchema, { maxSleepMs: 25 * DAY })).toEqual([expect.stringContaining('maxSleepMs: must be at most 2147483647 ms')])
+    expect(problems(schedulerSettingsSchema, { misfireGraceMs: 365 * DAY })).toEqual([])
+    expect(problems(schedulerSettingsSchema, { misfireGraceMs: MAX_DELAY_MS + 1 })).toEqual([expect.stringContaining('misfireGraceMs: must be at most')])
   })
 })

@@ -9,7 +9,7 @@ import { loadSql, withIntegers } from '../db/sql.ts'
 import { PgListener } from '../db/listener.ts'
 import { createRedis, checkEvictionPolicy, closeRedis, type RedisConfig } from '../redis/connection.ts'
 import { encodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
-import { StaleMessageCollector, type StaleMessagesResult } from './stale-messages.ts'
+import { StaleMessageCollector, StaleMessageSchedule, type StaleMessagesResult } from './stale-messages.ts'
 import { WakeTimer } from './wake-timer.ts'
 import { redispatchWindow } from './after-reconnect.ts'
 
@@ -24,7 +24,7 @@ export interface RelayRoundResult {
   /** the batch was full: more due rows are likely waiting */
   more: boolean
   saturatedQueues: string[]
-  /** Redis messages no task can claim any more, removed in this round (see pruneStaleMessages) */
+  /** stale Redis messages removed by background passes that ended since the last round (pruneStaleMessages) */
   staleMessagesRemoved: number
 }
 
@@ -43,9 +43,8 @@ interface DispatchedRow {
  */
 const BUSY_ROUND_ROWS = 2
 
-/** How often the relay goes through every queue's Redis list for stale messages. */
+/** How often the relay goes through every queue's Redis list for stale messages (in the background). */
 const STALE_MESSAGES_EVERY_MS = 30_000
-
 /**
  * Moves due pending rows from Postgres to Redis. Wakes on the NOTIFY that
  * enqueue statements send while no relay is busy (wake-idle-relays.sql) and
@@ -63,8 +62,7 @@ export class Relay extends Service<RelayRoundResult> {
   /** queue -> list length after our last push, for queues at or over the backlog bound */
   readonly #saturated = new Map<string, number>()
   #everReady = false
-  /** performance.now() of the earliest connection loss not yet followed by a re-dispatch */
-  #lostAt: number | null = null
+  #lostAt: number | null = null // performance.now() of the earliest connection loss not yet followed by a re-dispatch
   #closes = 0
   /** identifies this relay's row in the relays table */
   readonly relayId = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
@@ -76,9 +74,7 @@ export class Relay extends Service<RelayRoundResult> {
   #lastQueue = ''
   /** wakes the loop when the earliest announced retry is due */
   readonly #dueTimer = new WakeTimer(() => this.wake())
-  readonly #staleMessages: StaleMessageCollector
-  /** clock time (ms) of the next stale-message pass; the passes of one cycle run round after round */
-  #staleDueAt = 0
+  readonly #staleSchedule: StaleMessageSchedule
 
   constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
     super('relay', { logger: tr.logger, ...deps })
@@ -88,7 +84,10 @@ export class Relay extends Service<RelayRoundResult> {
     this.#tr = tr
     this.#redisConfig = redis
     this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
-    this.#staleMessages = new StaleMessageCollector(tr.batchExecutor, tr.schema, this.#keys)
+    // Housekeeping: a failed pass is logged, dispatching goes on, the next cycle tries again.
+    const collector = new StaleMessageCollector(tr.batchExecutor, tr.schema, this.#keys)
+    const onError = (err: unknown) => this.log.warn({ err }, 'could not remove stale Redis messages')
+    this.#staleSchedule = new StaleMessageSchedule(collector, STALE_MESSAGES_EVERY_MS, onError)
   }
 
   protected override async onStart(): Promise<void> {
@@ -127,6 +126,7 @@ export class Relay extends Service<RelayRoundResult> {
     this.#dueTimer.clear()
     closeRedis(this.#redis)
     this.#redis = null
+    await this.#staleSchedule.settled() // a pass on the closed connection fails at once
     await this.#tr.executor
       .query(loadSql('relay-unregister.sql', this.#tr.schema), [this.relayId])
       .catch((err) => this.log.warn({ err }, 'could not unregister relay; its row expires by itself'))
@@ -147,12 +147,13 @@ export class Relay extends Service<RelayRoundResult> {
   async runOnce(): Promise<RelayRoundResult> {
     const redis = this.#requireRedis()
     const round = await this.#dispatchRound(redis)
-    const now = this.clock.now().getTime()
-    if (now < this.#staleDueAt) return { ...round, staleMessagesRemoved: 0 }
-    // Housekeeping: a failed pass is logged, dispatching goes on, the next cycle tries again.
-    const pass = await this.pruneStaleMessages().catch((err) => void this.log.warn({ err }, 'could not remove stale Redis messages'))
-    this.#staleDueAt = pass && !pass.cycleDone ? now : now + STALE_MESSAGES_EVERY_MS
-    return { ...round, staleMessagesRemoved: pass?.messagesRemoved ?? 0 }
+    this.#staleSchedule.maybeStart(this.clock.now().getTime(), () => this.pruneStaleMessages())
+    return { ...round, staleMessagesRemoved: this.#staleSchedule.takeRemoved() }
+  }
+
+  /** Resolves once the background stale-message pass started by runOnce() (if any) is over. */
+  housekeepingSettled(): Promise<void> {
+    return this.#staleSchedule.settled()
   }
 
   /**
@@ -163,7 +164,7 @@ export class Relay extends Service<RelayRoundResult> {
    * cycle of passes every 30 s.
    */
   async pruneStaleMessages(): Promise<StaleMessagesResult> {
-    const pass = await this.#staleMessages.runPass(this.#requireRedis())
+    const pass = await this.#staleSchedule.runPass(this.#requireRedis())
     if (pass.messagesRemoved > 0) this.log.info(pass, 'removed stale redis messages')
     return pass
   }

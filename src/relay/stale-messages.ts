@@ -98,3 +98,58 @@ export class StaleMessageCollector {
     return { keysScanned: keys.size, messagesChecked: messages.length, messagesRemoved: removed, cycleDone }
   }
 }
+
+/**
+ * Runs the collector's passes beside the relay's rounds, never inside them: a
+ * pass that hangs on Redis (a paused or partitioned server) must not hold up
+ * the next dispatch. One pass at a time; a cycle's passes follow one another
+ * round after round, then the next cycle waits `everyMs`.
+ */
+export class StaleMessageSchedule {
+  readonly #collector: StaleMessageCollector
+  readonly #everyMs: number
+  readonly #onError: (err: unknown) => void
+  #running: Promise<void> | null = null
+  #dueAt = 0
+  #removedSinceAsked = 0
+
+  constructor(collector: StaleMessageCollector, everyMs: number, onError: (err: unknown) => void) {
+    this.#collector = collector
+    this.#everyMs = everyMs
+    this.#onError = onError
+  }
+
+  /** One pass now, whatever is due (see StaleMessageCollector.runPass). */
+  runPass(redis: Redis): Promise<StaleMessagesResult> {
+    return this.#collector.runPass(redis)
+  }
+
+  /** Start a pass if one is due and none runs; `pass` runs it (the relay logs what it removed). */
+  maybeStart(now: number, pass: () => Promise<StaleMessagesResult>): void {
+    if (this.#running || now < this.#dueAt) return
+    this.#running = pass()
+      .then(
+        (result) => {
+          this.#removedSinceAsked += result.messagesRemoved
+          this.#dueAt = result.cycleDone ? now + this.#everyMs : now
+        },
+        (err: unknown) => {
+          this.#onError(err)
+          this.#dueAt = now + this.#everyMs
+        },
+      )
+      .finally(() => (this.#running = null))
+  }
+
+  /** Messages removed by passes that ended since the last call. */
+  takeRemoved(): number {
+    const removed = this.#removedSinceAsked
+    this.#removedSinceAsked = 0
+    return removed
+  }
+
+  /** Resolves once no pass runs (at stop, and for tests that drive runOnce()). */
+  async settled(): Promise<void> {
+    await this.#running
+  }
+}

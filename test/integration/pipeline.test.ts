@@ -246,6 +246,8 @@ describe('delivery', () => {
     expect(ru.last_error!.message).toContain('p.nobody-handles-this')
     expect(ru.last_error!.message).toContain('queue default')
     expect(ru.max_attempts - ru.attempt).toBe(3) // no attempt used
+    // Nobody will ever run it: cancel it, or the next tests' relays dispatch it into their lists.
+    await db.pool.query(`select "${db.schema}".cancel($1)`, [unknownId])
     const rs = await finalRow(String(staleId))
     expect(rs.state).toBe('failed')
     expect(rs.last_error.kind).toBe('invalid_payload')

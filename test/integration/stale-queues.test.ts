@@ -87,13 +87,16 @@ describe('one-off queues that no worker reads', () => {
       await ageDispatches()
       expect((await sweeper.runOnce()).redispatched).toBe(QUEUES)
       expect((await relay.runOnce()).dispatched).toBe(QUEUES)
+      await relay.housekeepingSettled()
     }
     await relay.runOnce()
+    await relay.housekeepingSettled()
     expect(await redisLists(keyPrefix)).toEqual({ keys: QUEUES, messages: QUEUES })
 
     // The tasks are finished and pruned, or deleted: nothing in Redis refers to a task any more.
     await db.pool.query(`delete from "${db.schema}".tasks`)
     await relay.runOnce()
+    await relay.housekeepingSettled()
     expect(await redisLists(keyPrefix)).toEqual({ keys: 0, messages: 0 })
   })
 

@@ -2,11 +2,13 @@
 -- without using an attempt (max_attempts grows by one, as in a hand-back).
 -- In a rolling deploy a newer worker on the same queue registers the task;
 -- until one claims it the task waits, visibly: last_error says why and how
--- often it was deferred, and each deferral waits twice as long (0.5 s up to
--- 60 s), so a task nobody can run costs one claim a minute, not a hot loop.
+-- often it was deferred. The first 8 deferrals wait 0.5 s (while old and new
+-- workers share a queue, a task rarely lands on old ones 8 times running);
+-- then each waits twice as long, up to 60 s, so a task nobody can run costs
+-- one claim a minute, not a hot loop.
 update :"schema".tasks t
    set state = 'pending',
-       run_at = now() + least(60000, 500 * 2 ^ least(d.deferrals - 1, 7)) * interval '1 millisecond',
+       run_at = now() + least(60000, 500 * 2 ^ least(greatest(d.deferrals - 8, 0), 7)) * interval '1 millisecond',
        max_attempts = t.max_attempts + 1,
        lease_expires_at = null,
        dispatch_token = null,

@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import type { Logger } from 'pino'
 import { InvalidOptionsError } from './errors.ts'
 import { delayMs, timerMs, zodProblems } from './config.ts'
@@ -25,6 +25,62 @@ export interface TaskContext {
   heartbeat(): Promise<void>
 }
 
+/**
+ * Standard Schema v1 (standardschema.dev), the types-only spec that zod 3.24+
+ * and 4, valibot and arktype implement: what a task's payload schema must be.
+ * Written out here rather than imported: the spec asks libraries to copy it.
+ */
+export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  readonly '~standard': {
+    readonly version: 1
+    readonly vendor: string
+    readonly validate: (value: unknown) => StandardResult<Output> | Promise<StandardResult<Output>>
+    readonly types?: { readonly input: Input; readonly output: Output } | undefined
+  }
+}
+export type StandardResult<Output> =
+  | { readonly value: Output; readonly issues?: undefined }
+  | { readonly issues: ReadonlyArray<{ readonly message: string; readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined }> }
+/** What a schema accepts (enqueue's payload type). */
+export type InferInput<S extends StandardSchemaV1> = NonNullable<S['~standard']['types']>['input']
+/** What a schema produces (the handler's payload type). */
+export type InferOutput<S extends StandardSchemaV1> = NonNullable<S['~standard']['types']>['output']
+
+export interface PayloadIssue {
+  path: string
+  message: string
+}
+/** A validation: the parsed value, or the schema's issues. */
+export type PayloadCheck = { ok: true; value: unknown } | { ok: false; issues: PayloadIssue[] }
+
+export function isStandardSchema(value: unknown): value is StandardSchemaV1 {
+  // arktype's schemas are functions, the others objects.
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false
+  const std = (value as Partial<StandardSchemaV1>)['~standard']
+  return typeof std === 'object' && std !== null && std.version === 1 && typeof std.validate === 'function'
+}
+
+/** Validate with the schema; a Promise only when the schema itself validates asynchronously. */
+export function validatePayload(schema: StandardSchemaV1, value: unknown): PayloadCheck | Promise<PayloadCheck> {
+  const result = schema['~standard'].validate(value)
+  return result instanceof Promise ? result.then(toCheck) : toCheck(result)
+}
+
+function toCheck(result: StandardResult<unknown>): PayloadCheck {
+  if (!result.issues) return { ok: true, value: (result as { value: unknown }).value }
+  const issues = result.issues.map((i) => ({
+    path: (i.path ?? []).map((seg) => String(typeof seg === 'object' && seg !== null ? seg.key : seg)).join('.'),
+    message: i.message,
+  }))
+  // A failure with no issues still fails, and says so.
+  return { ok: false, issues: issues.length > 0 ? issues : [{ path: '', message: 'rejected by the schema (no issues given)' }] }
+}
+
+/** "a.b: message; c: message", for one-line error texts. */
+export function formatIssues(issues: readonly PayloadIssue[]): string {
+  return issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')
+}
+
 export interface TaskPolicy {
   queue: string
   priority: number
@@ -34,30 +90,31 @@ export interface TaskPolicy {
   timeoutMs: number
 }
 
-export interface TaskDefinition<S extends z.ZodType, R> extends Partial<TaskPolicy> {
+export interface TaskDefinition<S extends StandardSchemaV1, R> extends Partial<TaskPolicy> {
   /** Unique, stable name; stored in each row. 1-200 of A-Z a-z 0-9 _ . : / - */
   name: string
-  /** Validates payloads at enqueue (input type) and again before running (output type). */
+  /** Validates payloads at enqueue (input type) and again before running (output type): a zod schema, or any Standard Schema. */
   payload: S
-  run(payload: z.output<S>, ctx: TaskContext): R | Promise<R>
+  run(payload: InferOutput<S>, ctx: TaskContext): R | Promise<R>
   /** Periodic schedules synced by the scheduler at start (see src/scheduler). */
-  schedules?: ReadonlyArray<Omit<TaskScheduleSpec, 'payload'> & { payload?: z.input<S> }>
+  schedules?: ReadonlyArray<Omit<TaskScheduleSpec, 'payload'> & { payload?: InferInput<S> }>
 }
 
 const TASK_BRAND: unique symbol = Symbol.for('taskrelay.task')
 
 /** A typed task handle: pass it to enqueue and to workers. */
-export interface Task<S extends z.ZodType = z.ZodType, R = unknown> {
+export interface Task<S extends StandardSchemaV1 = StandardSchemaV1, R = unknown> {
   readonly [TASK_BRAND]: true
   readonly name: string
   readonly payload: S
   readonly policy: Readonly<TaskPolicy>
   readonly schedules: ReadonlyArray<TaskScheduleSpec>
-  readonly run: (payload: z.output<S>, ctx: TaskContext) => R | Promise<R>
+  // A method, so a Task of any schema is a Task (its parameter is then bivariant).
+  run(payload: InferOutput<S>, ctx: TaskContext): R | Promise<R>
 }
 
 /** The payload type `enqueue` accepts for a task. */
-export type PayloadOf<T> = T extends Task<infer S, any> ? z.input<S> : never
+export type PayloadOf<T> = T extends Task<infer S, any> ? InferInput<S> : never
 /** The result type a task's handler returns. */
 export type ResultOf<T> = T extends Task<any, infer R> ? Awaited<R> : never
 
@@ -75,9 +132,12 @@ const backoffSchema = z.union([
   z.custom<(attempt: number, error: Error) => number>((v) => typeof v === 'function', 'expected a function'),
 ])
 
+const SCHEMA_REQUIRED =
+  'expected a zod schema (zod 3.25.1 or later) or another schema implementing Standard Schema v1, such as valibot 1 or arktype 2 (it has ["~standard"].validate)'
+
 const definitionSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN, 'use 1-200 characters from A-Z a-z 0-9 _ . : / -'),
-  payload: z.custom<z.ZodType>((v) => v instanceof z.ZodType, 'expected a zod schema'),
+  payload: z.custom<StandardSchemaV1>(isStandardSchema, SCHEMA_REQUIRED),
   run: z.custom<() => unknown>((v) => typeof v === 'function', 'expected a function'),
   queue: z.string().regex(QUEUE_PATTERN, 'use 1-100 characters from A-Z a-z 0-9 _ . -').default('default'),
   priority: z.number().int().min(-1000).max(1000).default(0),
@@ -100,7 +160,7 @@ const definitionSchema = z.strictObject({
  *   async run({ userId }, ctx) { await mailer.send(userId, { signal: ctx.signal }) },
  * })
  */
-export function defineTask<S extends z.ZodType, R>(definition: TaskDefinition<S, R>): Task<S, R> {
+export function defineTask<S extends StandardSchemaV1, R>(definition: TaskDefinition<S, R>): Task<S, R> {
   const parsed = definitionSchema.safeParse(definition)
   if (!parsed.success) {
     throw new InvalidOptionsError(`task definition${typeof definition?.name === 'string' ? ` "${definition.name}"` : ''}`, zodProblems(parsed.error))

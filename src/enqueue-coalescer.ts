@@ -1,5 +1,6 @@
 import type { Executor } from './db/executor.ts'
-import { taskInsertMany, taskInsertOne, type PreparedTask } from './enqueue.ts'
+import type { PreparedTask } from './enqueue.ts'
+import { taskInsertMany, taskInsertOne } from './db/task-insert.ts'
 
 interface Pending {
   task: PreparedTask

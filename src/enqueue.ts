@@ -1,18 +1,8 @@
-import { z } from 'zod'
-import type { Task } from './define-task.ts'
-import { QUEUE_PATTERN } from './define-task.ts'
+import { z } from 'zod/v4'
+import { QUEUE_PATTERN, validatePayload, type PayloadCheck, type PayloadOf, type Task } from './define-task.ts'
 import { zodProblems } from './config.ts'
 import { toTaskId } from './task-record.ts'
-import {
-  DependencyNotFoundError,
-  InvalidOptionsError,
-  PayloadNotSerializableError,
-  PayloadTooLargeError,
-  PayloadValidationError,
-  TransactionRequiredError,
-} from './errors.ts'
-import type { Executor } from './db/executor.ts'
-import { enqueueStatement, loadSql, plainArray } from './db/sql.ts'
+import { InvalidOptionsError, PayloadNotSerializableError, PayloadTooLargeError, PayloadValidationError } from './errors.ts'
 import { MAX_DELAY_MS } from './duration.ts'
 import { jsonbProblem } from './jsonb.ts'
 
@@ -87,6 +77,18 @@ const enqueueOptionsSchema = z
     path: ['delayMs'],
   })
 
+/** One enqueue of a batch. */
+export interface EnqueueItem<T extends Task = Task> {
+  task: T
+  payload: PayloadOf<T>
+  options?: EnqueueOptions
+}
+
+/** Each item's payload is checked against its own task's schema at compile time. */
+export type EnqueueItems<T extends readonly Task<any, any>[]> = {
+  readonly [K in keyof T]: { task: T[K]; payload: PayloadOf<T[K]>; options?: EnqueueOptions }
+}
+
 /** A validated row, ready for the INSERT. */
 export interface PreparedTask {
   name: string
@@ -110,21 +112,75 @@ export function parseEnqueueOptions(where: string, options: EnqueueOptions | und
 }
 
 /**
- * Validate everything before any SQL runs, so bad input writes nothing.
+ * Validate everything before any SQL runs, so bad input writes nothing. For
+ * callers that cannot wait (a schedule checked at construction, the CLI's
+ * check before connecting); a schema that validates asynchronously is refused
+ * here with a clear error: use prepareTaskAsync.
  */
 export function prepareTask(task: Task, payload: unknown, options: EnqueueOptions | undefined, maxPayloadBytes: number): PreparedTask {
+  const prepared = prepareTaskAwaitable(task, payload, options, maxPayloadBytes)
+  if (!(prepared instanceof Promise)) return prepared
+  prepared.catch(() => {}) // abandoned: its outcome is not wanted
+  throw new PayloadValidationError(task.name, [
+    { path: '', message: 'its schema validates asynchronously (an async refinement?), and this check cannot wait; use a schema that validates synchronously' },
+  ])
+}
+
+/**
+ * prepareTask for callers that can wait: any Standard Schema, sync or async.
+ * Synchronous all the way (it throws) unless the schema answers with a
+ * Promise, which zod, valibot and arktype do only for async refinements; so
+ * an enqueue reaches its group commit in the call itself (see close()).
+ */
+export function prepareTaskAwaitable(
+  task: Task,
+  payload: unknown,
+  options: EnqueueOptions | undefined,
+  maxPayloadBytes: number,
+): PreparedTask | Promise<PreparedTask> {
   const opts = parseEnqueueOptions(`enqueue options for task "${task.name}"`, options)
-  const parsed = task.payload.safeParse(payload)
-  if (!parsed.success) {
-    throw new PayloadValidationError(
-      task.name,
-      parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
-    )
-  }
-  // Store what the caller sent (the schema's input), not the parsed output:
-  // the worker parses again, so transforms and defaults run exactly once, there.
-  // Only a missing payload becomes {}: a null the schema accepted is stored as
-  // JSON null, or the worker would parse {} against a schema that wanted null.
+  return then(validatePayload(task.payload, payload), (sent) => {
+    if (!sent.ok) throw new PayloadValidationError(task.name, sent.issues)
+    const payloadJson = toStoredJson(task, payload, maxPayloadBytes)
+    // The worker sees the payload after a JSON round trip: a z.date() or a Map
+    // passes here and would fail there on every attempt. Check that form too.
+    return then(validatePayload(task.payload, JSON.parse(payloadJson)), (stored) => {
+      if (!stored.ok) {
+        throw new PayloadValidationError(
+          task.name,
+          stored.issues.map((i) => ({
+            path: i.path,
+            message: `${i.message} after the JSON round trip the worker sees (use z.coerce.date() or strings for dates, plain objects for maps)`,
+          })),
+        )
+      }
+      return {
+        name: task.name,
+        queue: opts.queue ?? task.policy.queue,
+        payloadJson,
+        priority: opts.priority ?? task.policy.priority,
+        maxAttempts: opts.maxAttempts ?? task.policy.maxAttempts,
+        runAt: opts.runAt ?? null,
+        delayMs: opts.delayMs ?? 0,
+        idempotencyKey: opts.idempotencyKey ?? null,
+        dependsOn: opts.dependsOn ? [...new Set(opts.dependsOn.map((id) => String(toTaskId(id))))] : null,
+      }
+    })
+  })
+}
+
+function then<R>(check: PayloadCheck | Promise<PayloadCheck>, next: (check: PayloadCheck) => R | Promise<R>): R | Promise<R> {
+  return check instanceof Promise ? check.then(next) : next(check)
+}
+
+/**
+ * The JSON stored for a valid payload: what the caller sent (the schema's
+ * input), not the parsed output, since the worker parses again, so transforms
+ * and defaults run exactly once, there. Only a missing payload becomes {}: a
+ * null the schema accepted is stored as JSON null, or the worker would parse
+ * {} against a schema that wanted null.
+ */
+function toStoredJson(task: Task, payload: unknown, maxPayloadBytes: number): string {
   let payloadJson: string | undefined
   try {
     payloadJson = JSON.stringify(payload === undefined ? {} : payload)
@@ -137,29 +193,7 @@ export function prepareTask(task: Task, payload: unknown, options: EnqueueOption
   // Refused here, not by jsonb: a refused INSERT would abort the caller's transaction.
   const unstorable = jsonbProblem(payloadJson)
   if (unstorable !== null) throw new PayloadValidationError(task.name, [splitProblem(unstorable)])
-  // The worker sees the payload after a JSON round trip: a z.date() or a Map
-  // passes here and would fail there on every attempt. Check that form too.
-  const stored = task.payload.safeParse(JSON.parse(payloadJson))
-  if (!stored.success) {
-    throw new PayloadValidationError(
-      task.name,
-      stored.error.issues.map((i) => ({
-        path: i.path.map(String).join('.'),
-        message: `${i.message} after the JSON round trip the worker sees (use z.coerce.date() or strings for dates, plain objects for maps)`,
-      })),
-    )
-  }
-  return {
-    name: task.name,
-    queue: opts.queue ?? task.policy.queue,
-    payloadJson,
-    priority: opts.priority ?? task.policy.priority,
-    maxAttempts: opts.maxAttempts ?? task.policy.maxAttempts,
-    runAt: opts.runAt ?? null,
-    delayMs: opts.delayMs ?? 0,
-    idempotencyKey: opts.idempotencyKey ?? null,
-    dependsOn: opts.dependsOn ? [...new Set(opts.dependsOn.map((id) => String(toTaskId(id))))] : null,
-  }
+  return payloadJson
 }
 
 /** jsonbProblem()'s ".a.b[2]: contains ..." as an issue { path: 'a.b[2]', message: 'contains ...' }. */
@@ -167,129 +201,4 @@ function splitProblem(problem: string): { path: string; message: string } {
   const at = problem.lastIndexOf(': contains ')
   if (at < 0) return { path: '', message: problem }
   return { path: problem.slice(0, at).replace(/^\./, ''), message: problem.slice(at + 2) }
-}
-
-/**
- * Run an enqueue statement. The transaction check before it reads pg's client
- * state, which lags by one message after a failed statement (pg rejects the
- * query on ErrorResponse, before ReadyForQuery says the transaction failed),
- * and Kysely has no such state at all; so a statement refused because the
- * caller's transaction already failed (SQLSTATE 25P02) is reported as the same
- * TransactionRequiredError the check would have thrown.
- */
-async function run<R>(db: Executor, text: string, values: readonly unknown[]) {
-  try {
-    return await db.query<R>(text, values)
-  } catch (err) {
-    if ((err as { code?: unknown } | null)?.code === '25P02') {
-      const refused = new TransactionRequiredError('the connection is inside a failed transaction (ROLLBACK it first)')
-      Object.defineProperty(refused, 'cause', { value: err, writable: true, configurable: true })
-      throw refused
-    }
-    throw err
-  }
-}
-
-/** $1..$7 of every insert statement (task-insert-*.sql), in their order; keyed statements add $8. */
-function rowParams(t: PreparedTask): unknown[] {
-  return [t.name, t.queue, t.payloadJson, t.priority, t.maxAttempts, t.runAt, t.delayMs]
-}
-
-/** The same parameters as arrays, one per column, for the unnest() batch statements. */
-function columnParams(tasks: readonly PreparedTask[]): unknown[][] {
-  const rows = tasks.map(rowParams)
-  return rows[0]!.map((_, column) => rows.map((row) => row[column]))
-}
-
-/** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
-export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
-  if (t.dependsOn !== null) return (await taskInsertDependent(db, schema, [t]))[0]!
-  if (t.idempotencyKey === null) {
-    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), rowParams(t))
-    return String(plain.rows[0]!.id)
-  }
-  const res = await run<{ id: string }>(db, enqueueStatement('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey])
-  const id = res.rows[0]?.id
-  if (id !== undefined) return String(id)
-  const found = (await taskFindByIdempotencyKeys(db, schema, [t])).get(keyOf(t.name, t.idempotencyKey))
-  if (found === undefined) throw new Error(`idempotency key ${t.idempotencyKey} of task ${t.name} conflicted but no task holds it`)
-  return found
-}
-
-/** Insert many prepared tasks in one statement; ids come back in input order. */
-export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
-  if (tasks.length === 0) return []
-  if (tasks.some((t) => t.dependsOn !== null)) return taskInsertDependent(db, schema, tasks)
-  if (tasks.every((t) => t.idempotencyKey === null)) {
-    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-many-plain.sql', schema), columnParams(tasks))
-    return plain.rows.map((r) => String(r.id))
-  }
-  const res = await run<KeyedRow>(db, enqueueStatement('task-insert-many.sql', schema), [
-    ...columnParams(tasks),
-    tasks.map((t) => t.idempotencyKey),
-  ])
-  return idsInInputOrder(db, schema, tasks, res.rows)
-}
-
-/**
- * Insert tasks of which some depend on others (task-insert-dependent.sql),
- * after checking that every task named exists: a missing one is a clear
- * error before anything is written, not a foreign key violation that
- * aborts the caller's transaction.
- */
-async function taskInsertDependent(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
-  const named = [...new Set(tasks.flatMap((t) => t.dependsOn ?? []))]
-  const missing = await run<{ id: string }>(db, loadSql('task-dependencies-missing.sql', schema), [plainArray(named)])
-  if (missing.rows.length > 0) throw new DependencyNotFoundError(missing.rows.map((r) => String(r.id)))
-  const res = await run<KeyedRow>(db, loadSql('task-insert-dependent.sql', schema), [
-    ...columnParams(tasks),
-    tasks.map((t) => t.idempotencyKey),
-    tasks.map((t) => plainArray(t.dependsOn ?? [])),
-  ])
-  return idsInInputOrder(db, schema, tasks, res.rows)
-}
-
-/** A row returned by a keyed insert (or found by its key). */
-interface KeyedRow {
-  id: string
-  name: string
-  idempotency_key: string | null
-}
-
-/** A key is unique per task name (migration 0009): map by both. JSON keeps "a:b"+"c" apart from "a"+"b:c". */
-function keyOf(name: string, key: string): string {
-  return JSON.stringify([name, key])
-}
-
-/** Ids in input order from an insert's rows: skipped (idempotent) rows are found by name and key. */
-async function idsInInputOrder(db: Executor, schema: string, tasks: readonly PreparedTask[], rows: readonly KeyedRow[]): Promise<string[]> {
-  const byKey = new Map<string, string>()
-  const keyless: string[] = []
-  for (const row of rows) {
-    if (row.idempotency_key === null) keyless.push(String(row.id))
-    else byKey.set(keyOf(row.name, row.idempotency_key), String(row.id))
-  }
-  const skipped = tasks.filter((t) => t.idempotencyKey !== null && !byKey.has(keyOf(t.name, t.idempotencyKey)))
-  if (skipped.length > 0) {
-    for (const [k, id] of await taskFindByIdempotencyKeys(db, schema, skipped)) byKey.set(k, id)
-  }
-  // Keyless rows are never skipped and come back in insertion (= input) order.
-  let next = 0
-  return tasks.map((t) => {
-    if (t.idempotencyKey !== null) {
-      const id = byKey.get(keyOf(t.name, t.idempotencyKey))
-      if (id === undefined) throw new Error(`idempotency key ${t.idempotencyKey} of task ${t.name} conflicted but no task holds it`)
-      return id
-    }
-    return keyless[next++]!
-  })
-}
-
-/** Existing ids of keyed tasks, by keyOf(name, key). */
-async function taskFindByIdempotencyKeys(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<Map<string, string>> {
-  const res = await db.query<KeyedRow & { idempotency_key: string }>(loadSql('task-find-by-idempotency-key.sql', schema), [
-    tasks.map((t) => t.name),
-    tasks.map((t) => t.idempotencyKey),
-  ])
-  return new Map(res.rows.map((r) => [keyOf(r.name, r.idempotency_key), String(r.id)]))
 }

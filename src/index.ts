@@ -3,10 +3,10 @@
  * by semver; anything else is internal.
  */
 export { TaskRelay } from './task-relay.ts'
-export type { TaskRelayOptions, EnqueueItem, EnqueueItems, WaitForOptions } from './task-relay.ts'
+export type { TaskRelayOptions, WaitForOptions } from './task-relay.ts'
 export { defineTask } from './define-task.ts'
-export type { Task, TaskDefinition, TaskContext, TaskPolicy, BackoffPolicy, PayloadOf, ResultOf } from './define-task.ts'
-export type { EnqueueOptions } from './enqueue.ts'
+export type { Task, TaskDefinition, TaskContext, TaskPolicy, BackoffPolicy, PayloadOf, ResultOf, StandardSchemaV1, InferInput, InferOutput } from './define-task.ts'
+export type { EnqueueOptions, EnqueueItem, EnqueueItems } from './enqueue.ts'
 export type { TaskRecord, TaskErrorRecord } from './task-record.ts'
 export { TASK_STATES, FINAL_STATES } from './task-state.ts'
 export type { TaskState } from './task-state.ts'

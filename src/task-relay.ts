@@ -1,11 +1,13 @@
-import pg from 'pg'
+import type pg from 'pg'
 import type { Kysely } from 'kysely'
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import type { Logger } from 'pino'
-import { type Task, type PayloadOf, isTask } from './define-task.ts'
-import { prepareTask, taskInsertMany, taskInsertOne, type EnqueueOptions } from './enqueue.ts'
+import { type Task, type PayloadOf, type ResultOf, isTask } from './define-task.ts'
+import { prepareTaskAwaitable, type EnqueueItem, type EnqueueItems, type EnqueueOptions } from './enqueue.ts'
+import { taskInsertMany, taskInsertOne } from './db/task-insert.ts'
 import { EnqueueCoalescer } from './enqueue-coalescer.ts'
-import { BATCH_SESSION_SQL, isKysely, kyselyExecutor, pgExecutor, sidePool, transactionExecutor, type Executor, type Queryable } from './db/executor.ts'
+import { BATCH_SESSION_SQL, isKysely, transactionExecutor, type Executor, type Queryable } from './db/executor.ts'
+import { Connections, isPgPool } from './db/connections.ts'
 import { migrate as runMigrations, appliedMigrations, currentMigration, latestMigrationId, listMigrations, type MigrateResult } from './db/migrate.ts'
 import { channels, quoteIdent } from './db/sql.ts'
 import { ConfigError, InvalidOptionsError, SchemaVersionError, TaskNotFoundError } from './errors.ts'
@@ -19,7 +21,12 @@ import type { ScheduleRecord, ScheduleSpec } from './scheduler/spec.ts'
 export { BATCH_SESSION_SQL, type WaitForOptions }
 
 export interface TaskRelayOptions {
-  /** A pg.Pool, a connection string, or a Kysely instance (over pg). */
+  /**
+   * A pg.Pool (from any copy of pg 8), a connection string, or a Kysely
+   * instance over pg. Everything works with each; over Kysely, which hides
+   * its pg client, waitFor and the relay and scheduler poll instead of
+   * LISTEN, and the worker's lease guard is off.
+   */
   db: pg.Pool | string | Kysely<any>
   /** Postgres schema holding taskrelay's tables. Default "taskrelay". */
   schema?: string
@@ -46,28 +53,18 @@ export interface TaskRelayOptions {
 }
 
 const optionsSchema = z.strictObject({
-  db: z.custom<TaskRelayOptions['db']>(
-    (v) => typeof v === 'string' || v instanceof pg.Pool || isKysely(v),
-    'expected a pg.Pool, a postgres:// connection string or a Kysely instance',
-  ),
+  db: z
+    .custom<TaskRelayOptions['db']>(
+      (v) => typeof v === 'string' || isPgPool(v) || isKysely(v),
+      'expected a pg.Pool (pg 8), a postgres:// connection string or a Kysely instance',
+    )
+    .refine((v) => !(v as { isTransaction?: unknown }).isTransaction, 'expected the Kysely instance, not a transaction (pass trx to enqueue instead)'),
   schema: schemaNameSchema.default('taskrelay'),
   maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
   durableTransitions: z.boolean().default(false),
   enqueueCoalescing: z.number().int().min(0).max(100).default(2),
   logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'child' in v, 'expected a pino logger').optional(),
 })
-
-/** One enqueue of a batch. */
-export interface EnqueueItem<T extends Task = Task> {
-  task: T
-  payload: PayloadOf<T>
-  options?: EnqueueOptions
-}
-
-/** Each item's payload is checked against its own task's schema at compile time. */
-export type EnqueueItems<T extends readonly Task<any, any>[]> = {
-  readonly [K in keyof T]: { task: T[K]; payload: PayloadOf<T[K]>; options?: EnqueueOptions }
-}
 
 /**
  * The facade: enqueue (inside the caller's transaction), read, cancel, retry,
@@ -85,15 +82,10 @@ export class TaskRelay {
   readonly schema: string
   readonly maxPayloadBytes: number
   readonly logger: Logger
-  /** Present when the db option was a pool or connection string (needed by LISTEN users). */
-  readonly pool: pg.Pool | null
-  readonly #executor: Executor
-  readonly #ownsPool: boolean
   readonly durableTransitions: boolean
-  /** Pools made for the relay's and worker's batch statements (transitionExecutor, batchExecutor). */
-  #ownPools: pg.Pool[] = []
-  #transitionExecutor: Executor | null = null
-  #batchExecutor: Executor | null = null
+  /** The caller's pool or Kysely instance, and the side pools made from a pool. */
+  readonly connections: Connections
+  readonly #executor: Executor
   #listener: TaskListener | null = null
   readonly #coalescer: EnqueueCoalescer | null
   #closed = false
@@ -106,13 +98,14 @@ export class TaskRelay {
     this.maxPayloadBytes = o.maxPayloadBytes
     this.durableTransitions = o.durableTransitions
     this.logger = o.logger ?? silentLogger()
-    this.#ownsPool = typeof o.db === 'string'
-    // A Kysely instance hides its pool: enqueue/getTask work, LISTEN-based
-    // features (waitFor, services) need a pool or connection string.
-    this.pool = typeof o.db === 'string' ? new pg.Pool({ connectionString: o.db }) : o.db instanceof pg.Pool ? o.db : null
-    if (this.#ownsPool) this.pool!.on('error', (err) => this.logger.warn({ err }, 'idle postgres connection failed'))
-    this.#executor = this.pool ? pgExecutor(this.pool, { prepare: true }) : kyselyExecutor(o.db as Kysely<any>)
+    this.connections = new Connections(o.db, this.logger)
+    this.#executor = this.connections.executor
     this.#coalescer = o.enqueueCoalescing > 0 ? new EnqueueCoalescer(this.#executor, this.schema, o.enqueueCoalescing) : null
+  }
+
+  /** The pg.Pool behind db (made from a connection string, or given); null over Kysely. */
+  get pool(): pg.Pool | null {
+    return this.connections.pool
   }
 
   /** Executor over taskrelay's own pool (autocommit). */
@@ -128,9 +121,7 @@ export class TaskRelay {
    * dispatch it claims is durable; a lost outcome is retried after its lease.
    */
   get transitionExecutor(): Executor {
-    if (this.durableTransitions) return this.batchExecutor
-    this.#transitionExecutor ??= this.#ownExecutor(`set synchronous_commit = off; ${BATCH_SESSION_SQL}`)
-    return this.#transitionExecutor ?? this.#executor
+    return this.connections.transitionExecutor(this.durableTransitions)
   }
 
   /**
@@ -147,15 +138,7 @@ export class TaskRelay {
    * taskrelay's main executor.
    */
   get batchExecutor(): Executor {
-    this.#batchExecutor ??= this.#ownExecutor(BATCH_SESSION_SQL)
-    return this.#batchExecutor ?? this.#executor
-  }
-
-  /** A pool of 4 for batch statements (see sidePool); null without a pool to copy, or after close(). */
-  #ownExecutor(setup: string): Executor | null {
-    if (!this.pool || this.#closed) return null
-    this.#ownPools.push(sidePool(this.pool, setup, (err) => this.logger.warn({ err }, 'idle postgres connection failed')))
-    return pgExecutor(this.#ownPools.at(-1)!, { prepare: true })
+    return this.connections.batchExecutor
   }
 
   get channels() {
@@ -164,16 +147,16 @@ export class TaskRelay {
 
   /** Apply pending migrations (safe to call from many processes at once). */
   async migrate(): Promise<MigrateResult> {
-    return runMigrations(this.requirePool('migrate()'), this.schema)
+    return runMigrations(this.connections.database, this.schema)
   }
 
   /** Throw SchemaVersionError unless every shipped migration has been applied. */
   async assertSchemaCurrent(): Promise<void> {
-    const pool = this.requirePool('assertSchemaCurrent()')
-    const applied = new Set(await appliedMigrations(pool, this.schema))
+    const db = this.connections.database
+    const applied = new Set(await appliedMigrations(db, this.schema))
     const missing = listMigrations(this.schema).filter((m) => !applied.has(m.id))
     if (missing.length > 0) {
-      throw new SchemaVersionError(await currentMigration(pool, this.schema), latestMigrationId(), this.schema)
+      throw new SchemaVersionError(await currentMigration(db, this.schema), latestMigrationId(), this.schema)
     }
   }
 
@@ -207,7 +190,9 @@ export class TaskRelay {
   enqueue<T extends Task>(task: T, payload: PayloadOf<T>, options?: EnqueueOptions): Promise<{ id: string }>
   async enqueue(...args: unknown[]): Promise<{ id: string }> {
     const [executor, task, payload, options] = this.#splitArgs(args, 'enqueue')
-    const prepared = prepareTask(task, payload, options as EnqueueOptions | undefined, this.maxPayloadBytes)
+    let prepared = prepareTaskAwaitable(task, payload, options as EnqueueOptions | undefined, this.maxPayloadBytes)
+    // Awaited only when the schema is async: a call made before close() must reach the coalescer first.
+    if (prepared instanceof Promise) prepared = await prepared
     // Only taskrelay's own autocommit writes are shared. A task with
     // dependencies is checked and written alone (a missing dependency must
     // not fail its neighbours), and so is one with an idempotency key (its
@@ -224,10 +209,12 @@ export class TaskRelay {
   async enqueueMany(a: unknown, b?: unknown): Promise<{ ids: string[] }> {
     const [executor, items] = b === undefined ? [this.#executor, a] : [transactionExecutor(a as Queryable), b]
     if (!Array.isArray(items)) throw new InvalidOptionsError('enqueueMany call', ['items: expected an array of { task, payload, options? }'])
-    const prepared = items.map((item: EnqueueItem, index) => {
-      if (!isTask(item?.task)) throw new InvalidOptionsError('enqueueMany call', [`items.${index}.task: expected a task from defineTask()`])
-      return prepareTask(item.task, item.payload, item.options, this.maxPayloadBytes)
-    })
+    const prepared = await Promise.all(
+      items.map(async (item: EnqueueItem, index) => {
+        if (!isTask(item?.task)) throw new InvalidOptionsError('enqueueMany call', [`items.${index}.task: expected a task from defineTask()`])
+        return prepareTaskAwaitable(item.task, item.payload, item.options, this.maxPayloadBytes)
+      }),
+    )
     return { ids: await taskInsertMany(executor, this.schema, prepared) }
   }
 
@@ -262,13 +249,21 @@ export class TaskRelay {
   /**
    * Resolve with the task once it succeeded; reject with TaskFailedError when it
    * failed or was cancelled, WaitTimeoutError after timeoutMs, or the signal's
-   * reason when aborted. Woken by LISTEN/NOTIFY, not by polling.
+   * reason when aborted. Woken by LISTEN/NOTIFY (over Kysely: polls every 200 ms).
+   * Given the task first, the record's payload and result are typed from it.
+   *
+   * @example
+   * const { id } = await tr.enqueue(report, { day: '2025-06-01' })
+   * const { result } = await tr.waitFor(report, id)   // typed as report's handler returns
    */
-  async waitFor(id: string | number | bigint, options: WaitForOptions = {}): Promise<TaskRecord> {
+  waitFor<T extends Task>(task: T, id: string | number | bigint, options?: WaitForOptions): Promise<TaskRecord<PayloadOf<T>, ResultOf<T>>>
+  waitFor(id: string | number | bigint, options?: WaitForOptions): Promise<TaskRecord>
+  async waitFor(...args: unknown[]): Promise<TaskRecord> {
+    const [task, id, options = {}] = (isTask(args[0]) ? args : [null, ...args]) as [Task | null, string | number | bigint, WaitForOptions?]
     const taskId = String(parseTaskId(id))
     options.signal?.throwIfAborted()
-    this.#listener ??= new TaskListener(this.requirePool('waitFor()'), this.channels.taskFinished, this.logger)
-    return this.#listener.waitFor(taskId, () => this.getTask(taskId), options)
+    this.#listener ??= new TaskListener(this.connections, this.schema, this.channels.taskFinished, this.logger)
+    return this.#listener.waitFor(taskId, () => this.getTask(taskId).then((record) => checkTaskName(record, task)), options)
   }
 
   /** Close what this instance opened (its pool when it made one, its listener). */
@@ -277,15 +272,7 @@ export class TaskRelay {
     await this.#coalescer?.drain()
     await this.#listener?.close()
     this.#listener = null
-    await Promise.all(this.#ownPools.splice(0).map((pool) => pool.end()))
-    this.#transitionExecutor = null
-    this.#batchExecutor = null
-    if (this.#ownsPool) await this.pool?.end()
-  }
-
-  requirePool(what: string): pg.Pool {
-    if (this.pool) return this.pool
-    throw new ConfigError([`${what} needs its own Postgres connections: pass db as a pg.Pool or a connection string`])
+    await this.connections.close()
   }
 
   #splitArgs(args: unknown[], call: string): [Executor, Task, unknown, unknown] {
@@ -298,3 +285,8 @@ export class TaskRelay {
   }
 }
 
+/** waitFor(task, id) on a task of another kind: refused at the first read, not after it finished. */
+function checkTaskName(record: TaskRecord | null, task: Task | null): TaskRecord | null {
+  if (!task || !record || record.name === task.name) return record
+  throw new InvalidOptionsError('waitFor call', [`task ${record.id} is a "${record.name}" task, not "${task.name}"; its result has another type`])
+}

@@ -10,8 +10,7 @@
  * const result = await runInline(sendWelcome, { userId: 1, email: 'a@example.com' })
  */
 import { isDeepStrictEqual } from 'node:util'
-import { z } from 'zod'
-import type { Task, TaskContext, PayloadOf, ResultOf } from './define-task.ts'
+import { validatePayload, type Task, type TaskContext, type PayloadOf, type ResultOf } from './define-task.ts'
 import { PayloadValidationError, TaskRelayError } from './errors.ts'
 import { toExecutor, type Queryable } from './db/executor.ts'
 import { quoteIdent } from './db/sql.ts'
@@ -66,10 +65,8 @@ export async function runInline<T extends Task>(
   payload: PayloadOf<T>,
   context: Partial<Pick<TaskContext, 'attempt' | 'signal' | 'log'>> = {},
 ): Promise<ResultOf<T>> {
-  const parsed = task.payload.safeParse(JSON.parse(JSON.stringify(payload ?? {})))
-  if (!parsed.success) {
-    throw new PayloadValidationError(task.name, parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })))
-  }
+  const parsed = await validatePayload(task.payload, JSON.parse(JSON.stringify(payload ?? {})))
+  if (!parsed.ok) throw new PayloadValidationError(task.name, parsed.issues)
   const attempt = context.attempt ?? 1
   const ctx: TaskContext = {
     signal: context.signal ?? new AbortController().signal,
@@ -78,5 +75,5 @@ export async function runInline<T extends Task>(
     log: context.log ?? silentLogger(),
     heartbeat: async () => {},
   }
-  return (await task.run(parsed.data as z.output<typeof task.payload>, ctx)) as ResultOf<T>
+  return (await task.run(parsed.value, ctx)) as ResultOf<T>
 }

@@ -1,38 +1,65 @@
-import type pg from 'pg'
 import type { Logger } from 'pino'
-import { PgListener } from './listener.ts'
 import { InvalidOptionsError, TaskFailedError, TaskNotFoundError, WaitTimeoutError } from '../errors.ts'
 import { MAX_TIMER_MS } from '../duration.ts'
 import { msInWords } from '../config.ts'
-import { isFinal } from '../task-state.ts'
+import { FINAL_STATES, isFinal } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
+import type { Connections } from './connections.ts'
+import type { Wakeups } from './poller.ts'
+import { quoteIdent } from './sql.ts'
 
 export interface WaitForOptions {
   timeoutMs?: number
   signal?: AbortSignal
 }
 
+/** How often waiters look for their tasks when the db cannot LISTEN (a Kysely instance). */
+export const WAIT_POLL_MS = 200
+
 /**
  * waitFor()'s shared LISTEN on `<schema>.task_finished`, whose payload is a
  * comma-separated list of ids that reached a final state. After a reconnect
  * every waiter re-reads its row, since notifications in the gap are lost.
+ * Without LISTEN (Kysely), one query every WAIT_POLL_MS finds which of the
+ * awaited tasks finished, while any are awaited.
  */
 export class TaskListener {
   readonly #waiters = new Map<string, Set<() => void>>()
-  readonly #listener: PgListener
+  readonly #wakeups: Wakeups
+  readonly #polling: boolean
 
-  constructor(pool: pg.Pool, channel: string, log: Logger) {
-    this.#listener = new PgListener(
-      pool,
+  constructor(connections: Connections, schema: string, channel: string, log: Logger) {
+    this.#polling = connections.pool === null
+    let polling = false // one poll at a time, however slow the database
+    const pollFinished = async () => {
+      const ids = [...this.#waiters.keys()]
+      if (ids.length === 0 || polling) return
+      polling = true
+      try {
+        const res = await connections.executor.query<{ id: string }>(
+          `select id::text as id from ${quoteIdent(schema)}.tasks where id = any($1::bigint[]) and state::text = any($2::text[])`,
+          [ids, FINAL_STATES],
+        )
+        this.#notify(res.rows.map((r) => r.id))
+      } catch (err) {
+        log.warn({ err }, 'waitFor could not poll for finished tasks; trying again')
+      } finally {
+        polling = false
+      }
+    }
+    this.#wakeups = connections.listen(
       [channel],
-      (_channel, payload) => {
-        for (const id of payload.split(',')) for (const fn of this.#waiters.get(id) ?? []) fn()
+      {
+        onNotify: (_channel, payload) => this.#notify(payload.split(',')),
+        onCatchUp: this.#polling ? () => void pollFinished() : () => this.#notify([...this.#waiters.keys()]),
       },
       log,
-      () => {
-        for (const set of this.#waiters.values()) for (const fn of set) fn()
-      },
+      WAIT_POLL_MS,
     )
+  }
+
+  #notify(ids: readonly string[]): void {
+    for (const id of ids) for (const fn of this.#waiters.get(id) ?? []) fn()
   }
 
   subscribe(id: string, onFinished: () => void): () => void {
@@ -42,6 +69,8 @@ export class TaskListener {
     return () => {
       set.delete(onFinished)
       if (set.size === 0) this.#waiters.delete(id)
+      // A poller runs only while someone waits: its timer keeps the process alive.
+      if (this.#polling && this.#waiters.size === 0) void this.#wakeups.close()
     }
   }
 
@@ -92,10 +121,10 @@ export class TaskListener {
   }
 
   ready(): Promise<void> {
-    return this.#listener.ready()
+    return this.#wakeups.ready()
   }
 
   close(): Promise<void> {
-    return this.#listener.close()
+    return this.#wakeups.close()
   }
 }

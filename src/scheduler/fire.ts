@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Task } from '../define-task.ts'
-import { RESERVED_KEY_PREFIX, prepareTask, taskInsertMany, type PreparedTask } from '../enqueue.ts'
+import { RESERVED_KEY_PREFIX, prepareTaskAwaitable, type PreparedTask } from '../enqueue.ts'
+import { taskInsertMany } from '../db/task-insert.ts'
 import type { Executor } from '../db/executor.ts'
 import { loadSql } from '../db/sql.ts'
 import { isFinal, type TaskState } from '../task-state.ts'
@@ -123,10 +124,10 @@ export async function scheduleFireDue(db: Executor, p: FireDueParams): Promise<F
     }
     const task = p.tasks.get(row.task_name)!
     try {
-      const prepared = fireTimes.map((fireAt) => ({
+      const prepared = await Promise.all(fireTimes.map(async (fireAt) => ({
         // The key is set after validation: its prefix is reserved, and callers' keys are refused it.
         prepared: {
-          ...prepareTask(
+          ...(await prepareTaskAwaitable(
             task,
             row.payload,
             {
@@ -136,13 +137,13 @@ export async function scheduleFireDue(db: Executor, p: FireDueParams): Promise<F
               runAt: fireAt,
             },
             p.maxPayloadBytes,
-          ),
+          )),
           idempotencyKey: fireKey(row.name, fireAt),
         },
         schedule: row.name,
         fireAt,
         advance,
-      }))
+      })))
       toInsert.push(...prepared)
     } catch (err) {
       // The task's schema changed since the schedule was written. Skip these

@@ -3,12 +3,11 @@ import type { TaskRelay } from '../task-relay.ts'
 import type { Task } from '../define-task.ts'
 import { parseSettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
-import { PgListener } from '../db/listener.ts'
+import type { Wakeups } from '../db/poller.ts'
 import { quoteIdent } from '../db/sql.ts'
 import { scheduleFireDue, type FireDueResult, type ScheduleFire } from './fire.ts'
 import { resolveDeclaredSchedules, syncTaskSchedules } from './schedules.ts'
 import { schedulerSettingsSchema, type SchedulerSettings } from './settings.ts'
-import { inTransaction } from './transaction.ts'
 import { taskMap } from './validate.ts'
 
 export interface SchedulerOptions extends Partial<SchedulerSettings> {
@@ -30,6 +29,8 @@ export interface SchedulerDeps extends ServiceDeps {
   signals?: SchedulerSignals
 }
 
+/** Without LISTEN (db is a Kysely instance) schedule changes are looked for this often. */
+const POLL_WITHOUT_LISTEN_MS = 1000
 /** Nothing claimable but something due: another replica holds it; look again shortly. */
 const LOCKED_RETRY_MS = 100
 
@@ -53,7 +54,7 @@ export class Scheduler extends Service<SchedulerRunResult> {
   readonly #tasks: ReadonlyMap<string, Task>
   readonly #clockInjected: boolean
   readonly #signals: SchedulerSignals
-  #listener: PgListener | null = null
+  #listener: Wakeups | null = null
 
   constructor(tr: TaskRelay, options: SchedulerOptions, deps: SchedulerDeps = {}) {
     super('scheduler', { logger: tr.logger, ...deps })
@@ -67,7 +68,6 @@ export class Scheduler extends Service<SchedulerRunResult> {
     this.#tr = tr
     this.#clockInjected = deps.clock !== undefined
     this.#signals = deps.signals ?? {}
-    tr.requirePool('Scheduler')
     // Bad declarations fail here, at construction, not in a loop.
     if (this.settings.syncSchedules) resolveDeclaredSchedules(tasks, tr.maxPayloadBytes)
   }
@@ -80,12 +80,11 @@ export class Scheduler extends Service<SchedulerRunResult> {
       this.log[changed ? 'info' : 'debug']({ ...synced }, 'declared schedules synced')
     }
     await this.#warnAboutForeignSchedules()
-    this.#listener = new PgListener(
-      this.#tr.requirePool('Scheduler'),
+    this.#listener = this.#tr.connections.listen(
       [this.#tr.channels.schedulesChanged],
-      () => this.wake(),
+      { onNotify: () => this.wake(), onCatchUp: () => this.wake() },
       this.log,
-      () => this.wake(),
+      Math.min(this.settings.maxSleepMs, POLL_WITHOUT_LISTEN_MS),
     )
     // Without LISTEN the scheduler still works, polling every maxSleepMs;
     // runOnce() keeps trying to connect.
@@ -109,7 +108,7 @@ export class Scheduler extends Service<SchedulerRunResult> {
   /** One tick: fire every due schedule of this scheduler's tasks (one transaction). */
   async runOnce(): Promise<SchedulerRunResult> {
     if (this.#listener && !this.#listener.connected) void this.#listener.ready().catch(() => {})
-    const result = await inTransaction(this.#tr.requirePool('Scheduler'), (db) =>
+    const result = await this.#tr.connections.transaction((db) =>
       scheduleFireDue(db, {
         schema: this.#tr.schema,
         now: this.#now(),

@@ -1,13 +1,13 @@
 import type { TaskRelay } from '../task-relay.ts'
 import type { Task } from '../define-task.ts'
-import { prepareTask, taskInsertMany } from '../enqueue.ts'
+import { prepareTaskAwaitable } from '../enqueue.ts'
+import { taskInsertMany } from '../db/task-insert.ts'
 import type { Executor } from '../db/executor.ts'
 import { loadSql, quoteIdent } from '../db/sql.ts'
 import { nextFireAfter } from './cron.ts'
 import { ScheduleError, ScheduleNotFoundError } from './errors.ts'
 import { rowTiming, toScheduleRecord, type ScheduleRow } from './schedule-row.ts'
 import type { ScheduleRecord, ScheduleSpec } from './spec.ts'
-import { inTransaction } from './transaction.ts'
 import { resolveSchedule, sameDefinition, taskMap, type ResolvedSchedule } from './validate.ts'
 
 /**
@@ -149,7 +149,7 @@ export async function scheduleResume(tr: TaskRelay, name: string, options: { now
  */
 export async function scheduleRunNow(tr: TaskRelay, name: string, options: { tasks: readonly Task[]; now?: Date }): Promise<{ taskId: string }> {
   const tasks = taskMap(options.tasks, 'scheduleRunNow tasks')
-  return inTransaction(tr.requirePool('scheduleRunNow()'), async (db) => {
+  return tr.connections.transaction(async (db) => {
     const res = await db.query<ScheduleRow>(`select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where name = $1 for update`, [name])
     const row = res.rows[0]
     if (!row) throw new ScheduleNotFoundError(name)
@@ -157,7 +157,7 @@ export async function scheduleRunNow(tr: TaskRelay, name: string, options: { tas
     if (!task) throw new ScheduleError(name, [`task: unknown task "${row.task_name}"; pass it in tasks`])
     let prepared
     try {
-      prepared = prepareTask(
+      prepared = await prepareTaskAwaitable(
         task,
         row.payload,
         {
@@ -196,7 +196,7 @@ export interface SyncResult {
 export async function syncTaskSchedules(tr: TaskRelay, tasks: readonly Task[], options: { now?: Date } = {}): Promise<SyncResult> {
   const declared = resolveDeclaredSchedules(tasks, tr.maxPayloadBytes, options.now)
   const names = [...declared.keys()]
-  return inTransaction(tr.requirePool('syncTaskSchedules()'), async (db) => {
+  return tr.connections.transaction(async (db) => {
     await db.query('select pg_advisory_xact_lock(hashtext($1))', [`taskrelay.schedules-sync:${tr.schema}`])
     const result: SyncResult = { created: [], updated: [], unchanged: [], removed: [] }
     for (const s of declared.values()) {

@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { isTask, NAME_PATTERN, QUEUE_PATTERN, type Task } from '../define-task.ts'
 import { prepareTask } from '../enqueue.ts'
 import { zodProblems } from '../config.ts'

@@ -1,5 +1,4 @@
-import { z } from 'zod'
-import { backoffDelay, type Task } from '../define-task.ts'
+import { backoffDelay, formatIssues, validatePayload, type PayloadCheck, type Task } from '../define-task.ts'
 import { NonRetryableError, TaskRelayError, coerceError } from '../errors.ts'
 import type { TaskErrorRecord } from '../task-record.ts'
 import { clampDelayMs } from '../duration.ts'
@@ -66,13 +65,25 @@ function readText(read: () => unknown, fallback: string): string {
  * outcomes; it throws (or rejects) only on a bug in taskrelay's own code.
  */
 export function runAttempt(attempt: Attempt, task: Task, host: AttemptHost): AttemptOutcome | Promise<AttemptOutcome> {
+  // A schema that throws is the task's failure, like its handler's; an async one costs a promise.
+  let check: PayloadCheck | Promise<PayloadCheck>
+  try {
+    check = validatePayload(task.payload, attempt.claimed.payload)
+  } catch (error) {
+    return rejected(task, attempt, error)
+  }
+  if (!(check instanceof Promise)) return runChecked(attempt, task, host, check)
+  return check.then(
+    (c) => runChecked(attempt, task, host, c),
+    (error: unknown) => rejected(task, attempt, error),
+  )
+}
+
+function runChecked(attempt: Attempt, task: Task, host: AttemptHost, check: PayloadCheck): AttemptOutcome | Promise<AttemptOutcome> {
   const { claimed } = attempt
-  const parsed = task.payload.safeParse(claimed.payload)
-  if (!parsed.success) {
+  if (!check.ok) {
     return failed(
-      new NonRetryableError(
-        `payload of task "${claimed.name}" (queue "${claimed.queue}") no longer matches its schema: ${z.prettifyError(parsed.error)}`,
-      ),
+      new NonRetryableError(`payload of task "${claimed.name}" (queue "${claimed.queue}") no longer matches its schema: ${formatIssues(check.issues)}`),
       claimed,
       'invalid_payload',
     )
@@ -81,7 +92,7 @@ export function runAttempt(attempt: Attempt, task: Task, host: AttemptHost): Att
   attempt.handlerStarted = true
   let returned: unknown
   try {
-    returned = task.run(parsed.data, new AttemptContext(attempt, host))
+    returned = task.run(check.value, new AttemptContext(attempt, host))
   } catch (error) {
     attempt.markHandlerDone(host)
     return rejected(task, attempt, error)

@@ -127,3 +127,25 @@ describe('enqueueMany payload types', () => {
     void tr.close()
   })
 })
+
+describe('typed results: waitFor(task, id)', () => {
+  it('types result from the handler and payload from the schema; waitFor(id) stays untyped', () => {
+    type Waited = Awaited<ReturnType<typeof tr.waitFor<typeof welcome>>>
+    expectTypeOf<Waited>().toEqualTypeOf<TaskRecord<{ userId: number; locale?: string | undefined }, { sent: boolean }>>()
+    expectTypeOf<Waited['result']>().toEqualTypeOf<{ sent: boolean } | null>()
+    const untyped = (id: string) => tr.waitFor(id)
+    expectTypeOf(untyped).returns.resolves.toEqualTypeOf<TaskRecord>()
+    const wrongUse = async (id: string) => {
+      const done = await tr.waitFor(welcome, id)
+      // @ts-expect-error the handler returns { sent }, not { delivered }
+      void done.result?.delivered
+      // @ts-expect-error result may be null until checked
+      void done.result.sent
+      // @ts-expect-error the payload has no such field
+      void done.payload.email
+      // @ts-expect-error the first argument is a task or an id, not a name
+      await tr.waitFor('email.welcome', id, {})
+    }
+    expect(typeof wrongUse).toBe('function')
+  })
+})

@@ -33,6 +33,18 @@ export function forSchema(sql: string, schema: string, taskId?: string): { text:
   return taskId === undefined ? { text, values: [] } : { text: text.replace(/ = 42\b/, ' = $1'), values: [taskId] }
 }
 
+/** The question as asked about this task ("What happened to task 7?"), not about the file's example 42. */
+export function questionFor(q: StatusQuery, taskId?: string): string {
+  return taskId === undefined ? q.question : q.question.replace(/\b42\b/, taskId)
+}
+
+/** Intervals (run_duration, waited) as psql prints them, e.g. 00:00:01.5, instead of pg's PostgresInterval objects. */
+const INTERVAL_OID = 1186
+const asPsqlPrints = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INTERVAL_OID ? (value: string) => value : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+}
+
 if (import.meta.main) {
   const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' })
   const schema = process.env.TASKRELAY_SCHEMA ?? 'taskrelay'
@@ -42,8 +54,8 @@ if (import.meta.main) {
       const aboutOneTask = / = 42\b/.test(q.sql)
       if (aboutOneTask && taskId === undefined) continue
       const { text, values } = forSchema(q.sql, schema, aboutOneTask ? taskId : undefined)
-      console.log(`\n-- ${q.question}\n${text.replace('$1', String(taskId))}\n`)
-      const res = await pool.query(text, values)
+      console.log(`\n-- ${questionFor(q, aboutOneTask ? taskId : undefined)}\n${text.replace('$1', String(taskId))}\n`)
+      const res = await pool.query({ text, values, types: asPsqlPrints })
       if (res.rows.length === 0) console.log('(no rows)')
       else console.table(res.rows)
     }

@@ -7,7 +7,7 @@ import { addSettingOptions, type SettingsRequest } from './settings.ts'
 import { createCliLogger, trapEarlySignals, waitForSignal } from './runtime.ts'
 import { relayTarget, schedulerTarget, startStack, sweeperTarget, workerTarget } from './services.ts'
 
-/** The bundled example tasks (a checkout only: the published package leaves examples/ out). */
+/** The bundled example tasks (TypeScript: installed as a package, `dev` needs --tasks, see loadTasks). */
 export const EXAMPLE_TASKS = fileURLToPath(new URL('../../examples/tasks.ts', import.meta.url))
 
 const DEV: SettingsRequest = {

@@ -4,7 +4,7 @@ import { TASK_STATES } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
 import { CliError, EXIT } from './errors.ts'
 import { formatAge, formatDuration, parseDuration, toJson, truncate, examples } from './format.ts'
-import { readStats, renderStats, type StatsSnapshot } from './stats-report.ts'
+import { readQueueWorkers, readStats, renderStats, type StatsSnapshot } from './stats-report.ts'
 import { listTasks, parseListFilters, renderList, taskDependsOn } from './task-list.ts'
 import { addSettingOptions } from './settings.ts'
 import { ONE_SHOT, parseTaskId, waitForSignal, withDatabase } from './runtime.ts'
@@ -25,7 +25,9 @@ export function registerInspectCommands(program: Command): void {
       if (!task) throw notFound(taskId, s.process.schema)
       // What it waits on (dependsOn), with each one's state.
       const dependsOn = await taskDependsOn(db.tr.executor, s.process.schema, taskId)
-      console.log(flags.json ? toJson({ ...task, dependsOn }) : renderStatus(task, dependsOn))
+      // Whether any running worker will take it: a task on a queue nobody serves waits forever.
+      const workers = await readQueueWorkers(db.tr.executor, s.process.schema, task.queue, task.name)
+      console.log(flags.json ? toJson({ ...task, dependsOn, workers }) : renderStatus(task, dependsOn, workers))
     }),
   )
 
@@ -118,7 +120,9 @@ export function notFound(id: string, schema: string): CliError {
   )
 }
 
-function renderStatus(t: TaskRecord, dependsOn: ReadonlyArray<{ id: string; name: string; state: string }>): string {
+type QueueWorkers = Awaited<ReturnType<typeof readQueueWorkers>>
+
+function renderStatus(t: TaskRecord, dependsOn: ReadonlyArray<{ id: string; name: string; state: string }>, workers: QueueWorkers): string {
   const now = Date.now()
   const at = (d: Date | null) => (d ? `${d.toISOString()} (${formatAge(d, now)})` : '-')
   const lines: Array<[string, string]> = [
@@ -137,19 +141,33 @@ function renderStatus(t: TaskRecord, dependsOn: ReadonlyArray<{ id: string; name
   if (t.result !== null) lines.push(['result', truncate(JSON.stringify(t.result), 500)])
   lines.push(['payload', truncate(JSON.stringify(t.payload), 500)])
   if (dependsOn.length > 0) lines.push(['depends on', dependsOn.map((d) => `${d.id} ${d.name} (${d.state})`).join(', ')])
-  const hint = stateHint(t, now)
+  const hints = [stateHint(t, now, workers), workerHint(t, now, workers)].filter((h) => h !== null)
   const width = Math.max(...lines.map(([k]) => k.length))
-  return [`task ${t.id}  ${t.name}`, ...lines.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`), ...(hint ? ['', hint] : [])].join('\n')
+  return [`task ${t.id}  ${t.name}`, ...lines.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`), ...(hints.length ? ['', ...hints] : [])].join('\n')
 }
 
-function stateHint(t: TaskRecord, now: number): string | null {
+/** For a task that is due or in Redis: is any running worker going to take it? */
+function workerHint(t: TaskRecord, now: number, w: QueueWorkers): string | null {
+  const due = t.state === 'dispatched' || (t.state === 'pending' && t.runAt.getTime() <= now)
+  if (!due) return null
+  if (w.serving === 0) {
+    return (
+      `no worker serves queue "${t.queue}": nothing will run this task until a worker runs with "${t.name}" in its --tasks ` +
+      `(a worker serves its tasks' queues) or with --queues ${t.queue}`
+    )
+  }
+  if (w.withTask === 0) return `${w.serving} running worker(s) serve queue "${t.queue}", but none has task "${t.name}": each hands it back until one with that task starts`
+  return null
+}
+
+function stateHint(t: TaskRecord, now: number, w: QueueWorkers): string | null {
   switch (t.state) {
     case 'pending':
       return t.runAt.getTime() > now ? `runs ${formatAge(t.runAt, now)}; cancel it with \`taskrelay cancel ${t.id}\`` : 'due: waiting for a relay to hand it to Redis (is `taskrelay relay` running?)'
     case 'waiting':
       return 'waits until every task it depends on has succeeded (cancelled if one fails or is cancelled)'
     case 'dispatched':
-      return `in Redis, waiting for a worker on queue "${t.queue}" (is a worker running with --queues ${t.queue}?)`
+      return w.withTask > 0 ? `in Redis, waiting for one of the ${w.withTask} running worker(s) with this task on queue "${t.queue}"` : `in Redis, on queue "${t.queue}"`
     case 'failed':
       return `run it again with \`taskrelay retry ${t.id}\``
     case 'cancelled':

@@ -1,17 +1,14 @@
-import { existsSync, statSync } from 'node:fs'
-import { resolve as resolvePath } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import pg from 'pg'
 import { Redis, type RedisOptions } from 'ioredis'
 import { pino, type Logger } from 'pino'
 import { prettyFactory } from 'pino-pretty'
 import { TaskRelay } from '../task-relay.ts'
-import { isTask, type Task } from '../define-task.ts'
 import { currentMigration, latestMigrationId } from '../db/migrate.ts'
 import { REDACT_PATHS, silentLogger } from '../logger.ts'
 import type { TaskRelayEvents } from '../events.ts'
 import { describeRedis, resolveRedisSettings } from '../redis/connection.ts'
 import { CliError, EXIT } from './errors.ts'
+export { loadTasks } from './load-tasks.ts'
 import { redactSecrets, resolveSettings, type ProcessSettings, type ResolvedSettings, type SettingsRequest } from './settings.ts'
 
 /** Where log lines go; `dev` swaps in a writer that keeps its progress line intact. */
@@ -130,51 +127,6 @@ export async function checkRedis(url: string): Promise<void> {
   } finally {
     redis.disconnect()
   }
-}
-
-/**
- * Import a module and collect every exported task: named exports, arrays of
- * tasks, and tasks inside a default-exported object.
- */
-export async function loadTasks(modulePath: string): Promise<Task[]> {
-  const file = resolvePath(process.cwd(), modulePath)
-  if (!existsSync(file) || !statSync(file).isFile()) {
-    throw new CliError(
-      `--tasks: there is no file at ${file}. Give the path to the module that exports your tasks, e.g. --tasks ./src/tasks.ts ` +
-        `(relative paths start from ${process.cwd()}).`,
-      EXIT.usage,
-    )
-  }
-  let mod: Record<string, unknown>
-  try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
-  } catch (err) {
-    throw new CliError(`--tasks: loading ${file} failed: ${errorText(err)}. Fix that module (run \`node ${modulePath}\` to see the full error) and try again.`, EXIT.usage, { cause: err })
-  }
-  const found: Task[] = []
-  const visit = (value: unknown, depth: number) => {
-    if (isTask(value)) found.push(value)
-    else if (Array.isArray(value) && depth < 2) value.forEach((v) => visit(v, depth + 1))
-    else if (depth === 0 && value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-      Object.values(value).forEach((v) => visit(v, depth + 1))
-    }
-  }
-  for (const value of Object.values(mod)) visit(value, 0)
-  const byName = new Map<string, Task>()
-  for (const task of found) {
-    const existing = byName.get(task.name)
-    if (existing && existing !== task) {
-      throw new CliError(`--tasks: ${file} exports two different tasks named "${task.name}"; task names must be unique.`, EXIT.usage)
-    }
-    byName.set(task.name, task)
-  }
-  if (byName.size === 0) {
-    throw new CliError(
-      `--tasks: ${file} exports no tasks. Export each task made with defineTask(), e.g. \`export const sendWelcome = defineTask({ name: 'email.welcome', ... })\`.`,
-      EXIT.usage,
-    )
-  }
-  return [...byName.values()]
 }
 
 /**

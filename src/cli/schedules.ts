@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { Option } from 'commander'
-import { scheduleList, schedulePause, scheduleRemove, scheduleResume, scheduleRunNow, scheduleUpsert } from '../scheduler/schedules.ts'
+import { scheduleGet, scheduleList, schedulePause, scheduleRemove, scheduleResume, scheduleRunNow, scheduleUpsert } from '../scheduler/schedules.ts'
 import { ScheduleError, ScheduleNotFoundError } from '../scheduler/errors.ts'
 import { MISFIRE_POLICIES, type ScheduleRecord, type ScheduleSpec } from '../scheduler/spec.ts'
 import type { Task } from '../define-task.ts'
@@ -135,13 +135,25 @@ export function registerScheduleCommands(program: Command): void {
     const c = group.command(cmd).summary(summary).argument('<name>', 'schedule name').addHelpText('after', examples([`taskrelay schedules ${cmd} nightly-report`]))
     addSettingOptions(c, cmd === 'run-now' ? WITH_TASKS : ONE_SHOT)
     c.action((name: string, flags: Record<string, unknown>) => run(name, flags))
+    return c
   }
   simple('remove', 'delete a schedule (tasks it already enqueued stay)', (name, flags) =>
     withDatabase(ONE_SHOT, flags, 'schedules', async (db) => {
-      if (!(await scheduleRemove(db.tr, name))) throw new CliError(`schedule "${name}" does not exist; see the existing ones with \`taskrelay schedules list\`. Nothing was changed.`)
-      console.log(`schedule "${name}" removed`)
+      const missing = () => new CliError(`schedule "${name}" does not exist; see the existing ones with \`taskrelay schedules list\`. Nothing was changed.`)
+      const existing = await scheduleGet(db.tr, name)
+      if (!existing) throw missing()
+      // A schedule declared in code comes back at the next scheduler start: removing it here alone would not last.
+      if (existing.source === 'code' && !flags.force) {
+        throw new CliError(
+          `schedule "${name}" is declared in code (defineTask({ schedules }) of task "${existing.task}"); the next scheduler start would ` +
+            'create it again. Remove it from the code instead; schedulers delete it when they start with the new code. ' +
+            'To stop it now, use `taskrelay schedules pause`, or add --force to delete it until then. Nothing was changed.',
+        )
+      }
+      if (!(await scheduleRemove(db.tr, name))) throw missing()
+      console.log(`schedule "${name}" removed${existing.source === 'code' ? '; it comes back when a scheduler starts with code that still declares it' : ''}`)
     }),
-  )
+  ).option('--force', 'also remove a schedule declared in code (it comes back when a scheduler starts with code that still declares it)')
   simple('pause', 'stop firing a schedule (kept paused across restarts)', (name, flags) =>
     withDatabase(ONE_SHOT, flags, 'schedules', async (db) => {
       await explain(() => schedulePause(db.tr, name))

@@ -3,13 +3,13 @@ import { examples } from './format.ts'
 import type { Logger } from 'pino'
 import type { Server } from 'node:http'
 import { Relay } from '../relay/relay.ts'
-import { Worker } from '../worker/worker.ts'
+import { Worker, taskQueues } from '../worker/worker.ts'
 import { Sweeper } from '../sweeper/sweeper.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
 import { TaskRelayEvents } from '../events.ts'
 import type { Task } from '../define-task.ts'
 import type { TaskRelay } from '../task-relay.ts'
-import { listMigrations } from '../db/migrate.ts'
+import { latestMigrationId, listMigrations } from '../db/migrate.ts'
 import { quoteIdent } from '../db/sql.ts'
 import { CliError, EXIT } from './errors.ts'
 import { addSettingOptions, describeSettings, resolveSettings, type ResolvedSettings, type SettingsRequest, type Component } from './settings.ts'
@@ -47,10 +47,10 @@ export function relayTarget(ctx: StackContext): HealthTarget {
 
 export function workerTarget(ctx: StackContext): HealthTarget {
   const p = ctx.settings.process
-  // Unless queues were given, serve every queue the loaded tasks use: a task on
-  // queue "emails" must not sit unclaimed because the worker listens on "default".
-  const queues = ctx.settings.sources['worker.queues'] === 'default' ? [...new Set(ctx.tasks.map((t) => t.policy.queue))] : ctx.settings.worker.queues
-  const worker = new Worker(ctx.tr, { redis: p.redisUrl!, keyPrefix: p.keyPrefix, tasks: ctx.tasks, ...ctx.settings.worker, queues }, { events: ctx.events })
+  // Queues left unset: the Worker serves the loaded tasks' queues (its own default).
+  const { queues, ...settings } = ctx.settings.worker
+  const given = ctx.settings.sources['worker.queues'] === 'default' ? {} : { queues }
+  const worker = new Worker(ctx.tr, { redis: p.redisUrl!, keyPrefix: p.keyPrefix, tasks: ctx.tasks, ...settings, ...given }, { events: ctx.events })
   return {
     name: 'worker',
     service: worker,
@@ -100,8 +100,11 @@ export async function startStack(
   const settings = resolveSettings(req, flags)
   const p = settings.process
   const log = opts.log?.(settings) ?? createCliLogger(p)
-  log.info({ command, config: describeSettings(req, settings) }, 'taskrelay starting')
   const tasks = p.tasks ? await loadTasks(p.tasks) : []
+  const config = describeSettings(req, settings)
+  // Queues left unset: the worker serves its tasks' queues, so the line shows those, not the schema's "default".
+  if (req.components.includes('worker') && settings.sources['worker.queues'] === 'default') config.worker = { ...settings.worker, queues: taskQueues(tasks) }
+  log.info({ command, config }, 'taskrelay starting')
   const db = await openDatabase(p, log, { requireMigrated: !opts.migrate, application: `taskrelay ${command}` })
   const started: Runnable[] = []
   let server: Server | null = null
@@ -111,11 +114,12 @@ export async function startStack(
     await db.close()
   }
   try {
+    // Every server is checked before anything is changed: a failed start changes nothing, as its message says.
+    if (opts.needsRedis) await checkRedis(p.redisUrl!)
     if (opts.migrate) {
       const res = await db.tr.migrate()
       log.info({ schema: p.schema, applied: res.applied, current: res.current }, res.applied.length ? 'migrations applied' : 'schema up to date')
     }
-    if (opts.needsRedis) await checkRedis(p.redisUrl!)
     const events = new TaskRelayEvents()
     logTaskEvents(events, log)
     // Counted from the start, served on /metrics when there is a health port.
@@ -174,7 +178,10 @@ export function registerServiceCommands(program: Command): void {
     if (flags.printSql) {
       const s = resolveSettings({ ...migrateReq, required: [] }, flags)
       const from = flags.from === undefined ? 0 : Number(flags.from)
-      if (!Number.isInteger(from) || from < 0) throw new CliError(`--from: expected a migration number such as 1, got ${JSON.stringify(flags.from)}.`, EXIT.usage)
+      const latest = latestMigrationId()
+      if (!/^\d+$/.test(String(flags.from ?? 0)) || from > latest) {
+        throw new CliError(`--from: expected the number of a migration this version has, 0 to ${latest}, got ${JSON.stringify(flags.from)}.`, EXIT.usage)
+      }
       process.stdout.write(migrationSql(s.process.schema, from))
       return
     }

@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v4'
 import { msInWords, relaySettingsSchema, sweeperSettingsSchema, workerSettingsSchema, schemaNameSchema } from '../config.ts'
 import { schedulerSettingsSchema } from '../scheduler/settings.ts'
 import { ConfigError } from '../errors.ts'

@@ -1,4 +1,4 @@
-import type { z } from 'zod'
+import type { z } from 'zod/v4'
 import { Option, type Command } from 'commander'
 import type { RelaySettings, SweeperSettings, WorkerSettings } from '../config.ts'
 import type { SchedulerSettings } from '../scheduler/settings.ts'

@@ -19,12 +19,42 @@ export interface QueueStats {
   throughputPerMinute15m: number
   /** age of the oldest pending task that is due, in ms */
   oldestPendingMs: number | null
+  /** running workers serving this queue (<schema>.workers, 0010); in totals, running workers */
+  workers: number
 }
 
 export interface StatsSnapshot {
   at: string
   queues: QueueStats[]
   totals: Omit<QueueStats, 'queue'>
+  /** queues with due or dispatched tasks that no running worker serves: nothing will run them */
+  unservedQueues: string[]
+}
+
+/** Rows of <schema>.workers whose owner still renews them (worker-register.sql). */
+const LIVE_WORKERS = 'expires_at > now()'
+
+/** Running workers per queue they serve; the '' entry counts every running worker once. */
+async function readWorkersByQueue(db: Executor, schema: string): Promise<Map<string, number>> {
+  const res = await db.query<{ queue: string | null; workers: number }>(
+    `select q.queue, count(distinct w.id)::int as workers
+       from ${quoteIdent(schema)}.workers w
+       left join lateral unnest(w.queues) as q(queue) on true
+      where ${LIVE_WORKERS}
+      group by rollup (q.queue)`,
+  )
+  return new Map(res.rows.map((r) => [r.queue ?? '', r.workers]))
+}
+
+/** For `taskrelay status`: running workers serving `queue`, and how many of them have task `name`. */
+export async function readQueueWorkers(db: Executor, schema: string, queue: string, name: string): Promise<{ serving: number; withTask: number }> {
+  const res = await db.query<{ serving: number; with_task: number }>(
+    `select count(*)::int as serving, count(*) filter (where $2 = any(tasks))::int as with_task
+       from ${quoteIdent(schema)}.workers
+      where ${LIVE_WORKERS} and $1 = any(queues)`,
+    [queue, name],
+  )
+  return { serving: res.rows[0]?.serving ?? 0, withTask: res.rows[0]?.with_task ?? 0 }
 }
 
 /**
@@ -50,6 +80,7 @@ export async function readStats(db: Executor, schema: string): Promise<StatsSnap
       group by queue
       order by queue`,
   )
+  const workers = await readWorkersByQueue(db, schema)
   const queues: QueueStats[] = res.rows.map((r) => ({
     queue: String(r.queue),
     waiting: Number(r.waiting),
@@ -63,8 +94,9 @@ export async function readStats(db: Executor, schema: string): Promise<StatsSnap
     throughputLastMinute: Number(r.done_1m),
     throughputPerMinute15m: Math.round((Number(r.done_15m) / 15) * 10) / 10,
     oldestPendingMs: r.oldest_ms === null ? null : Math.round(Number(r.oldest_ms)),
+    workers: workers.get(String(r.queue)) ?? 0,
   }))
-  const sum = (k: keyof Omit<QueueStats, 'queue' | 'oldestPendingMs'>) => Math.round(queues.reduce((n, q) => n + q[k], 0) * 10) / 10
+  const sum = (k: keyof Omit<QueueStats, 'queue' | 'oldestPendingMs' | 'workers'>) => Math.round(queues.reduce((n, q) => n + q[k], 0) * 10) / 10
   const oldest = queues.map((q) => q.oldestPendingMs).filter((v): v is number => v !== null)
   return {
     at: new Date().toISOString(),
@@ -81,7 +113,9 @@ export async function readStats(db: Executor, schema: string): Promise<StatsSnap
       throughputLastMinute: sum('throughputLastMinute'),
       throughputPerMinute15m: sum('throughputPerMinute15m'),
       oldestPendingMs: oldest.length ? Math.max(...oldest) : null,
+      workers: workers.get('') ?? 0,
     },
+    unservedQueues: queues.filter((q) => q.workers === 0 && q.pending + q.dispatched > 0).map((q) => q.queue),
   }
 }
 
@@ -92,6 +126,7 @@ export function renderStats(snap: StatsSnapshot, schema: string): string {
   const table = renderTable<Row>(
     [
       { header: 'QUEUE', value: (r) => r.queue },
+      { header: 'WAITING', value: (r) => r.waiting, right: true },
       { header: 'PENDING', value: (r) => r.pending, right: true },
       { header: 'SCHEDULED', value: (r) => r.scheduled, right: true },
       { header: 'DISPATCHED', value: (r) => r.dispatched, right: true },
@@ -101,6 +136,7 @@ export function renderStats(snap: StatsSnapshot, schema: string): string {
       { header: 'CANCELLED 1H', value: (r) => r.cancelledLastHour, right: true },
       { header: 'DONE/MIN', value: (r) => r.throughputLastMinute, right: true },
       { header: 'OLDEST PENDING', value: (r) => age(r.oldestPendingMs), right: true },
+      { header: 'WORKERS', value: (r) => r.workers, right: true },
     ],
     rows,
   )
@@ -112,5 +148,8 @@ export function renderStats(snap: StatsSnapshot, schema: string): string {
     '',
     `throughput: ${t.throughputLastMinute} in the last minute, ${t.throughputPerMinute15m}/min over 15 min · ` +
       `oldest pending: ${age(t.oldestPendingMs)} · failed in the last hour: ${t.failedLastHour}`,
+    ...snap.unservedQueues.map(
+      (q) => `queue "${q}": no worker serves this queue; its tasks wait until a worker runs with a task on "${q}" in --tasks, or with --queues ${q}`,
+    ),
   ].join('\n')
 }

@@ -64,6 +64,13 @@ export function parseRedisUrl(url: string): RedisSettings {
       ...(db ? { db: Number(db) } : {}),
     }
   }
+  const sentinelScheme = /^rediss?\+sentinel:\/\/([^?]*)/.exec(url)
+  if (sentinelScheme) {
+    // The right scheme in the wrong shape; the raw URL is not quoted back (it may carry a password).
+    const path = sentinelScheme[1]!.slice(sentinelScheme[1]!.lastIndexOf('@') + 1).split('/').slice(1)
+    const problem = path.length === 0 || path[0] === '' ? 'the master group name is missing' : 'expected a master group name and an optional database number after the hosts'
+    throw new ConfigError([`REDIS_URL: ${problem}; expected redis+sentinel://host1:26379,host2:26379/mymaster (mymaster: the name the sentinels monitor)`])
+  }
   let u: URL
   try {
     u = new URL(url)

@@ -6,7 +6,7 @@ import type { TaskRelay } from '../task-relay.ts'
 import { parseSettings, relaySettingsSchema, type RelaySettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
 import { loadSql, withIntegers } from '../db/sql.ts'
-import { PgListener } from '../db/listener.ts'
+import type { Wakeups } from '../db/poller.ts'
 import { createRedis, checkEvictionPolicy, closeRedis, type RedisConfig } from '../redis/connection.ts'
 import { encodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
 import { StaleMessageCollector, StaleMessageSchedule, type StaleMessagesResult } from './stale-messages.ts'
@@ -43,6 +43,7 @@ interface DispatchedRow {
  */
 const BUSY_ROUND_ROWS = 2
 
+const POLL_WITHOUT_LISTEN_MS = 200 // over a Kysely instance (no LISTEN): how often to look for due rows
 /** How often the relay goes through every queue's Redis list for stale messages (in the background). */
 const STALE_MESSAGES_EVERY_MS = 30_000
 /**
@@ -58,7 +59,7 @@ export class Relay extends Service<RelayRoundResult> {
   readonly #redisConfig: RedisConfig
   readonly #keys: Keys
   #redis: Redis | null = null
-  #listener: PgListener | null = null
+  #listener: Wakeups | null = null
   /** queue -> list length after our last push, for queues at or over the backlog bound */
   readonly #saturated = new Map<string, number>()
   #everReady = false
@@ -109,12 +110,11 @@ export class Relay extends Service<RelayRoundResult> {
     this.#redis = redis
     await redis.connect().catch((err) => this.log.warn({ err }, 'redis not reachable yet; will keep retrying'))
     await checkEvictionPolicy(redis, this.log)
-    this.#listener = new PgListener(
-      this.#tr.requirePool('Relay'),
+    this.#listener = this.#tr.connections.listen(
       [this.#tr.channels.taskReady],
-      (_channel, payload) => this.#onTaskReady(payload),
+      { onNotify: (_channel, payload) => this.#onTaskReady(payload), onCatchUp: () => this.wake() },
       this.log,
-      () => this.wake(),
+      Math.min(this.settings.pollIntervalMs, POLL_WITHOUT_LISTEN_MS),
     )
     await this.#listener.ready()
     this.log.info({ settings: this.settings }, 'relay started')
@@ -278,12 +278,10 @@ export class Relay extends Service<RelayRoundResult> {
       if (window) {
         const { fromMsAgo, toMsAgo, reason } = window
         const res = await this.#tr.executor.query(loadSql('relay-redispatch-since.sql', this.#tr.schema), [fromMsAgo, toMsAgo])
-        // Data loss is worth a line even when nothing was in flight: operators
-        // should know their Redis restarted empty.
-        if (res.rowCount > 0 || reason === 'redis-data-lost') {
-          this.log.warn({ count: res.rowCount, reason, fromMsAgo, toMsAgo }, 're-dispatching tasks that may be missing from Redis')
-          this.events.emit('relay:redispatch', { count: res.rowCount, reason })
-        }
+        if (res.rowCount > 0) this.log.warn({ count: res.rowCount, reason, fromMsAgo, toMsAgo }, 're-dispatching tasks that may be missing from Redis')
+        // A new Redis looks like one that lost its data; with nothing in flight there is nothing to repair or warn about.
+        else if (reason === 'redis-data-lost') this.log.info({ reason }, 'redis holds no taskrelay data (new or emptied); no dispatched task was waiting in it')
+        if (res.rowCount > 0 || reason === 'redis-data-lost') this.events.emit('relay:redispatch', { count: res.rowCount, reason })
         this.wake()
       }
       // Handled, unless the connection dropped again meanwhile (the next ready keeps the earlier start).

@@ -19,6 +19,12 @@ export interface WorkerOptions extends Partial<WorkerSettings> {
   redis: RedisConfig
   /** The tasks this worker can run. */
   tasks: readonly Task<any, any>[]
+  /**
+   * Queues this worker takes tasks from. Default: every queue the `tasks`
+   * use. Given explicitly, tasks on other queues are not run here (the
+   * worker logs which).
+   */
+  queues?: string[]
   /** Redis key prefix shared with the relays. Default "taskrelay". */
   keyPrefix?: string
   /**
@@ -30,6 +36,11 @@ export interface WorkerOptions extends Partial<WorkerSettings> {
 }
 
 export { ShutdownError } from './attempt.ts'
+
+/** The queues `tasks` use, in first-seen order: what a worker serves unless told otherwise. */
+export function taskQueues(tasks: readonly Task<any, any>[]): string[] {
+  return [...new Set(tasks.map((t) => t.policy.queue))]
+}
 
 /**
  * Takes "id:token" messages from Redis with one blocking read per batch,
@@ -56,6 +67,8 @@ export class Worker extends Service<number> {
   #blocking: Redis | null = null
   #commands: Redis | null = null
   readonly #runner: AttemptRunner
+  /** renews this worker's row in <schema>.workers (worker-register.sql) */
+  #presenceTimer: NodeJS.Timeout | null = null
 
   constructor(tr: TaskRelay, options: WorkerOptions, deps: ServiceDeps = {}) {
     super('worker', { logger: tr.logger, ...deps })
@@ -64,7 +77,9 @@ export class Worker extends Service<number> {
     if (!redis) problems.push('redis: required (a redis:// URL or sentinel settings)')
     if (!Array.isArray(tasks) || tasks.length === 0) problems.push('tasks: give at least one task from defineTask()')
     if (problems.length) throw new InvalidOptionsError('worker options', problems)
-    this.settings = parseSettings(workerSettingsSchema, settings, 'worker options', (w, p) => new InvalidOptionsError(w, p))
+    // A task on queue "emails" must not sit unclaimed because the worker listens on "default".
+    const queues = settings.queues ?? taskQueues(tasks)
+    this.settings = parseSettings(workerSettingsSchema, { ...settings, queues }, 'worker options', (w, p) => new InvalidOptionsError(w, p))
     const byName = new Map<string, Task>()
     for (const t of tasks) {
       const existing = byName.get(t.name)
@@ -103,6 +118,7 @@ export class Worker extends Service<number> {
   protected override async onStart(): Promise<void> {
     await this.#tr.assertSchemaCurrent()
     await taskTypesRegister(this.#tr.executor, this.#tr.schema, [...this.#tasks.values()])
+    await this.#registerPresence()
     this.#blocking = createRedis(this.#redisConfig, { role: 'blocking' }, this.log)
     this.#commands = createRedis(this.#redisConfig, { role: 'commands', commandTimeoutMs: 5000 }, this.log)
     await Promise.all([
@@ -110,10 +126,32 @@ export class Worker extends Service<number> {
       this.#commands.connect().catch(() => {}),
     ])
     this.#runner.start()
+    this.#presenceTimer = setInterval(() => {
+      this.#registerPresence().catch((err: unknown) => this.log.warn({ err }, 'could not renew this worker in the workers table; status may call its queues unserved'))
+    }, this.settings.heartbeatMs)
+    this.#presenceTimer.unref()
     this.log.info(
       { workerId: this.workerId, queues: this.settings.queues, concurrency: this.settings.concurrency, tasks: [...this.#tasks.keys()] },
       'worker started',
     )
+    const notServed = [...this.#tasks.values()].filter((t) => !this.settings.queues.includes(t.policy.queue))
+    if (notServed.length > 0) {
+      this.log.warn(
+        { queues: this.settings.queues, notRun: notServed.map((t) => ({ task: t.name, queue: t.policy.queue })) },
+        'some loaded tasks are on queues this worker does not serve; it will not run them',
+      )
+    }
+  }
+
+  /** This worker's row in <schema>.workers: which queues have a live worker, for status and stats. */
+  async #registerPresence(): Promise<void> {
+    await this.#tr.executor.query(loadSql('worker-register.sql', this.#tr.schema), [
+      this.workerId,
+      this.settings.queues,
+      [...this.#tasks.keys()],
+      // A few missed renewals (a busy event loop) do not make it look gone.
+      Math.max(this.settings.leaseMs, 3 * this.settings.heartbeatMs),
+    ])
   }
 
   protected delayAfter(): number {
@@ -234,6 +272,11 @@ export class Worker extends Service<number> {
     closeRedis(this.#blocking)
     closeRedis(this.#commands)
     this.#blocking = this.#commands = null
+    if (this.#presenceTimer) clearInterval(this.#presenceTimer)
+    this.#presenceTimer = null
+    await this.#tr.executor
+      .query(loadSql('worker-unregister.sql', this.#tr.schema), [this.workerId])
+      .catch((err: unknown) => this.log.warn({ err }, 'could not remove this worker from the workers table; it expires on its own'))
     this.log.info({ workerId: this.workerId, abandoned }, 'worker stopped')
   }
 }

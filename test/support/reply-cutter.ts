@@ -10,6 +10,7 @@ export class ReplyCutter {
   readonly #server: net.Server
   readonly #sockets = new Set<net.Socket>()
   #marker: Buffer | null = null
+  #unless: Buffer | null = null
   cuts = 0
   port = 0
 
@@ -32,7 +33,7 @@ export class ReplyCutter {
         })
       }
       client.on('data', (chunk) => {
-        if (this.#marker && chunk.includes(this.#marker)) {
+        if (this.#marker && chunk.includes(this.#marker) && !(this.#unless && chunk.includes(this.#unless))) {
           this.#marker = null
           swallowing = true
         }
@@ -55,8 +56,10 @@ export class ReplyCutter {
     this.port = (this.#server.address() as net.AddressInfo).port
   }
 
-  arm(marker: string): void {
+  /** Cut the reply of the next message containing `marker` (and not `unless`, when given). */
+  arm(marker: string, options: { unless?: string } = {}): void {
     this.#marker = Buffer.from(marker)
+    this.#unless = options.unless === undefined ? null : Buffer.from(options.unless)
   }
 
   async close(): Promise<void> {

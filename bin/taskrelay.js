@@ -15,5 +15,15 @@ if (major < 22 || (major === 22 && minor < 18)) {
 // registry, Node will not strip types inside node_modules, so the published
 // package runs the compiled dist/ instead.
 const inNodeModules = import.meta.url.includes('/node_modules/')
+if (!inNodeModules) {
+  // A tasks module in the checkout (examples/tasks.ts) imports 'taskrelay' by
+  // name: resolve it to the same sources the CLI runs, as the npm scripts'
+  // --conditions=taskrelay-source does, not to a dist/ that may be missing
+  // and would be a second copy of every class.
+  const { registerHooks } = await import('node:module')
+  registerHooks({
+    resolve: (specifier, context, next) => next(specifier, { ...context, conditions: [...context.conditions, 'taskrelay-source'] }),
+  })
+}
 const entry = inNodeModules ? '../dist/cli/main.js' : '../src/cli/main.ts'
 await import(new URL(entry, import.meta.url).href)

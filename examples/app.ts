@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import pg from 'pg'
 import { z } from 'zod'
-import { TaskRelay, createLogger } from '../src/index.ts'
+import { TaskRelay, createLogger } from 'taskrelay'
 import { sendWelcomeEmail, syncCrmContact } from './tasks.ts'
 
 /**

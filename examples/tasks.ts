@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { defineTask } from '../src/index.ts'
+import { defineTask } from 'taskrelay'
 import { sendMail, upsertCrmContact } from './mailer.ts'
 
 /**

@@ -17,10 +17,8 @@ export interface AttemptRunnerOptions {
   workerId: string
   tasks: ReadonlyMap<string, Task>
   schema: string
-  /** claims' pool: heartbeats, hand-backs (synchronous commits) */
-  batchDb: Executor
-  /** outcomes' pool (may commit asynchronously, see TaskRelay.durableTransitions) */
-  transitionDb: Executor
+  batchDb: Executor // claims' pool: heartbeats, hand-backs (synchronous commits)
+  transitionDb: Executor // outcomes' pool (may commit asynchronously, see TaskRelay.durableTransitions)
   /** settings the lease guard's thread connects with; null: no guard */
   guardConnection: ConstructorParameters<typeof LeaseGuard>[0]['connection'] | null
   log: Logger
@@ -90,8 +88,8 @@ export class AttemptRunner {
 
   start(): void {
     this.#leases.start()
-    if (this.#guard) this.#guard.start()
-    else this.log.warn('no lease guard (its thread needs a pg.Pool whose settings can be copied): a handler that blocks the event loop past a lease may run twice')
+    if (this.#guard) return this.#guard.start()
+    this.log.warn('no lease guard (its thread needs a pg.Pool whose settings can be copied): a handler that blocks the event loop past a lease may run twice')
   }
 
   /** Handlers running now. */

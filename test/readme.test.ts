@@ -1,26 +1,30 @@
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { EventEmitter } from 'node:events'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { Kysely, PostgresDialect, type Generated } from 'kysely'
 import pg from 'pg'
 import { z } from 'zod'
 import * as taskrelay from '../src/index.ts'
-import { TaskRelay as BaseTaskRelay, defineTask, Relay, Worker, type TaskRelayOptions } from '../src/index.ts'
+import { TaskRelay as BaseTaskRelay, defineTask, Relay as BaseRelay, Sweeper, Worker as BaseWorker, type RelayOptions, type Task, type TaskRelayOptions, type WorkerOptions } from '../src/index.ts'
 import { buildProgram } from '../src/cli/program.ts'
 import { createTestDb, databaseUrl, redisUrl, waitUntil, type TestDb } from './support/db.ts'
 import { makeTask, MIN, dbNow } from './support/factory.ts'
-import { forSchema, statusQueries } from '../examples/status.ts'
+import { forSchema, questionFor, statusQueries } from '../examples/status.ts'
 import { baseEnv, ROOT, runCli } from './cli/cli-process.ts'
 
 /**
- * The README cannot rot: its first code example is the body of
- * `readmeExample` below (compared line by line, then executed), its SQL
- * queries are examples/status-queries.sql (compared, then run), its CLI
- * reference names exactly the commands the CLI has, and its quickstart
- * (example app, status script) runs here.
+ * The README cannot rot: its first screen names the two commands and the
+ * peer dependencies package.json has; its two TypeScript examples are the
+ * bodies of `readmeExample` and `inProcessExample` (compared, then run); its
+ * SQL queries are examples/status-queries.sql (compared, then run); its CLI
+ * reference names the CLI's commands; its quickstart's npm scripts run here.
  */
 const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 const SELF = readFileSync(new URL(import.meta.url), 'utf8')
+const FIRST_SCREEN = README.slice(0, README.indexOf('\n## '))
+type PackageJson = { scripts: Record<string, string>; peerDependencies?: Record<string, string> }
+const PKG = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as PackageJson
 
 interface Mailer {
   send(to: string, subject: string, options: { signal: AbortSignal }): Promise<void>
@@ -28,10 +32,10 @@ interface Mailer {
 
 async function readmeExample(TaskRelay: typeof BaseTaskRelay, mailer: Mailer, email: string) {
   // readme-example:start
-  interface DB { users: { id: Generated<number>; email: string } }
   const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL })
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<{ users: { id: Generated<number>; email: string } }>({ dialect: new PostgresDialect({ pool }) })
   const tr = new TaskRelay({ db: pool })
+  await tr.migrate() // creates or upgrades the taskrelay schema; safe from many processes at once
 
   const sendWelcome = defineTask({
     name: 'email.welcome',
@@ -49,8 +53,53 @@ async function readmeExample(TaskRelay: typeof BaseTaskRelay, mailer: Mailer, em
   return { pool, db, tr, sendWelcome }
 }
 
+/** What the in-process example needs of `process`: a test passes its own, to send SIGTERM. */
+interface ProcessLike {
+  env: Record<string, string | undefined>
+  once(signal: 'SIGTERM', listener: () => Promise<void>): unknown
+}
+
+async function inProcessExample(tr: BaseTaskRelay, pool: pg.Pool, sendWelcome: Task, process: ProcessLike, Relay: typeof BaseRelay, Worker: typeof BaseWorker) {
+  // readme-in-process:start
+  const redis = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+  const services = [new Relay(tr, { redis }), new Sweeper(tr), new Worker(tr, { redis, tasks: [sendWelcome], concurrency: 20 })]
+  await Promise.all(services.map((service) => service.start()))
+
+  process.once('SIGTERM', async () => {
+    // Running handlers get shutdownGraceMs (default 10 s) to finish; the rest are handed back, no attempt lost.
+    await Promise.all(services.map((service) => service.stop()))
+    await tr.close()
+    await pool.end()
+  })
+  // readme-in-process:end
+  return services
+}
+
 function codeBlocks(markdown: string, lang: string): string[] {
   return [...markdown.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!.trimEnd())
+}
+
+/** The lines between `// <name>:start` and `// <name>:end` in this file, dedented by one level. */
+function region(name: string): string {
+  const text = SELF.slice(SELF.indexOf(`// ${name}:start\n`) + name.length + 10, SELF.indexOf(`  // ${name}:end`))
+  return text.replace(/^ {2}/gm, '').trim()
+}
+
+/** A README code block split into its import lines and the code after them; the names imported from 'taskrelay' must exist. */
+function importsAndBody(block: string): { imports: string[]; body: string } {
+  const lines = block.split('\n')
+  const imports = lines.filter((l) => l.startsWith('import '))
+  const fromPackage = imports.find((l) => l.endsWith("from 'taskrelay'"))
+  expect(fromPackage, "an import from 'taskrelay'").toBeDefined()
+  for (const name of /\{ (.*) \}/.exec(fromPackage!)![1]!.split(', ')) expect(taskrelay, name).toHaveProperty(name)
+  return { imports, body: lines.slice(imports.length).join('\n').trim() }
+}
+
+/** The arguments an npm script gives node ("node --conditions=x examples/app.ts" → ["--conditions=x", "examples/app.ts"]). */
+function scriptArgs(name: string): string[] {
+  const [command, ...args] = (PKG.scripts[name] ?? '').split(' ')
+  expect(command, `npm script ${name}`).toBe('node')
+  return args
 }
 
 function section(title: string): string {
@@ -71,21 +120,25 @@ afterAll(async () => {
 })
 
 describe('the first code example', () => {
-  it('is the body of readmeExample(), with imports the package really exports', () => {
-    const block = codeBlocks(README.slice(0, README.indexOf('\n## ')), 'ts')[0]!
-    const lines = block.split('\n')
-    const imports = lines.filter((l) => l.startsWith('import '))
-    const body = lines.slice(imports.length).join('\n').trim()
-    const region = SELF.slice(SELF.indexOf('// readme-example:start\n') + 24, SELF.indexOf('  // readme-example:end'))
-    const dedented = region
-      .split('\n')
-      .map((l) => l.replace(/^ {2}/, ''))
-      .join('\n')
-      .trim()
-    expect(body).toBe(dedented)
-    expect(body.split('\n').length + imports.length).toBeLessThanOrEqual(25)
-    const fromPackage = imports.find((l) => l.endsWith("from 'taskrelay'"))!
-    for (const name of /\{ (.*) \}/.exec(fromPackage)![1]!.split(', ')) expect(taskrelay, name).toHaveProperty(name)
+  it('is the body of readmeExample(), about 15 lines, with imports the package really exports', () => {
+    const { imports, body } = importsAndBody(codeBlocks(FIRST_SCREEN, 'ts')[0]!)
+    expect(body).toBe(region('readme-example'))
+    expect(imports.length).toBeLessThanOrEqual(4)
+    expect(body.split('\n').filter((l) => l.trim() !== '').length).toBeLessThanOrEqual(16)
+  })
+
+  it('comes with the two commands and an install line naming the peer dependencies package.json has', () => {
+    const commands = codeBlocks(FIRST_SCREEN, 'sh').join('\n')
+    expect(commands).toContain('npm install && npm run dev')
+    expect(commands).toContain('npm install && npm test')
+    const install = commands.split('\n').find((l) => l.startsWith('npm install taskrelay'))!
+    const peers = Object.entries(PKG.peerDependencies ?? {})
+    expect(peers.length).toBeGreaterThan(0)
+    // `pg` 8.11+: the README states each peer's lowest supported version.
+    for (const [name, range] of peers) {
+      expect(install.split(' '), name).toContain(name)
+      expect(FIRST_SCREEN, `${name} ${range}`).toContain(`\`${name}\` ${/(\d+\.\d+)/.exec(range)![1]}`)
+    }
   })
 
   it('commits the user and the task together, and the task runs', async () => {
@@ -115,20 +168,38 @@ describe('the first code example', () => {
       ).rejects.toThrow(/duplicate key/)
       expect((await db.pool.query(`select count(*)::int as n from "${schema}".tasks`)).rows[0].n).toBe(1)
 
-      const keyPrefix = `readme-${schema}`
-      const relay = new Relay(example.tr, { redis: redisUrl(), keyPrefix })
-      const worker = new Worker(example.tr, { redis: redisUrl(), keyPrefix, tasks: [example.sendWelcome] })
-      await Promise.all([relay.start(), worker.start()])
+      // The second example, in the same process: relay, sweeper and worker run the task; SIGTERM stops them and ends the pool.
+      const keyPrefix = `readme-${schema}` // the example uses Redis's default key prefix: this file has its own
+      class PrefixedRelay extends BaseRelay {
+        constructor(tr: BaseTaskRelay, options: RelayOptions) {
+          super(tr, { ...options, keyPrefix })
+        }
+      }
+      class PrefixedWorker extends BaseWorker {
+        constructor(tr: BaseTaskRelay, options: WorkerOptions) {
+          super(tr, { ...options, keyPrefix })
+        }
+      }
+      const signals = new EventEmitter()
+      const fakeProcess: ProcessLike = { env: { REDIS_URL: redisUrl() }, once: (signal, listener) => signals.once(signal, listener) }
+      const services = await inProcessExample(example.tr, example.pool, example.sendWelcome, fakeProcess, PrefixedRelay, PrefixedWorker)
       try {
         await example.tr.waitFor(tasks.rows[0].id, { timeoutMs: 20_000 })
         expect(sent).toEqual(['ada@example.com'])
       } finally {
-        await Promise.all([relay.stop(), worker.stop()])
+        signals.emit('SIGTERM')
+        await waitUntil(() => example.pool.ended && services.every((service) => !service.running), { what: 'SIGTERM to stop the services and end the pool' })
       }
     } finally {
-      await example.tr.close()
-      await example.db.destroy()
+      if (!example.pool.ended) await example.tr.close()
+      if (!example.pool.ended) await example.db.destroy()
     }
+  })
+})
+
+describe('running it in your own process', () => {
+  it('is the body of inProcessExample(), which the first example runs (above)', () => {
+    expect(importsAndBody(codeBlocks(section('Running it in your own process'), 'ts')[0]!).body).toBe(region('readme-in-process'))
   })
 })
 
@@ -169,9 +240,8 @@ describe('CLI reference and commands', () => {
   })
 
   it('`npm run dev` is the dev command', async () => {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }
-    expect(pkg.scripts.dev).toBe('node src/cli/main.ts dev')
-    expect(pkg.scripts.test).toBe('vitest run')
+    expect(PKG.scripts.dev).toMatch(/^node (--[\w=-]+ )*src\/cli\/main\.ts dev$/)
+    expect(PKG.scripts.test).toBe('vitest run')
     const help = await runCli(['dev', '--help'])
     expect(help.code).toBe(0)
     expect(help.stdout).toContain('Usage: taskrelay dev')
@@ -185,7 +255,9 @@ describe('quickstart: the example app', () => {
     await db.pool.query(`create schema "${appSchema}"`)
     onTestFinished(() => db.pool.query(`drop schema "${appSchema}" cascade`).then(() => {}))
     const env = baseEnv({ DATABASE_URL: databaseUrl(), TASKRELAY_SCHEMA: db.schema, APP_SCHEMA: appSchema, PORT: '0', LOG_LEVEL: 'info' })
-    const app = spawn(process.execPath, ['examples/app.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    // What the quickstart runs: `npm run example:app`, then `npm run example:status -- <id>`.
+    for (const script of ['example:app', 'example:status']) expect(section('Quickstart: the example app')).toContain(`npm run ${script}`)
+    const app = spawn(process.execPath, scriptArgs('example:app'), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     app.stdout.on('data', (d: Buffer) => (out += d.toString()))
     app.stderr.on('data', (d: Buffer) => (out += d.toString()))
@@ -211,14 +283,14 @@ describe('quickstart: the example app', () => {
       expect(await task.json()).toMatchObject({ id: body.taskIds.welcomeEmail, name: 'email.welcome', state: 'pending' })
 
       const status = await new Promise<{ code: number | null; out: string }>((resolve) => {
-        const child = spawn(process.execPath, ['examples/status.ts', body.taskIds.welcomeEmail], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+        const child = spawn(process.execPath, [...scriptArgs('example:status'), body.taskIds.welcomeEmail], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
         let text = ''
         child.stdout.on('data', (d: Buffer) => (text += d.toString()))
         child.stderr.on('data', (d: Buffer) => (text += d.toString()))
         child.on('close', (code) => resolve({ code, out: text }))
       })
       expect(status.code, status.out).toBe(0)
-      for (const q of statusQueries()) expect(status.out).toContain(q.question)
+      for (const q of statusQueries()) expect(status.out).toContain(questionFor(q, body.taskIds.welcomeEmail))
       expect(status.out).toContain('email.welcome')
     } finally {
       app.kill('SIGTERM')

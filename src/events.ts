@@ -9,6 +9,8 @@ export interface TaskEventFields {
   name: string
   queue: string
   attempt: number
+  /** the worker instance that ran the attempt (Worker.workerId) */
+  workerId?: string
 }
 
 export interface EventMap {
@@ -17,7 +19,7 @@ export interface EventMap {
   'task:started': [TaskEventFields]
   'task:succeeded': [TaskEventFields & { durationMs: number }]
   'task:retried': [TaskEventFields & { durationMs: number; delayMs: number; error: string }]
-  'task:failed': [TaskEventFields & { durationMs: number; error: string }]
+  'task:failed': [TaskEventFields & { durationMs: number; error: string; kind?: string }]
   'task:lease-lost': [TaskEventFields]
   'task:handed-back': [TaskEventFields]
   'worker:stale-messages': [{ count: number }]

@@ -5,7 +5,6 @@ import { prettyFactory } from 'pino-pretty'
 import { TaskRelay } from '../task-relay.ts'
 import { currentMigration, latestMigrationId } from '../db/migrate.ts'
 import { REDACT_PATHS, silentLogger } from '../logger.ts'
-import type { TaskRelayEvents } from '../events.ts'
 import { describeRedis, resolveRedisSettings } from '../redis/connection.ts'
 import { CliError, EXIT } from './errors.ts'
 export { loadTasks } from './load-tasks.ts'
@@ -129,20 +128,8 @@ export async function checkRedis(url: string): Promise<void> {
   }
 }
 
-/**
- * Per-task log lines (issue #4: every task event with id, name, queue,
- * attempt, duration). The worker itself logs retries (warn) and failures
- * (error) with the same fields; starts and successes are logged here, so a
- * library user who embeds a Worker is not flooded at info.
- */
-export function logTaskEvents(events: TaskRelayEvents, log: Logger): void {
-  const fields = (e: { id: string; name: string; queue: string; attempt: number }) => ({ taskId: e.id, task: e.name, queue: e.queue, attempt: e.attempt })
-  events.on('relay:batch', (e) => log.debug({ component: 'relay', dispatched: e.dispatched, byQueue: e.byQueue, durationMs: Math.round(e.durationMs) }, 'tasks dispatched'))
-  events.on('relay:redispatch', (e) => log.info({ component: 'relay', ...e }, 'tasks re-dispatched'))
-  events.on('task:started', (e) => log.info({ component: 'worker', ...fields(e) }, 'task started'))
-  events.on('task:succeeded', (e) => log.info({ component: 'worker', ...fields(e), durationMs: e.durationMs }, 'task succeeded'))
-  events.on('task:handed-back', (e) => log.info({ component: 'worker', ...fields(e) }, 'task handed back'))
-}
+/** Per-task progress lines at info (the worker logs retries and failures itself, src/task-log.ts). */
+export { logTaskProgress as logTaskEvents } from '../task-log.ts'
 
 /** Something with the Service plumbing: start/stop and health fields. */
 export interface Runnable {

@@ -10,6 +10,8 @@ import { Completer } from './completer.ts'
 import { LeaseKeeper } from './lease-keeper.ts'
 import { LeaseGuard } from './lease-guard.ts'
 import { HandBacks } from './hand-back.ts'
+import { logTaskOutcomes } from '../task-log.ts'
+import { Slots } from './slots.ts'
 import { eventFields, reportOutcome } from './outcome-report.ts'
 
 export interface AttemptRunnerOptions {
@@ -45,19 +47,14 @@ export class AttemptRunner {
   readonly #stopSignal: () => AbortSignal
   /** attempts not yet recorded (leases renewed) or whose handler still runs */
   readonly #inflight = new Map<string, Attempt>()
-  /** handlers whose code has not settled: what the concurrency cap counts */
-  #busy = 0
-  /** of those, handlers whose attempt is over (timed out, aborted) but whose code ignores the abort */
-  #stuck = 0
+  readonly #slots: Slots
   /** claimed, leased, waiting for a free slot (prefetch) */
   #ready: Attempt[] = []
-  readonly #prefetch: number
   readonly #completer: Completer
   readonly #handBacks: HandBacks
   readonly #leases: LeaseKeeper
   /** keeps leases while a handler's synchronous code blocks the loop */
   readonly #guard: LeaseGuard | null
-  #slotWaiters: Array<() => void> = []
   /** launchReady is on the stack (a synchronous handler re-enters it) */
   #launching = false
 
@@ -70,8 +67,9 @@ export class AttemptRunner {
     this.log = o.log
     this.events = o.events
     this.#stopSignal = o.stopSignal
-    this.#prefetch = o.settings.prefetch ?? o.settings.concurrency
+    this.#slots = new Slots(o.settings.concurrency, o.settings.prefetch ?? o.settings.concurrency)
     this.#handBacks = new HandBacks(o.batchDb, o.schema, o.workerId, o.log, o.events)
+    logTaskOutcomes(o.events, o.log, o.workerId)
     this.#completer = new Completer(o.transitionDb, o.schema, o.settings.flushIntervalMs, o.log)
     const { leaseMs, heartbeatMs } = o.settings
     this.#guard = o.guardConnection ? new LeaseGuard({ connection: o.guardConnection, schema: o.schema, workerId: o.workerId, leaseMs, heartbeatMs }, o.log) : null
@@ -94,7 +92,7 @@ export class AttemptRunner {
 
   /** Handlers running now. */
   get activeCount(): number {
-    return this.#busy
+    return this.#slots.busy
   }
 
   /**
@@ -104,7 +102,7 @@ export class AttemptRunner {
    * tasks back, and health checks report it unhealthy.
    */
   get stuckCount(): number {
-    return this.#stuck
+    return this.#slots.stuck
   }
 
   /** Take claimed rows (leased from now on) and start what fits; returns how many were new. */
@@ -128,7 +126,7 @@ export class AttemptRunner {
     if (this.#launching) return
     this.#launching = true
     try {
-      while (this.#busy < this.#settings.concurrency && this.#ready.length > 0 && !this.#stopSignal().aborted) {
+      while (this.#slots.canStart && this.#ready.length > 0 && !this.#stopSignal().aborted) {
         this.#launch(this.#ready.shift()!)
       }
     } finally {
@@ -138,14 +136,14 @@ export class AttemptRunner {
 
   #launch(attempt: Attempt): void {
     attempt.startedAt = performance.now()
-    this.#busy++
+    this.#slots.busy++
     const task = this.#tasks.get(attempt.claimed.name)
     if (!task) {
       this.#freeSlot(attempt)
       attempt.active = false
       return void this.#handBacks.noHandler(attempt, this.#host.log(attempt)).finally(() => this.#retire(attempt))
     }
-    if (this.events.listenerCount('task:started') > 0) this.events.emit('task:started', eventFields(attempt))
+    if (this.events.listenerCount('task:started') > 0) this.events.emit('task:started', eventFields(attempt, this.#workerId))
     let outcome: AttemptOutcome | Promise<AttemptOutcome>
     try {
       outcome = runAttempt(attempt, task, this.#host)
@@ -177,7 +175,7 @@ export class AttemptRunner {
     this.#completer.record(attempt.id, attempt.attempt, outcome, (recorded) => {
       attempt.active = false
       try {
-        reportOutcome(this.events, this.#host.log(attempt), attempt, outcome, recorded)
+        reportOutcome(this.events, this.#workerId, attempt, outcome, recorded)
       } catch (err) {
         this.#host.log(attempt).error({ err }, 'reporting a recorded outcome failed')
       }
@@ -196,12 +194,12 @@ export class AttemptRunner {
     }
     if (attempt.handlerDone || !attempt.handlerStarted) return forget()
     // The attempt is over but its code runs on, holding its slot.
-    this.#stuck++
+    this.#slots.stuck++
     void attempt.settled().then(() => {
-      this.#stuck--
+      this.#slots.stuck--
       forget()
     })
-    if (this.#stuck >= this.#settings.concurrency && this.#ready.length > 0) void this.#handBackReady()
+    if (this.#slots.allStuck && this.#ready.length > 0) void this.#handBackReady()
   }
 
   /** Every slot is held by a stuck handler: prefetched tasks would wait behind them for ever. */
@@ -209,7 +207,7 @@ export class AttemptRunner {
     const ready = this.#ready.splice(0)
     for (const a of ready) this.#inflight.delete(a.id)
     this.log.error(
-      { stuck: this.#stuck, handedBack: ready.length },
+      { stuck: this.#slots.stuck, handedBack: ready.length },
       'every slot is held by a handler that ignored its abort; handing prefetched tasks back and fetching nothing until a slot frees',
     )
     await this.#handBacks.handBack(ready, 'stuck')
@@ -218,7 +216,7 @@ export class AttemptRunner {
   #freeSlot(attempt: Attempt): void {
     if (attempt.slotFreed) return
     attempt.slotFreed = true
-    this.#busy--
+    this.#slots.busy--
     this.releaseSlots()
   }
 
@@ -233,20 +231,12 @@ export class AttemptRunner {
     handlerDone: (attempt) => this.#freeSlot(attempt),
   }
 
+  /** How many messages to pop: waits until there is room (or stop began). */
   async freeSlots(reserved: () => number): Promise<number> {
     for (;;) {
-      // No prefetch while stuck handlers hold every slot: prefetched tasks could not start.
-      const prefetch = this.#stuck >= this.#settings.concurrency ? 0 : this.#prefetch
-      const free = this.#settings.concurrency + prefetch - this.#busy - this.#ready.length - reserved()
-      if (free > 0 || this.#stopSignal().aborted) return Math.max(free, 0)
-      await new Promise<void>((resolve) => {
-        const onStop = () => resolve()
-        this.#stopSignal().addEventListener('abort', onStop, { once: true })
-        this.#slotWaiters.push(() => {
-          this.#stopSignal().removeEventListener('abort', onStop)
-          resolve()
-        })
-      })
+      const free = this.#slots.free(this.#ready.length + reserved())
+      if (free > 0 || this.#stopSignal().aborted) return free
+      await this.#slots.changed(this.#stopSignal())
       // Handlers that finish together free their slots in the same turn of the
       // event loop: collect them all, so the next read pops a batch, not one.
       await new Promise<void>((resolve) => setImmediate(resolve))
@@ -255,9 +245,7 @@ export class AttemptRunner {
 
   releaseSlots(): void {
     this.launchReady()
-    const waiters = this.#slotWaiters
-    this.#slotWaiters = []
-    for (const w of waiters) w()
+    this.#slots.notify()
   }
 
   /**
@@ -272,10 +260,8 @@ export class AttemptRunner {
     await this.#handBacks.handBack(queued, 'shutdown')
     const deadline = Date.now() + this.#settings.shutdownGraceMs
     while ([...this.#inflight.values()].some((e) => e.active) && Date.now() < deadline) {
-      await new Promise<void>((resolve) => {
-        this.#slotWaiters.push(resolve)
-        setTimeout(resolve, Math.max(1, Math.min(100, deadline - Date.now())))
-      })
+      const tick = AbortSignal.timeout(Math.max(1, Math.min(100, deadline - Date.now())))
+      await this.#slots.changed(tick)
     }
     // Attempts whose outcome is already queued are written by the drain below.
     const unfinished = [...this.#inflight.values()].filter((e) => e.active && !e.recording)

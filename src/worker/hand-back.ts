@@ -4,6 +4,7 @@ import type { Executor } from '../db/executor.ts'
 import { loadSql, plainArray } from '../db/sql.ts'
 import type { Task } from '../define-task.ts'
 import type { Attempt } from './attempt.ts'
+import { eventFields } from './outcome-report.ts'
 
 /**
  * The worker's writes that give tasks back without an outcome; each is one
@@ -71,7 +72,7 @@ export class HandBacks {
     try {
       const ids = await taskHandBack(this.#db, this.#schema, attempts, reason)
       this.#log.info({ count: ids.length, reason }, 'handed unfinished tasks back')
-      for (const a of attempts) this.#events.emit('task:handed-back', { id: a.id, name: a.claimed.name, queue: a.claimed.queue, attempt: a.attempt })
+      for (const a of attempts) this.#events.emit('task:handed-back', eventFields(a, this.#workerId))
     } catch (err) {
       this.#log.error({ err, count: attempts.length }, 'could not hand tasks back; their leases will expire and the sweeper retries them')
     }

@@ -2,19 +2,9 @@ import type { Logger } from 'pino'
 import type { TaskContext } from '../define-task.ts'
 import type { LeasedAttempt } from './lease-keeper.ts'
 import { TaskRelayError } from '../errors.ts'
+import type { ClaimedTask } from '../db/worker-queries.ts'
 
-/** A row the claim returned. */
-export interface ClaimedTask {
-  id: string
-  name: string
-  queue: string
-  payload: unknown
-  priority: number
-  attempt: number
-  max_attempts: number
-  /** epoch milliseconds (a float parses far cheaper than a timestamptz) */
-  created_ms: number
-}
+export type { ClaimedTask }
 
 /** What an attempt needs from the worker that runs it; one object per worker, not per attempt. */
 export interface AttemptHost {

@@ -1,16 +1,10 @@
 import type { Logger } from 'pino'
 import type { TaskRelayEvents } from '../events.ts'
 import type { Executor } from '../db/executor.ts'
-import { loadSql, plainArray } from '../db/sql.ts'
+import { taskDeferNoHandler, taskHandBack, taskTypesRegister } from '../db/worker-queries.ts'
 import type { Task } from '../define-task.ts'
 import type { Attempt } from './attempt.ts'
 import { eventFields } from './outcome-report.ts'
-
-/**
- * The worker's writes that give tasks back without an outcome; each is one
- * statement for the whole batch, fenced by (id, attempt, running) and costing
- * the task no attempt. Returns the ids it matched.
- */
 
 /** Why attempts are handed back: the last_error message and kind the rows get. */
 export const HAND_BACK_REASONS = {
@@ -18,38 +12,22 @@ export const HAND_BACK_REASONS = {
   stuck: 'prefetched by a worker whose every slot is held by a handler that ignored its abort; handed back',
 } as const
 
-/** Shutdown or a stuck worker: back to pending, runnable at once (task-hand-back.sql). */
-export async function taskHandBack(db: Executor, schema: string, attempts: readonly Attempt[], reason: keyof typeof HAND_BACK_REASONS): Promise<string[]> {
-  const res = await db.query<{ id: string }>(loadSql('task-hand-back.sql', schema), [
-    plainArray(attempts.map((a) => a.id)),
-    plainArray(attempts.map((a) => a.attempt)),
-    HAND_BACK_REASONS[reason],
-    reason,
-  ])
-  return res.rows.map((r) => String(r.id))
+/** Record which task types a worker runs, and their defaults. */
+export function registerTaskTypes(db: Executor, schema: string, tasks: readonly Task[]): Promise<void> {
+  return taskTypesRegister(db, {
+    schema,
+    names: tasks.map((t) => t.name),
+    queues: tasks.map((t) => t.policy.queue),
+    priorities: tasks.map((t) => t.policy.priority),
+    maxAttempts: tasks.map((t) => t.policy.maxAttempts),
+  })
 }
 
-/** No handler in this worker (a rolling deploy): back to pending after a growing delay (task-defer-no-handler.sql). */
-export async function taskDeferNoHandler(db: Executor, schema: string, attempts: readonly Attempt[], workerId: string): Promise<string[]> {
-  const res = await db.query<{ id: string }>(loadSql('task-defer-no-handler.sql', schema), [
-    plainArray(attempts.map((a) => a.id)),
-    plainArray(attempts.map((a) => a.attempt)),
-    workerId,
-  ])
-  return res.rows.map((r) => String(r.id))
-}
-
-/** Record which task types exist and their defaults (task-types-upsert.sql). */
-export async function taskTypesRegister(db: Executor, schema: string, tasks: readonly Task[]): Promise<void> {
-  await db.query(loadSql('task-types-upsert.sql', schema), [
-    tasks.map((t) => t.name),
-    tasks.map((t) => t.policy.queue),
-    tasks.map((t) => t.policy.priority),
-    tasks.map((t) => t.policy.maxAttempts),
-  ])
-}
-
-/** The hand-backs with their log lines and events, for the worker's attempt runner. */
+/**
+ * The worker's writes that give tasks back without an outcome (fenced by
+ * id, attempt and running, costing the task no attempt), with their log
+ * lines and events, for the worker's attempt runner.
+ */
 export class HandBacks {
   readonly #db: Executor
   readonly #schema: string
@@ -70,7 +48,13 @@ export class HandBacks {
     if (attempts.length === 0) return
     for (const a of attempts) a.active = false
     try {
-      const ids = await taskHandBack(this.#db, this.#schema, attempts, reason)
+      const ids = await taskHandBack(this.#db, {
+        schema: this.#schema,
+        ids: attempts.map((a) => a.id),
+        attempts: attempts.map((a) => a.attempt),
+        message: HAND_BACK_REASONS[reason],
+        kind: reason,
+      })
       this.#log.info({ count: ids.length, reason }, 'handed unfinished tasks back')
       for (const a of attempts) this.#events.emit('task:handed-back', eventFields(a, this.#workerId))
     } catch (err) {
@@ -86,7 +70,7 @@ export class HandBacks {
   async noHandler(attempt: Attempt, log: Logger): Promise<void> {
     log.warn('no handler for this task in this worker; handing it back for a worker that has one')
     try {
-      await taskDeferNoHandler(this.#db, this.#schema, [attempt], this.#workerId)
+      await taskDeferNoHandler(this.#db, { schema: this.#schema, ids: [attempt.id], attempts: [attempt.attempt], workerId: this.#workerId })
     } catch (err) {
       log.error({ err }, 'could not hand back a task without a handler; its lease will expire and the sweeper retries it')
     }

@@ -1,19 +1,19 @@
 import { hostname } from 'node:os'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { Service, errorBackoffMs, type ServiceDeps } from '../service.ts'
+import { Service, type ServiceDeps } from '../service.ts'
 import type { TaskRelay } from '../task-relay.ts'
 import type { Task } from '../define-task.ts'
 import { parseSettings, workerSettingsSchema, type WorkerSettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
-import { loadSql, plainArray } from '../db/sql.ts'
 import { closeRedis, createRedis, unlessClosed, whenReady, type RedisConfig } from '../redis/connection.ts'
 import { decodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
 import type { ClaimedTask } from './attempt.ts'
 import { AttemptRunner } from './attempt-runner.ts'
 import { LeaseGuard } from './lease-guard.ts'
-import { taskTypesRegister } from './hand-back.ts'
+import { registerTaskTypes } from './hand-back.ts'
+import { WorkerPresence } from './presence.ts'
+import { claimWithRetry } from './claim.ts'
 
 export interface WorkerOptions extends Partial<WorkerSettings> {
   redis: RedisConfig
@@ -67,8 +67,7 @@ export class Worker extends Service<number> {
   #blocking: Redis | null = null
   #commands: Redis | null = null
   readonly #runner: AttemptRunner
-  /** renews this worker's row in <schema>.workers (worker-register.sql) */
-  #presenceTimer: NodeJS.Timeout | null = null
+  readonly #presence: WorkerPresence
 
   constructor(tr: TaskRelay, options: WorkerOptions, deps: ServiceDeps = {}) {
     super('worker', { logger: tr.logger, ...deps })
@@ -91,6 +90,10 @@ export class Worker extends Service<number> {
     this.#redisConfig = redis
     this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
     this.workerId = `${workerId ?? `${hostname()}:${process.pid}`}:${randomBytes(3).toString('hex')}`
+    // A few missed renewals (a busy event loop) do not make the worker look gone.
+    const ttlMs = Math.max(this.settings.leaseMs, 3 * this.settings.heartbeatMs)
+    const row = { schema: tr.schema, workerId: this.workerId, queues: [...this.settings.queues], tasks: [...byName.keys()], ttlMs }
+    this.#presence = new WorkerPresence(tr.executor, row, this.settings.heartbeatMs, this.log)
     this.#runner = new AttemptRunner({
       settings: this.settings,
       workerId: this.workerId,
@@ -117,8 +120,8 @@ export class Worker extends Service<number> {
 
   protected override async onStart(): Promise<void> {
     await this.#tr.assertSchemaCurrent()
-    await taskTypesRegister(this.#tr.executor, this.#tr.schema, [...this.#tasks.values()])
-    await this.#registerPresence()
+    await registerTaskTypes(this.#tr.executor, this.#tr.schema, [...this.#tasks.values()])
+    await this.#presence.start()
     this.#blocking = createRedis(this.#redisConfig, { role: 'blocking' }, this.log)
     this.#commands = createRedis(this.#redisConfig, { role: 'commands', commandTimeoutMs: 5000 }, this.log)
     await Promise.all([
@@ -126,10 +129,6 @@ export class Worker extends Service<number> {
       this.#commands.connect().catch(() => {}),
     ])
     this.#runner.start()
-    this.#presenceTimer = setInterval(() => {
-      this.#registerPresence().catch((err: unknown) => this.log.warn({ err }, 'could not renew this worker in the workers table; status may call its queues unserved'))
-    }, this.settings.heartbeatMs)
-    this.#presenceTimer.unref()
     this.log.info(
       { workerId: this.workerId, queues: this.settings.queues, concurrency: this.settings.concurrency, tasks: [...this.#tasks.keys()] },
       'worker started',
@@ -141,17 +140,6 @@ export class Worker extends Service<number> {
         'some loaded tasks are on queues this worker does not serve; it will not run them',
       )
     }
-  }
-
-  /** This worker's row in <schema>.workers: which queues have a live worker, for status and stats. */
-  async #registerPresence(): Promise<void> {
-    await this.#tr.executor.query(loadSql('worker-register.sql', this.#tr.schema), [
-      this.workerId,
-      this.settings.queues,
-      [...this.#tasks.keys()],
-      // A few missed renewals (a busy event loop) do not make it look gone.
-      Math.max(this.settings.leaseMs, 3 * this.settings.heartbeatMs),
-    ])
   }
 
   protected delayAfter(): number {
@@ -203,7 +191,9 @@ export class Worker extends Service<number> {
       }
       if (ids.length < messages.length) this.log.warn({ count: messages.length - ids.length, key }, 'dropped malformed messages')
       if (ids.length === 0) return
-      const rows = await this.#claim(ids, tokens)
+      // Ids are digits and tokens uuids (decodeMessage checked): safe as plain array literals.
+      const p = { schema: this.#tr.schema, ids, tokens, leaseMs: this.settings.leaseMs, workerId: this.workerId }
+      const rows = await claimWithRetry(this.#tr.batchExecutor, p, this.log, this.stopSignal)
       if (!rows) {
         // Postgres unreachable: give the messages back so they are not stuck until the dispatch timeout.
         await this.#pushBack(key, messages)
@@ -218,37 +208,6 @@ export class Worker extends Service<number> {
     } finally {
       this.#reserved -= messages.length
       this.#runner.releaseSlots()
-    }
-  }
-
-  /**
-   * The claim statement, sent again while it fails, for up to half a lease:
-   * a failure may come after the commit (the reply lost with its
-   * connection), and the statement gives this worker back what it already
-   * claimed (task-claim-batch.sql). null: give the messages back.
-   */
-  async #claim(ids: string[], tokens: string[]): Promise<ClaimedTask[] | null> {
-    const giveUpAt = Date.now() + this.settings.leaseMs / 2
-    for (let tries = 1; ; tries++) {
-      try {
-        // Ids are digits and tokens uuids (decodeMessage checked): safe as plain array literals.
-        const res = await this.#tr.batchExecutor.query<ClaimedTask>(loadSql('task-claim-batch.sql', this.#tr.schema), [
-          plainArray(ids),
-          plainArray(tokens),
-          this.settings.leaseMs,
-          this.workerId,
-        ])
-        if (tries > 1) this.log.info({ tries, count: res.rows.length }, 'claim went through after failing')
-        return res.rows
-      } catch (err) {
-        const delayMs = errorBackoffMs(tries)
-        if (this.stopSignal.aborted || Date.now() + delayMs > giveUpAt) {
-          this.log.warn({ err, tries, count: ids.length }, 'claim failed; pushing messages back to redis')
-          return null
-        }
-        if (tries === 1) this.log.warn({ err, count: ids.length }, 'claim failed; sending it again (it may have committed)')
-        await sleep(delayMs, undefined, { signal: this.stopSignal }).catch(() => {}) // stop cuts the wait short
-      }
     }
   }
 
@@ -272,11 +231,7 @@ export class Worker extends Service<number> {
     closeRedis(this.#blocking)
     closeRedis(this.#commands)
     this.#blocking = this.#commands = null
-    if (this.#presenceTimer) clearInterval(this.#presenceTimer)
-    this.#presenceTimer = null
-    await this.#tr.executor
-      .query(loadSql('worker-unregister.sql', this.#tr.schema), [this.workerId])
-      .catch((err: unknown) => this.log.warn({ err }, 'could not remove this worker from the workers table; it expires on its own'))
+    await this.#presence.stop()
     this.log.info({ workerId: this.workerId, abandoned }, 'worker stopped')
   }
 }

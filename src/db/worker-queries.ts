@@ -1,0 +1,67 @@
+import type { Executor } from './executor.ts'
+import { loadSql, plainArray } from './sql.ts'
+
+/**
+ * The worker's statements, Entity + Verb, one params object each. Hot ones
+ * send ids, attempts and tokens as plain array literals: they are digits and
+ * uuids (checked where they come from), and node-pg's per-element quoting is
+ * a visible share of a worker's CPU at hundreds of rows per statement.
+ */
+
+/** A row the claim returned. */
+export interface ClaimedTask {
+  id: string
+  name: string
+  queue: string
+  payload: unknown
+  priority: number
+  attempt: number
+  max_attempts: number
+  /** epoch milliseconds (a float parses far cheaper than a timestamptz) */
+  created_ms: number
+}
+
+/** Claim the dispatched rows whose messages were popped (task-claim-batch.sql). */
+export async function taskClaimBatch(
+  db: Executor,
+  p: { schema: string; ids: readonly string[]; tokens: readonly string[]; leaseMs: number; workerId: string },
+): Promise<ClaimedTask[]> {
+  const res = await db.query<ClaimedTask>(loadSql('task-claim-batch.sql', p.schema), [plainArray(p.ids), plainArray(p.tokens), p.leaseMs, p.workerId])
+  return res.rows
+}
+
+/** Back to pending, runnable at once, no attempt used (task-hand-back.sql); returns the ids it matched. */
+export async function taskHandBack(
+  db: Executor,
+  p: { schema: string; ids: readonly string[]; attempts: readonly number[]; message: string; kind: string },
+): Promise<string[]> {
+  const res = await db.query<{ id: string }>(loadSql('task-hand-back.sql', p.schema), [plainArray(p.ids), plainArray(p.attempts), p.message, p.kind])
+  return res.rows.map((r) => String(r.id))
+}
+
+/** No handler in this worker: back to pending after a growing delay (task-defer-no-handler.sql). */
+export async function taskDeferNoHandler(
+  db: Executor,
+  p: { schema: string; ids: readonly string[]; attempts: readonly number[]; workerId: string },
+): Promise<string[]> {
+  const res = await db.query<{ id: string }>(loadSql('task-defer-no-handler.sql', p.schema), [plainArray(p.ids), plainArray(p.attempts), p.workerId])
+  return res.rows.map((r) => String(r.id))
+}
+
+/** Record which task types exist and their defaults (task-types-upsert.sql). */
+export async function taskTypesRegister(
+  db: Executor,
+  p: { schema: string; names: string[]; queues: string[]; priorities: number[]; maxAttempts: number[] },
+): Promise<void> {
+  await db.query(loadSql('task-types-upsert.sql', p.schema), [p.names, p.queues, p.priorities, p.maxAttempts])
+}
+
+/** This worker serves these queues with these tasks for ttlMs more (worker-register.sql). */
+export async function workerRegister(db: Executor, p: { schema: string; workerId: string; queues: string[]; tasks: string[]; ttlMs: number }): Promise<void> {
+  await db.query(loadSql('worker-register.sql', p.schema), [p.workerId, p.queues, p.tasks, p.ttlMs])
+}
+
+/** This worker stopped (worker-unregister.sql). */
+export async function workerUnregister(db: Executor, p: { schema: string; workerId: string }): Promise<void> {
+  await db.query(loadSql('worker-unregister.sql', p.schema), [p.workerId])
+}

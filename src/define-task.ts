@@ -1,7 +1,7 @@
 import { z } from 'zod/v4'
 import type { Logger } from 'pino'
 import { InvalidOptionsError } from './errors.ts'
-import { delayMs, timerMs, zodProblems } from './config.ts'
+import { delayMs, maxAttemptsSchema, prioritySchema, queueNameSchema, strictOptions, taskNameSchema, timerMs, zodProblems } from './config.ts'
 import { clampDelayMs } from './duration.ts'
 import type { TaskRecord } from './task-record.ts'
 import type { TaskScheduleSpec } from './scheduler/spec.ts'
@@ -118,30 +118,27 @@ export type PayloadOf<T> = T extends Task<infer S, any> ? InferInput<S> : never
 /** The result type a task's handler returns. */
 export type ResultOf<T> = T extends Task<any, infer R> ? Awaited<R> : never
 
-export const NAME_PATTERN = /^[A-Za-z0-9_.:/-]{1,200}$/
-export const QUEUE_PATTERN = /^[A-Za-z0-9_.-]{1,100}$/
-
 const backoffSchema = z.union([
-  z.strictObject({
+  strictOptions({
     type: z.literal('exponential'),
     baseMs: delayMs(1).optional(),
     maxMs: delayMs(1).optional(),
     jitter: z.boolean().optional(),
   }),
-  z.strictObject({ type: z.literal('fixed'), delayMs: delayMs(0), jitter: z.boolean().optional() }),
+  strictOptions({ type: z.literal('fixed'), delayMs: delayMs(0), jitter: z.boolean().optional() }),
   z.custom<(attempt: number, error: Error) => number>((v) => typeof v === 'function', 'expected a function'),
 ])
 
 const SCHEMA_REQUIRED =
   'expected a zod schema (zod 3.25.1 or later) or another schema implementing Standard Schema v1, such as valibot 1 or arktype 2 (it has ["~standard"].validate)'
 
-const definitionSchema = z.strictObject({
-  name: z.string().regex(NAME_PATTERN, 'use 1-200 characters from A-Z a-z 0-9 _ . : / -'),
+const definitionSchema = strictOptions({
+  name: taskNameSchema,
   payload: z.custom<StandardSchemaV1>(isStandardSchema, SCHEMA_REQUIRED),
   run: z.custom<() => unknown>((v) => typeof v === 'function', 'expected a function'),
-  queue: z.string().regex(QUEUE_PATTERN, 'use 1-100 characters from A-Z a-z 0-9 _ . -').default('default'),
-  priority: z.number().int().min(-1000).max(1000).default(0),
-  maxAttempts: z.number().int().min(1).max(1000).default(3),
+  queue: queueNameSchema.default('default'),
+  priority: prioritySchema.default(0),
+  maxAttempts: maxAttemptsSchema.default(3),
   backoff: backoffSchema.default({ type: 'exponential', baseMs: 1000, maxMs: 3_600_000, jitter: true }),
   // Drives the attempt's timer: a longer one would fire after 1 ms.
   timeoutMs: timerMs(0).default(0),
@@ -184,6 +181,27 @@ export function defineTask<S extends StandardSchemaV1, R>(definition: TaskDefini
 
 export function isTask(value: unknown): value is Task {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[TASK_BRAND] === true
+}
+
+/**
+ * Tasks by name, the one way to index them (worker, scheduler, CLI loader):
+ * the same name on two different handles is a conflict (which would run?),
+ * reported by index so each caller words it for its own input.
+ */
+export function tasksByName(tasks: readonly unknown[]): { byName: Map<string, Task>; notTasks: number[]; conflicts: Array<{ index: number; name: string }> } {
+  const byName = new Map<string, Task>()
+  const notTasks: number[] = []
+  const conflicts: Array<{ index: number; name: string }> = []
+  for (const [index, task] of tasks.entries()) {
+    if (!isTask(task)) {
+      notTasks.push(index)
+      continue
+    }
+    const seen = byName.get(task.name)
+    if (seen && seen !== task) conflicts.push({ index, name: task.name })
+    else byName.set(task.name, task)
+  }
+  return { byName, notTasks, conflicts }
 }
 
 /** Milliseconds to wait before the next attempt, after `attempt` failed. */

@@ -21,3 +21,36 @@ export function clampDelayMs(ms: number): number {
   if (Number.isNaN(ms)) return 0
   return Math.min(MAX_DELAY_MS, Math.max(0, Math.round(ms)))
 }
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
+
+/**
+ * The one duration parser: "1500", "500ms", "30s", "5m", "1h30m", "7d" into
+ * milliseconds; a bare number is milliseconds. Returns null for anything else
+ * (callers say what was expected, with the setting's name).
+ */
+export function parseDuration(text: string): number | null {
+  const s = text.trim().toLowerCase()
+  if (/^\d+$/.test(s)) return Number(s)
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d|w))+$/.test(s)) return null
+  let total = 0
+  for (const [, n, unit] of s.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)) total += Number(n) * UNIT_MS[unit!]!
+  return Math.round(total)
+}
+
+/** 1234 → "1.2s", 90_000 → "1m30s", 0 → "0ms". */
+export function formatDuration(ms: number): string {
+  const sign = ms < 0 ? '-' : ''
+  let rest = Math.abs(Math.round(ms))
+  if (rest < 1000) return `${sign}${rest}ms`
+  if (rest < 60_000) return `${sign}${(rest / 1000).toFixed(rest < 10_000 ? 1 : 0)}s`
+  const parts: string[] = []
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`)
+      rest %= size
+    }
+    if (parts.length === 2) break
+  }
+  return sign + parts.join('')
+}

@@ -1,6 +1,6 @@
 import { z } from 'zod/v4'
-import { QUEUE_PATTERN, validatePayload, type PayloadCheck, type PayloadOf, type Task } from './define-task.ts'
-import { zodProblems } from './config.ts'
+import { validatePayload, type PayloadCheck, type PayloadOf, type Task } from './define-task.ts'
+import { delayMs, maxAttemptsSchema, prioritySchema, queueNameSchema, strictOptions, zodProblems } from './config.ts'
 import { toTaskId } from './task-record.ts'
 import { InvalidOptionsError, PayloadNotSerializableError, PayloadTooLargeError, PayloadValidationError } from './errors.ts'
 import { MAX_DELAY_MS } from './duration.ts'
@@ -49,29 +49,22 @@ function checkRunAt(d: Date, ctx: z.RefinementCtx): void {
   ctx.addIssue({ code: 'custom', message })
 }
 
-const enqueueOptionsSchema = z
-  .strictObject({
-    runAt: z.date().refine((d) => !Number.isNaN(d.getTime()), 'invalid date').superRefine(checkRunAt).optional(),
-    // Integer check as a refinement, after max: z.int() would add a second complaint to a huge value.
-    delayMs: z
-      .number()
-      .min(0, 'must not be negative')
-      .max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (10 years)`)
-      .refine(Number.isInteger, 'must be an integer number of ms')
-      .optional(),
-    priority: z.number().int().min(-1000).max(1000).optional(),
-    queue: z.string().regex(QUEUE_PATTERN, 'use 1-100 characters from A-Z a-z 0-9 _ . -').optional(),
-    maxAttempts: z.number().int().min(1).max(1000).optional(),
-    idempotencyKey: z
-      .string()
-      .min(1)
-      .max(500)
-      .refine((k) => !k.includes('\u0000'), 'contains the NUL character (\\u0000), which PostgreSQL cannot store; remove it')
-      .refine((k) => k.isWellFormed(), 'contains a lone UTF-16 surrogate, which PostgreSQL cannot store; make it well-formed with str.toWellFormed()')
-      .refine((k) => !k.startsWith(RESERVED_KEY_PREFIX), `the prefix "${RESERVED_KEY_PREFIX}" is reserved for the scheduler's fires; use another prefix`)
-      .optional(),
-    dependsOn: z.array(taskId).min(1, 'give at least one id, or leave dependsOn out').max(MAX_DEPENDENCIES).readonly().optional(),
-  })
+const enqueueOptionsSchema = strictOptions({
+  runAt: z.date().refine((d) => !Number.isNaN(d.getTime()), 'invalid date').superRefine(checkRunAt).optional(),
+  delayMs: delayMs(0).optional(),
+  priority: prioritySchema.optional(),
+  queue: queueNameSchema.optional(),
+  maxAttempts: maxAttemptsSchema.optional(),
+  idempotencyKey: z
+    .string()
+    .min(1)
+    .max(500)
+    .refine((k) => !k.includes('\u0000'), 'contains the NUL character (\\u0000), which PostgreSQL cannot store; remove it')
+    .refine((k) => k.isWellFormed(), 'contains a lone UTF-16 surrogate, which PostgreSQL cannot store; make it well-formed with str.toWellFormed()')
+    .refine((k) => !k.startsWith(RESERVED_KEY_PREFIX), `the prefix "${RESERVED_KEY_PREFIX}" is reserved for the scheduler's fires; use another prefix`)
+    .optional(),
+  dependsOn: z.array(taskId).min(1, 'give at least one id, or leave dependsOn out').max(MAX_DEPENDENCIES).readonly().optional(),
+})
   .refine((o) => o.runAt === undefined || o.delayMs === undefined, {
     message: 'give runAt or delayMs, not both',
     path: ['delayMs'],

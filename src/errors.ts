@@ -145,6 +145,42 @@ export class LeaseLostError extends TaskRelayError {
   }
 }
 
+/** The abort reason (ctx.signal.reason) of an attempt that ran past its task's timeoutMs; the attempt fails and is retried. */
+export class TaskTimeoutError extends TaskRelayError {
+  constructor(timeoutMs: number) {
+    super('TASK_TIMEOUT', `handler did not finish within timeoutMs (${timeoutMs} ms)`)
+  }
+}
+
+/**
+ * A schedule definition is invalid (cron, time zone, interval, payload,
+ * unknown task, conflicting declarations). Nothing was written.
+ *
+ * @example
+ * try { await tr.schedule({ name: 'nightly', task: report, cron: '0 61 * * *' }) }
+ * catch (err) { if (err instanceof ScheduleError) console.log(err.scheduleName, err.problems) }
+ */
+export class ScheduleError extends TaskRelayError {
+  /** The schedule's name, or null when it had none. */
+  readonly scheduleName: string | null
+  readonly problems: readonly string[]
+  constructor(scheduleName: string | null, problems: readonly string[], options?: { cause?: unknown }) {
+    const which = scheduleName === null ? 'schedule (unnamed)' : `schedule "${scheduleName}"`
+    super('SCHEDULE_INVALID', `invalid ${which}:\n${problems.map((p) => `  - ${p}`).join('\n')}`, options)
+    this.scheduleName = scheduleName
+    this.problems = problems
+  }
+}
+
+/** No schedule has this name. */
+export class ScheduleNotFoundError extends TaskRelayError {
+  readonly scheduleName: string
+  constructor(scheduleName: string) {
+    super('SCHEDULE_NOT_FOUND', `schedule "${scheduleName}" does not exist`)
+    this.scheduleName = scheduleName
+  }
+}
+
 /** Turn anything thrown into an Error without rewriting it. */
 export function coerceError(thrown: unknown): Error {
   if (thrown instanceof Error) return thrown
@@ -157,4 +193,24 @@ export function coerceError(thrown: unknown): Error {
   const err = new Error(`non-Error thrown: ${text}`)
   err.name = 'NonErrorThrown'
   return err
+}
+
+/**
+ * Task filters (src/admin/) that cannot be used. Each problem names the
+ * filter field (`since`, or `after` and `offset` together); callers spell the
+ * fields their own way (a CLI flag, a query parameter) from `problems`.
+ */
+export class InvalidFiltersError extends TaskRelayError {
+  readonly problems: ReadonlyArray<{ fields: readonly string[]; message: string }>
+  constructor(problems: ReadonlyArray<{ fields: readonly string[]; message: string }>) {
+    super('FILTERS_INVALID', `invalid filters:\n${problems.map((p) => `  - ${p.fields.join(' and ')}: ${p.message}`).join('\n')}`)
+    this.problems = problems
+  }
+}
+
+/** ctx.signal's reason for attempts still running when their worker stops (they are handed back). */
+export class ShutdownError extends TaskRelayError {
+  constructor() {
+    super('WORKER_SHUTDOWN', 'worker shut down before the task finished')
+  }
 }

@@ -27,23 +27,26 @@ export {
   WaitTimeoutError,
   NonRetryableError,
   LeaseLostError,
+  TaskTimeoutError,
+  ScheduleError,
+  ScheduleNotFoundError,
+  ShutdownError,
 } from './errors.ts'
 export { createLogger } from './logger.ts'
 export { createMetrics } from './metrics.ts'
 export type { MetricsOptions, TaskRelayMetrics } from './metrics.ts'
 export { Relay } from './relay/relay.ts'
 export type { RelayOptions, RelayRoundResult } from './relay/relay.ts'
-export { Worker, ShutdownError } from './worker/worker.ts'
+export { Worker } from './worker/worker.ts'
 export type { WorkerOptions } from './worker/worker.ts'
 export { Sweeper } from './sweeper/sweeper.ts'
 export type { SweeperOptions, SweepResult } from './sweeper/sweeper.ts'
 export type { RedisConfig, RedisSettings } from './redis/connection.ts'
 export { TaskRelayEvents } from './events.ts'
 export type { EventMap } from './events.ts'
-export type { RelaySettings, WorkerSettings, SweeperSettings } from './config.ts'
+export type { RelaySettings, WorkerSettings, SweeperSettings, SchedulerSettings } from './config.ts'
 export { Scheduler } from './scheduler/scheduler.ts'
 export type { SchedulerOptions, SchedulerRunResult } from './scheduler/scheduler.ts'
-export type { SchedulerSettings } from './scheduler/settings.ts'
 export {
   scheduleUpsert,
   scheduleRemove,
@@ -57,4 +60,3 @@ export {
 export type { UpsertResult, UpsertStatus, ScheduleWriteOptions, SyncResult } from './scheduler/schedules.ts'
 export type { TaskScheduleSpec, ScheduleSpec, ScheduleRecord, ScheduleTaskOptions, MisfirePolicy, ScheduleSource } from './scheduler/spec.ts'
 export type { ScheduleFire } from './scheduler/fire.ts'
-export { ScheduleError, ScheduleNotFoundError } from './scheduler/errors.ts'

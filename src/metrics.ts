@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { EventMap, TaskRelayEvents } from './events.ts'
-import type { TaskRelay } from './task-relay.ts'
+import type { TaskRelayContext } from './db/context.ts'
 import { loadSql } from './db/sql.ts'
 import { InvalidOptionsError } from './errors.ts'
 import { MAX_TIMER_MS } from './duration.ts'
@@ -14,7 +14,7 @@ export interface MetricsOptions {
    * queueDepthCacheMs). Omit it in all but one process per deployment if the
    * backlog is large: every process that has it runs the count.
    */
-  tr?: TaskRelay
+  tr?: TaskRelayContext
   /** Default 5000. */
   queueDepthCacheMs?: number
   /** Register into this registry instead of a new one. */
@@ -139,7 +139,7 @@ interface DepthRow {
  * gauge's collect in turn). Series of queues that emptied read 0 until
  * QueueSeries removes them.
  */
-function registerQueueDepth(tr: TaskRelay, registry: Registry, cacheMs: number, series: QueueSeries): void {
+function registerQueueDepth(tr: TaskRelayContext, registry: Registry, cacheMs: number, series: QueueSeries): void {
   let cached: { at: number; rows: Promise<DepthRow[] | null> } | null = null
   // null when Postgres could not be read: the scrape still succeeds, with
   // every other metric, since an outage is when they matter most.

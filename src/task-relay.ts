@@ -8,12 +8,14 @@ import { taskInsertMany, taskInsertOne } from './db/task-insert.ts'
 import { EnqueueCoalescer } from './enqueue-coalescer.ts'
 import { BATCH_SESSION_SQL, isKysely, transactionExecutor, type Executor, type Queryable } from './db/executor.ts'
 import { Connections, isPgPool } from './db/connections.ts'
-import { migrate as runMigrations, appliedMigrations, currentMigration, latestMigrationId, listMigrations, type MigrateResult } from './db/migrate.ts'
-import { channels, quoteIdent } from './db/sql.ts'
-import { ConfigError, InvalidOptionsError, SchemaVersionError, TaskNotFoundError } from './errors.ts'
-import { schemaNameSchema, zodProblems } from './config.ts'
+import { migrate as runMigrations, type MigrateResult } from './db/migrate.ts'
+import { schemaAssertCurrent, type TaskRelayContext } from './db/context.ts'
+import { channels } from './db/sql.ts'
+import { ConfigError, InvalidOptionsError, TaskNotFoundError } from './errors.ts'
+import { taskRelayOptionsSchema, zodProblems } from './config.ts'
 import { silentLogger } from './logger.ts'
-import { TASK_ROW_SELECT, parseTaskId, toTaskRecord, type TaskRecord, type TaskRow } from './task-record.ts'
+import { parseTaskId, toTaskRecord, type TaskRecord } from './task-record.ts'
+import { taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
 import { scheduleList, scheduleRemove, scheduleUpsert, type ScheduleWriteOptions, type UpsertResult } from './scheduler/schedules.ts'
 import type { ScheduleRecord, ScheduleSpec } from './scheduler/spec.ts'
@@ -52,24 +54,11 @@ export interface TaskRelayOptions {
   logger?: Logger
 }
 
-const optionsSchema = z.strictObject({
-  db: z
-    .custom<TaskRelayOptions['db']>(
-      (v) => typeof v === 'string' || isPgPool(v) || isKysely(v),
-      'expected a pg.Pool (pg 8), a postgres:// connection string or a Kysely instance',
-    )
-    .refine((v) => !(v as { isTransaction?: unknown }).isTransaction, 'expected the Kysely instance, not a transaction (pass trx to enqueue instead)'),
-  schema: schemaNameSchema.default('taskrelay'),
-  maxPayloadBytes: z.number().int().min(1).default(1024 * 1024),
-  durableTransitions: z.boolean().default(false),
-  enqueueCoalescing: z.number().int().min(0).max(100).default(2),
-  logger: z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'child' in v, 'expected a pino logger').optional(),
-})
 
 /**
  * The facade: enqueue (inside the caller's transaction), read, cancel, retry,
  * wait for results, migrate. Background services live in src/relay,
- * src/worker, src/sweeper and take this instance.
+ * src/worker, src/sweeper and take this instance as their TaskRelayContext.
  *
  * @example
  * const tr = new TaskRelay({ db: process.env.DATABASE_URL! })
@@ -78,7 +67,7 @@ const optionsSchema = z.strictObject({
  *   await tr.enqueue(trx, sendWelcome, { userId: user.id })
  * })
  */
-export class TaskRelay {
+export class TaskRelay implements TaskRelayContext {
   readonly schema: string
   readonly maxPayloadBytes: number
   readonly logger: Logger
@@ -91,7 +80,7 @@ export class TaskRelay {
   #closed = false
 
   constructor(options: TaskRelayOptions) {
-    const parsed = optionsSchema.safeParse(options ?? {})
+    const parsed = taskRelayOptionsSchema.safeParse(options ?? {})
     if (!parsed.success) throw new ConfigError(zodProblems(parsed.error))
     const o = parsed.data
     this.schema = o.schema
@@ -151,13 +140,8 @@ export class TaskRelay {
   }
 
   /** Throw SchemaVersionError unless every shipped migration has been applied. */
-  async assertSchemaCurrent(): Promise<void> {
-    const db = this.connections.database
-    const applied = new Set(await appliedMigrations(db, this.schema))
-    const missing = listMigrations(this.schema).filter((m) => !applied.has(m.id))
-    if (missing.length > 0) {
-      throw new SchemaVersionError(await currentMigration(db, this.schema), latestMigrationId(), this.schema)
-    }
+  assertSchemaCurrent(): Promise<void> {
+    return schemaAssertCurrent(this.connections.database, this.schema)
   }
 
   /**
@@ -220,11 +204,7 @@ export class TaskRelay {
 
   /** The task row, or null when no task has this id. */
   async getTask(id: string | number | bigint): Promise<TaskRecord | null> {
-    const res = await this.#executor.query<TaskRow>(
-      `select ${TASK_ROW_SELECT} from ${quoteIdent(this.schema)}.tasks where id = $1`,
-      [String(parseTaskId(id))],
-    )
-    const row = res.rows[0]
+    const row = await taskGetRow(this.#executor, { schema: this.schema, id: String(parseTaskId(id)) })
     return row ? toTaskRecord(row) : null
   }
 
@@ -240,8 +220,7 @@ export class TaskRelay {
 
   /** The SQL function `fn` (cancel, retry) on one task; TaskNotFoundError when there is none. */
   async #change(fn: 'cancel' | 'retry', id: string | number | bigint): Promise<boolean> {
-    const res = await this.#executor.query<{ ok: boolean }>(`select ${quoteIdent(this.schema)}.${fn}($1) as ok`, [String(parseTaskId(id))])
-    if (res.rows[0]?.ok) return true
+    if (await taskChangeState(this.#executor, { schema: this.schema, id: String(parseTaskId(id)), change: fn })) return true
     if (!(await this.getTask(id))) throw new TaskNotFoundError(String(id))
     return false
   }

@@ -13,7 +13,7 @@ import { isDeepStrictEqual } from 'node:util'
 import { validatePayload, type Task, type TaskContext, type PayloadOf, type ResultOf } from './define-task.ts'
 import { PayloadValidationError, TaskRelayError } from './errors.ts'
 import { toExecutor, type Queryable } from './db/executor.ts'
-import { quoteIdent } from './db/sql.ts'
+import { taskListEnqueued } from './db/admin-queries.ts'
 import { silentLogger } from './logger.ts'
 
 export class ExpectationError extends TaskRelayError {
@@ -34,16 +34,13 @@ export async function expectEnqueued<T extends Task>(
   options: { schema?: string; count?: number } = {},
 ): Promise<string[]> {
   const schema = options.schema ?? 'taskrelay'
-  const res = await toExecutor(db).query<{ id: string; payload: unknown }>(
-    `select id, payload from ${quoteIdent(schema)}.tasks where name = $1 and state in ('waiting', 'pending', 'dispatched') order by id`,
-    [task.name],
-  )
-  const ids = res.rows.filter((r) => contains(r.payload, match)).map((r) => String(r.id))
+  const rows = await taskListEnqueued(toExecutor(db), { schema, name: task.name })
+  const ids = rows.filter((r) => contains(r.payload, match)).map((r) => String(r.id))
   const wanted = options.count
   if (wanted === undefined ? ids.length === 0 : ids.length !== wanted) {
     throw new ExpectationError(
       `expected ${wanted ?? 'at least 1'} enqueued "${task.name}" task(s) matching ${JSON.stringify(match)}, found ${ids.length}` +
-        ` (of ${res.rows.length} enqueued "${task.name}" tasks)`,
+        ` (of ${rows.length} enqueued "${task.name}" tasks)`,
     )
   }
   return ids

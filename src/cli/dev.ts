@@ -1,8 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
-import { quoteIdent } from '../db/sql.ts'
-import { TASK_STATES, type TaskState } from '../task-state.ts'
-import type { Executor } from '../db/executor.ts'
+import { TASK_STATES } from '../task-state.ts'
+import { readStateCounts } from '../admin/stats.ts'
 import { addSettingOptions, type SettingsRequest } from './settings.ts'
 import { createCliLogger, trapEarlySignals, waitForSignal } from './runtime.ts'
 import { relayTarget, schedulerTarget, startStack, sweeperTarget, workerTarget } from './services.ts'
@@ -44,13 +43,6 @@ class ProgressLine {
   }
 }
 
-async function countByState(db: Executor, schema: string): Promise<Record<TaskState, number>> {
-  const res = await db.query<{ state: TaskState; n: number }>(`select state, count(*)::int as n from ${quoteIdent(schema)}.tasks group by state`)
-  const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>
-  for (const r of res.rows) counts[r.state] = r.n
-  return counts
-}
-
 export function registerDevCommand(program: Command): void {
   const dev = program
     .command('dev')
@@ -85,7 +77,6 @@ export function registerDevCommand(program: Command): void {
       log: (s) => createCliLogger(s.process, progress.write),
     })
     const { log, db } = started
-    const schema = started.settings.process.schema
     log.info(
       { try: `taskrelay enqueue ${started.settings.process.tasks === EXAMPLE_TASKS ? `email.welcome '{"userId": 1, "email": "ada@example.com"}'` : "<task> '<json>'"}` },
       'dev ready: enqueue a task from another terminal; Ctrl-C stops',
@@ -95,7 +86,7 @@ export function registerDevCommand(program: Command): void {
     let stopping = false
     const tick = async () => {
       try {
-        const counts = await countByState(db.tr.executor, schema)
+        const counts = await readStateCounts(db.tr)
         const text = TASK_STATES.filter((s) => s !== 'waiting' || counts.waiting > 0)
           .map((s) => `${s} ${counts[s]}`)
           .join(' · ')

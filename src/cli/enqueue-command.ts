@@ -1,13 +1,15 @@
 import type { Command } from 'commander'
 import { createReadStream } from 'node:fs'
 import { resolve as resolvePath } from 'node:path'
-import { quoteIdent } from '../db/sql.ts'
+import { taskEnqueueBySql, taskGetQueue, taskTypeExists } from '../db/admin-sql-api.ts'
+import type { Executor } from '../db/executor.ts'
 import { parseEnqueueOptions, prepareTaskAwaitable, type EnqueueOptions } from '../enqueue.ts'
 import { DependencyNotFoundError, InvalidOptionsError, TaskRelayError } from '../errors.ts'
 import { jsonbProblem } from '../jsonb.ts'
 import type { Task } from '../define-task.ts'
 import { CliError, EXIT } from './errors.ts'
-import { parseDuration, toJson, truncate, examples } from './format.ts'
+import { toJson, truncate, examples } from './format.ts'
+import { parseDuration } from '../duration.ts'
 import { addSettingOptions, resolveSettings, type SettingsRequest } from './settings.ts'
 import { ONE_SHOT, errorText, loadTasks, parseTaskId, withDatabase } from './runtime.ts'
 
@@ -131,12 +133,10 @@ export function registerEnqueueCommand(program: Command): void {
           throw err
         }
       } else {
-        id = await enqueueBySql(db.tr.executor, s.process.schema, name, payload, options)
-        const schema = quoteIdent(s.process.schema)
-        const known = await db.tr.executor.query(`select 1 from ${schema}.task_types where name = $1`, [name])
-        if (known.rows.length === 0) {
-          const row = await db.tr.executor.query<{ queue: string }>(`select queue from ${schema}.tasks where id = $1`, [id])
-          const queue = row.rows[0]?.queue ?? options.queue ?? 'default'
+        id = await enqueueBySql(db.tr, name, payload, options)
+        const at = { schema: s.process.schema }
+        if (!(await taskTypeExists(db.tr.executor, { ...at, name }))) {
+          const queue = (await taskGetQueue(db.tr.executor, { ...at, id })) ?? options.queue ?? 'default'
           // Workers serve their own tasks' queues, so without registered defaults the queue may be one no worker with this task serves.
           process.stderr.write(
             `note: no worker has registered a task named "${name}" yet, so its defaults are unknown and it was put on queue "${queue}". ` +
@@ -205,27 +205,9 @@ const FLAG_OF: Record<string, string> = {
 }
 
 /** The SQL API path: the same function psql users call, with the task types' registered defaults. */
-async function enqueueBySql(db: { query: <R>(text: string, values?: readonly unknown[]) => Promise<{ rows: R[] }> }, schema: string, name: string, payload: unknown, o: EnqueueOptions): Promise<string> {
+async function enqueueBySql(tr: { executor: Executor; schema: string }, name: string, payload: unknown, o: EnqueueOptions): Promise<string> {
   try {
-    // enqueue_after() (0008) is enqueue() for a task that depends on others.
-    const [fn, after] = o.dependsOn ? ['enqueue_after', 'depends_on => $9::bigint[], '] : ['enqueue', '']
-    const res = await db.query<{ id: string }>(
-      `select ${quoteIdent(schema)}.${fn}(${after}
-         task_name => $1, payload => $2::jsonb, queue => $3, priority => $4, run_at => $5,
-         delay => $6 * interval '1 millisecond', max_attempts => $7, idempotency_key => $8) as id`,
-      [
-        name,
-        JSON.stringify(payload),
-        o.queue ?? null,
-        o.priority ?? null,
-        o.runAt ?? null,
-        o.delayMs ?? null,
-        o.maxAttempts ?? null,
-        o.idempotencyKey ?? null,
-        ...(o.dependsOn ? [o.dependsOn.map(String)] : []),
-      ],
-    )
-    return String(res.rows[0]!.id)
+    return await taskEnqueueBySql(tr.executor, { schema: tr.schema, name, payload, ...o })
   } catch (err) {
     const e = err as { code?: string; message: string; hint?: string }
     // 22023 (invalid_parameter_value): the function's own argument checks.

@@ -37,3 +37,10 @@ export class SettingsError extends CliError {
     this.problems = problems
   }
 }
+
+/** A network error's useful text: Node's connect errors can be AggregateErrors with an empty message. */
+export function errorText(err: unknown): string {
+  const e = err as { message?: string; code?: string; errors?: Array<{ message?: string }> }
+  const nested = e.errors?.map((x) => x.message).filter(Boolean).join('; ')
+  return e.message || nested || e.code || String(err)
+}

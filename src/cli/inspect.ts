@@ -1,11 +1,14 @@
-import { MAX_TIMER_MS } from '../duration.ts'
+import { MAX_TIMER_MS, parseDuration } from '../duration.ts'
 import type { Command } from 'commander'
 import { TASK_STATES } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatAge, formatDuration, parseDuration, toJson, truncate, examples } from './format.ts'
-import { readQueueWorkers, readStats, renderStats, type StatsSnapshot } from './stats-report.ts'
-import { listTasks, parseListFilters, renderList, taskDependsOn } from './task-list.ts'
+import { formatAge, formatDuration, toJson, truncate, examples } from './format.ts'
+import { readStats, type StatsSnapshot } from '../admin/stats.ts'
+import { listTasks } from '../admin/task-list.ts'
+import { readTaskDetail, readTaskWorkers, type QueueWorkers } from '../admin/task-detail.ts'
+import { renderStats } from './stats-report.ts'
+import { parseListFlags, renderList } from './task-list.ts'
 import { addSettingOptions } from './settings.ts'
 import { ONE_SHOT, parseTaskId, waitForSignal, withDatabase } from './runtime.ts'
 import { createCliLogger } from './runtime.ts'
@@ -21,12 +24,10 @@ export function registerInspectCommands(program: Command): void {
   status.action((id: string, flags: Record<string, unknown>) =>
     withDatabase(ONE_SHOT, flags, 'status', async (db, s) => {
       const taskId = parseTaskId(id)
-      const task = await db.tr.getTask(taskId)
-      if (!task) throw notFound(taskId, s.process.schema)
-      // What it waits on (dependsOn), with each one's state.
-      const dependsOn = await taskDependsOn(db.tr.executor, s.process.schema, taskId)
-      // Whether any running worker will take it: a task on a queue nobody serves waits forever.
-      const workers = await readQueueWorkers(db.tr.executor, s.process.schema, task.queue, task.name)
+      const detail = await readTaskDetail(db.tr, taskId)
+      if (!detail) throw notFound(taskId, s.process.schema)
+      const { task, dependsOn } = detail
+      const workers = await readTaskWorkers(db.tr, task)
       console.log(flags.json ? toJson({ ...task, dependsOn, workers }) : renderStatus(task, dependsOn, workers))
     }),
   )
@@ -52,7 +53,7 @@ export function registerInspectCommands(program: Command): void {
     return withDatabase(ONE_SHOT, flags, 'stats', async (db, s) => {
       const render = (snap: StatsSnapshot) => (flags.json ? JSON.stringify(snap, null, flags.watch ? 0 : 2) : renderStats(snap, s.process.schema))
       if (!flags.watch) {
-        console.log(render(await readStats(db.tr.executor, s.process.schema)))
+        console.log(render(await readStats(db.tr)))
         return
       }
       const tty = process.stdout.isTTY === true && !flags.json
@@ -63,7 +64,7 @@ export function registerInspectCommands(program: Command): void {
       })
       if (tty) process.stdout.write('\x1b[2J')
       while (!stopped) {
-        const text = render(await readStats(db.tr.executor, s.process.schema))
+        const text = render(await readStats(db.tr))
         if (tty) process.stdout.write(`\x1b[H${text}\n\n(every ${formatDuration(intervalMs)}; Ctrl-C to stop)\x1b[J`)
         else process.stdout.write(text + (flags.json ? '\n' : '\n\n'))
         await new Promise((r) => setTimeout(r, intervalMs))
@@ -95,8 +96,8 @@ export function registerInspectCommands(program: Command): void {
   addSettingOptions(list, ONE_SHOT)
   list.action((flags: Record<string, unknown>) =>
     withDatabase(ONE_SHOT, flags, 'list', async (db, s) => {
-      const filters = parseListFilters(flags)
-      const page = await listTasks(db.tr.executor, s.process.schema, filters)
+      const filters = parseListFlags(flags)
+      const page = await listTasks(db.tr, filters)
       if (flags.json) {
         console.log(toJson(page))
         return
@@ -119,8 +120,6 @@ export function notFound(id: string, schema: string): CliError {
       '(TASKRELAY_SWEEPER_RETENTION_MS, default 7 days); check the id and the schema (TASKRELAY_SCHEMA), or find tasks with `taskrelay list`.',
   )
 }
-
-type QueueWorkers = Awaited<ReturnType<typeof readQueueWorkers>>
 
 function renderStatus(t: TaskRecord, dependsOn: ReadonlyArray<{ id: string; name: string; state: string }>, workers: QueueWorkers): string {
   const now = Date.now()

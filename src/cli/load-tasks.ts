@@ -3,8 +3,7 @@ import { existsSync, statSync } from 'node:fs'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { isTask, type Task } from '../define-task.ts'
-import { CliError, EXIT } from './errors.ts'
-import { errorText } from './runtime.ts'
+import { CliError, EXIT, errorText } from './errors.ts'
 
 /**
  * Import a module and collect every exported task: named exports, arrays of

@@ -1,9 +1,9 @@
 import type { Command } from 'commander'
-import { quoteIdent } from '../db/sql.ts'
+import { countFailed, retryFailed } from '../admin/bulk.ts'
 import { TaskNotFoundError } from '../errors.ts'
-import { MAX_DELAY_MS } from '../duration.ts'
+import { MAX_DELAY_MS, parseDuration } from '../duration.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatDuration, parseDuration, examples } from './format.ts'
+import { formatDuration, examples } from './format.ts'
 import { addSettingOptions } from './settings.ts'
 import { ONE_SHOT, parseTaskId, withDatabase } from './runtime.ts'
 import { notFound } from './inspect.ts'
@@ -48,33 +48,17 @@ export function registerManageCommands(program: Command): void {
     const sinceMs = flags.since === undefined ? null : parseDuration(String(flags.since))
     if (flags.since !== undefined && sinceMs === null) throw new CliError(`--since: expected an age such as 30m, 1h or 7d, got "${flags.since}".`, EXIT.usage)
     if (sinceMs !== null && sinceMs > MAX_DELAY_MS) throw new CliError(`--since: must be at most 3650d (10 years), got "${flags.since}".`, EXIT.usage)
-    await withDatabase(ONE_SHOT, flags, 'retry', async (db, s) => {
-      const schema = quoteIdent(s.process.schema)
-      const where = ["state = 'failed'"]
-      const values: unknown[] = []
-      const add = (text: string, value: unknown) => {
-        values.push(value)
-        where.push(text.replace('?', `$${values.length}`))
-      }
+    await withDatabase(ONE_SHOT, flags, 'retry', async (db) => {
       const task = flags.task === undefined ? null : String(flags.task)
-      if (task !== null) add(task.includes('*') ? "name like ? escape '\\'" : 'name = ?', task.includes('*') ? task.replace(/[\\%_]/g, '\\$&').replaceAll('*', '%') : task)
-      if (flags.queue !== undefined) add('queue = ?', String(flags.queue))
-      if (sinceMs !== null) add("finished_at >= now() - ? * interval '1 millisecond'", sinceMs)
+      const filter = { task, queue: flags.queue === undefined ? null : String(flags.queue), failedWithinMs: sinceMs }
       const scope = [task && `task ${task}`, flags.queue !== undefined && `queue ${String(flags.queue)}`, sinceMs !== null && `failed in the last ${formatDuration(sinceMs)}`]
         .filter(Boolean)
         .join(', ')
       if (flags.dryRun) {
-        const res = await db.tr.executor.query<{ n: number }>(`select count(*)::int as n from ${schema}.tasks where ${where.join(' and ')}`, values)
-        console.log(`${res.rows[0]?.n ?? 0} failed task(s) would be retried${scope ? ` (${scope})` : ''}; nothing was changed`)
+        console.log(`${await countFailed(db.tr, filter)} failed task(s) would be retried${scope ? ` (${scope})` : ''}; nothing was changed`)
         return
       }
-      // retry() re-checks the state in its own UPDATE, so a task that moved on meanwhile is left alone.
-      const res = await db.tr.executor.query<{ retried: number }>(
-        `select count(*) filter (where ok)::int as retried
-           from (select ${schema}.retry(id) as ok from ${schema}.tasks where ${where.join(' and ')} order by id) s`,
-        values,
-      )
-      const n = res.rows[0]?.retried ?? 0
+      const n = await retryFailed(db.tr, filter)
       // Nothing to retry exits 1 in both forms, as `retry <id>` of a task that is not failed (like grep: 1 = no match).
       if (n === 0) throw new CliError(`no failed tasks match${scope ? ` (${scope})` : ''}; nothing was changed.`)
       console.log(`retried ${n} failed task(s)${scope ? ` (${scope})` : ''}`)

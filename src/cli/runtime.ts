@@ -4,9 +4,11 @@ import { pino, type Logger } from 'pino'
 import { prettyFactory } from 'pino-pretty'
 import { TaskRelay } from '../task-relay.ts'
 import { currentMigration, latestMigrationId } from '../db/migrate.ts'
+import { databasePing } from '../db/executor.ts'
 import { REDACT_PATHS, silentLogger } from '../logger.ts'
 import { describeRedis, resolveRedisSettings } from '../redis/connection.ts'
-import { CliError, EXIT } from './errors.ts'
+import { CliError, EXIT, errorText } from './errors.ts'
+export { errorText } from './errors.ts'
 export { loadTasks } from './load-tasks.ts'
 import { redactSecrets, resolveSettings, type ProcessSettings, type ResolvedSettings, type SettingsRequest } from './settings.ts'
 
@@ -28,12 +30,6 @@ export function createCliLogger(p: Pick<ProcessSettings, 'logLevel' | 'logFormat
   )
 }
 
-/** A network error's useful text: Node's connect errors can be AggregateErrors with an empty message. */
-export function errorText(err: unknown): string {
-  const e = err as { message?: string; code?: string; errors?: Array<{ message?: string }> }
-  const nested = e.errors?.map((x) => x.message).filter(Boolean).join('; ')
-  return e.message || nested || e.code || String(err)
-}
 
 export interface Database {
   tr: TaskRelay
@@ -54,7 +50,7 @@ export async function openDatabase(
   const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 10_000, application_name: opts.application, max: 10 })
   pool.on('error', (err) => log.warn({ err: { message: err.message } }, 'idle postgres connection failed'))
   try {
-    await pool.query('select 1')
+    await databasePing(pool)
   } catch (err) {
     await pool.end().catch(() => {})
     throw new CliError(

@@ -1,14 +1,11 @@
 import { z } from 'zod/v4'
-import { msInWords, relaySettingsSchema, sweeperSettingsSchema, workerSettingsSchema, schemaNameSchema } from '../config.ts'
-import { schedulerSettingsSchema } from '../scheduler/settings.ts'
-import { ConfigError } from '../errors.ts'
-import { parseRedisUrl } from '../redis/connection.ts'
+import { msInWords, processSettingsSchema, relaySettingsSchema, schedulerSettingsSchema, sweeperSettingsSchema, workerSettingsSchema, type ProcessSettings } from '../config.ts'
 import { formatDuration } from './format.ts'
 
 /**
  * Every setting of every command, from flags, environment variables or
  * defaults, validated by the zod schemas of src/config.ts (component
- * settings) and `processSettingsSchema` below (connections, logging).
+ * settings, and `processSettingsSchema` for connections and logging).
  *
  * Component settings are derived from the schemas' shapes — flag
  * `--lease-ms`, env `TASKRELAY_WORKER_LEASE_MS` for `worker.leaseMs` — so a
@@ -17,51 +14,8 @@ import { formatDuration } from './format.ts'
  * here and the README table is regenerated (`npm run docs:config`).
  */
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const
-
-function checkDatabaseUrl(value: string, ctx: z.RefinementCtx) {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    ctx.addIssue({ code: 'custom', message: 'not a URL' })
-    return
-  }
-  if (!['postgres:', 'postgresql:', 'socket:'].includes(url.protocol)) {
-    ctx.addIssue({ code: 'custom', message: `unsupported scheme "${url.protocol}"` })
-  }
-}
-
-function checkRedisUrl(value: string, ctx: z.RefinementCtx) {
-  try {
-    const parsed = parseRedisUrl(value)
-    // parseRedisUrl reads "/x" as database NaN; ioredis would then silently use 0.
-    if (parsed.db !== undefined && !(Number.isInteger(parsed.db) && parsed.db >= 0)) {
-      ctx.addIssue({ code: 'custom', message: 'the database number after the last "/" must be a whole number such as 0' })
-    }
-  } catch (err) {
-    const problems = err instanceof ConfigError ? err.problems : [(err as Error).message]
-    for (const p of problems) ctx.addIssue({ code: 'custom', message: p.replace(/^REDIS_URL: /, '') })
-  }
-}
-
-/** Process-level settings: connections, names, logging. Commands pick the ones they use. */
-export const processSettingsSchema = z.strictObject({
-  databaseUrl: z.string().superRefine(checkDatabaseUrl).optional(),
-  redisUrl: z.string().superRefine(checkRedisUrl).optional(),
-  schema: schemaNameSchema.default('taskrelay'),
-  keyPrefix: z
-    .string()
-    .regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'use 1-100 characters from A-Z a-z 0-9 _ . : -')
-    .default('taskrelay'),
-  logLevel: z.enum(LOG_LEVELS).default('info'),
-  logFormat: z.enum(LOG_FORMATS).default('auto'),
-  healthPort: z.number().int().min(1).max(65_535).optional(),
-  tasks: z.string().min(1).optional(),
-})
-
-export type ProcessSettings = z.output<typeof processSettingsSchema>
+/** The process settings' schema lives in src/config/process.ts; re-exported for the CLI's modules. */
+export { LOG_FORMATS, LOG_LEVELS, processSettingsSchema, type ProcessSettings } from '../config.ts'
 export type ProcessKey = keyof ProcessSettings
 
 export const COMPONENT_SCHEMAS = {

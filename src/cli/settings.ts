@@ -1,10 +1,9 @@
 import type { z } from 'zod/v4'
 import { Option, type Command } from 'commander'
-import type { RelaySettings, SweeperSettings, WorkerSettings } from '../config.ts'
-import type { SchedulerSettings } from '../scheduler/settings.ts'
+import { closestName, type RelaySettings, type SchedulerSettings, type SweeperSettings, type WorkerSettings } from '../config.ts'
 import { redactSecrets, secretsIn } from '../logger.ts'
 import { SettingsError } from './errors.ts'
-import { parseDuration } from './format.ts'
+import { parseDuration } from '../duration.ts'
 import {
   COMPONENTS,
   COMPONENT_SCHEMAS,
@@ -88,21 +87,6 @@ function convert(def: SettingDef, raw: string): { ok: true; value: unknown } | {
   }
 }
 
-/** Levenshtein distance, for "did you mean" on unknown variables. */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = cur
-    }
-  }
-  return row[b.length]!
-}
-
 /**
  * Resolve the requested settings from flags (commander's parsed options),
  * then env, then defaults; validate with the zod schemas; throw one
@@ -122,8 +106,8 @@ export function resolveSettings(
 
   const known = new Set(SETTING_DEFS.map((d) => d.env))
   for (const name of Object.keys(env).filter((n) => n.startsWith('TASKRELAY_') && !known.has(n)).sort()) {
-    const best = [...known].map((k) => [k, distance(name, k)] as const).sort((a, b) => a[1] - b[1])[0]
-    problems.push(`${name}: unknown setting${best && best[1] <= 4 ? `; did you mean ${best[0]}?` : ''} (unset it, or see --help for the settings)`)
+    const best = closestName(name, known)
+    problems.push(`${name}: unknown setting${best ? `; did you mean ${best}?` : ''} (unset it, or see --help for the settings)`)
   }
 
   for (const def of defs) {

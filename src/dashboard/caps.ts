@@ -1,5 +1,5 @@
 import { truncateText } from '../jsonb.ts'
-import type { ListedTask } from '../cli/task-list.ts'
+import type { ListedTask } from '../admin/task-list.ts'
 import type { TaskRecord } from '../task-record.ts'
 
 /**

@@ -3,9 +3,10 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { TaskRelay } from '../task-relay.ts'
 import { toTaskId } from '../task-record.ts'
-import { readStats } from '../cli/stats-report.ts'
-import { listTasks, parseListFilters, taskDependsOn, type FilterNaming } from '../cli/task-list.ts'
-import { CliError, EXIT } from '../cli/errors.ts'
+import { readStats } from '../admin/stats.ts'
+import { listTasks, parseListInput, type ListInput } from '../admin/task-list.ts'
+import { readTaskDetail } from '../admin/task-detail.ts'
+import { InvalidFiltersError } from '../errors.ts'
 import { DASHBOARD_PAGE, DASHBOARD_PAGE_CSP } from './page.ts'
 import { capListedTask, capTask } from './caps.ts'
 import { SECURITY_HEADERS, refuseRequest, type HostPolicy } from './guard.ts'
@@ -73,7 +74,7 @@ export class DashboardServer {
         res.end(DASHBOARD_PAGE)
         return
       }
-      if (url.pathname === '/api/stats') return send(res, 200, await readStats(this.#tr.executor, this.#tr.schema))
+      if (url.pathname === '/api/stats') return send(res, 200, await readStats(this.#tr))
       if (url.pathname === '/api/tasks') return send(res, 200, await this.#list(url.searchParams))
       const one = /^\/api\/tasks\/([^/]+)$/.exec(url.pathname)
       if (one) return await this.#task(res, decodeSegment(one[1]!))
@@ -92,42 +93,38 @@ export class DashboardServer {
   }
 
   async #list(params: URLSearchParams) {
-    // The same filters, checks and keyset paging as `taskrelay list`.
-    const flags: Record<string, string> = {}
-    const unknown = [...new Set(params.keys())].filter((key) => !LIST_PARAMS.includes(key))
+    // The same filters, checks and keyset paging as `taskrelay list`, worded as query parameters.
+    const input: ListInput = {}
+    const unknown = [...new Set(params.keys())].filter((key) => !(LIST_PARAMS as readonly string[]).includes(key))
     if (unknown.length) {
       throw new DashboardRequestError(400, `unknown query parameter ${unknown.map((k) => `"${k.slice(0, 50)}"`).join(', ')}; /api/tasks takes ${LIST_PARAMS.join(', ')}`)
     }
     for (const key of LIST_PARAMS) {
       const value = params.get(key)
-      if (value !== null && value !== '') flags[key] = value
+      if (value !== null && value !== '') input[key] = value
     }
     let filters
     try {
-      filters = parseListFilters(flags, QUERY_NAMING)
+      filters = parseListInput(input)
     } catch (err) {
-      if (err instanceof CliError && err.exitCode === EXIT.usage) throw new DashboardRequestError(400, err.message)
-      throw err
+      if (!(err instanceof InvalidFiltersError)) throw err
+      const lines = err.problems.map((p) => `  - ${p.fields.join(' and ')}: ${p.message}`)
+      throw new DashboardRequestError(400, `invalid query parameter${lines.length === 1 ? '' : 's'} of GET /api/tasks:\n${lines.join('\n')}\nIt takes ${LIST_PARAMS.join(', ')}.`)
     }
-    const page = await listTasks(this.#tr.executor, this.#tr.schema, filters)
+    const page = await listTasks(this.#tr, filters)
     return { ...page, tasks: page.tasks.map(capListedTask) }
   }
 
   async #task(res: ServerResponse, idText: string): Promise<void> {
     const id = /^\d+$/.test(idText) ? toTaskId(idText) : null
     if (id === null) throw new DashboardRequestError(400, `"${idText.slice(0, 100)}" is not a task id (a positive whole number below 2^63)`)
-    const task = await this.#tr.getTask(id)
-    if (!task) return send(res, 404, { error: `no task ${id} in schema "${this.#tr.schema}"` })
-    send(res, 200, { ...capTask(task), dependsOn: await taskDependsOn(this.#tr.executor, this.#tr.schema, String(id)) })
+    const detail = await readTaskDetail(this.#tr, String(id))
+    if (!detail) return send(res, 404, { error: `no task ${id} in schema "${this.#tr.schema}"` })
+    send(res, 200, { ...capTask(detail.task), dependsOn: detail.dependsOn })
   }
 }
 
-const LIST_PARAMS = ['state', 'queue', 'task', 'since', 'limit', 'after']
-
-const QUERY_NAMING: FilterNaming = {
-  name: (key) => key,
-  help: 'See the query parameters of GET /api/tasks in `taskrelay dashboard --help`.',
-}
+const LIST_PARAMS = ['state', 'queue', 'task', 'since', 'limit', 'after'] as const satisfies ReadonlyArray<keyof ListInput>
 
 function decodeSegment(segment: string): string {
   try {

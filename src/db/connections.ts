@@ -1,4 +1,6 @@
 import pg from 'pg'
+import { isPgPool } from '../config/db-kinds.ts'
+export { isPgPool }
 import type { Kysely } from 'kysely'
 import type { Logger } from 'pino'
 import { BATCH_SESSION_SQL, isKysely, kyselyExecutor, pgExecutor, sidePool, type Executor } from './executor.ts'
@@ -8,21 +10,6 @@ import { Poller, type Wakeups } from './poller.ts'
 /** What taskrelay can open connections and transactions on: a pg.Pool (any copy of pg 8) or a Kysely instance. */
 export type Database = pg.Pool | Kysely<any>
 
-/**
- * A pg.Pool from any copy of pg 8, told by what taskrelay uses of it: an app
- * with its own pg version gets a nested second copy, whose Pool class is not
- * ours, so `instanceof` would refuse it.
- */
-export function isPgPool(value: unknown): value is pg.Pool {
-  if (typeof value !== 'object' || value === null) return false
-  const v = value as Record<string, unknown>
-  return (
-    ['connect', 'query', 'end', 'on'].every((method) => typeof v[method] === 'function') &&
-    typeof v.options === 'object' &&
-    v.options !== null &&
-    typeof v.totalCount === 'number'
-  )
-}
 
 /**
  * Run `fn` on one session-bound connection (an advisory lock's session).

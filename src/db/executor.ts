@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto'
+import { isKysely } from '../config/db-kinds.ts'
+export { isKysely }
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely'
 import pg from 'pg'
 import { TransactionRequiredError } from '../errors.ts'
@@ -19,14 +21,6 @@ export interface QueryResult<R> {
 /** Anything a user may pass as `trx` / `db`. */
 export type Queryable = Kysely<any> | Transaction<any> | pg.Pool | pg.PoolClient | pg.Client
 
-export function isKysely(value: unknown): value is Kysely<any> {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { executeQuery?: unknown }).executeQuery === 'function' &&
-    typeof (value as { selectFrom?: unknown }).selectFrom === 'function'
-  )
-}
 
 function isPgQueryable(value: unknown): value is pg.Pool | pg.ClientBase {
   return typeof value === 'object' && value !== null && typeof (value as { query?: unknown }).query === 'function'
@@ -153,4 +147,9 @@ export function sidePool(base: pg.Pool, setup: string, onIdleError: (err: Error)
   // The caller's own per-connection setup (SET ROLE, search_path...) too.
   for (const listener of base.listeners('connect')) pool.on('connect', listener as (client: pg.PoolClient) => void)
   return pool
+}
+
+/** Prove the server answers on `pool` (a CLI's first contact with Postgres). */
+export async function databasePing(pool: pg.Pool): Promise<void> {
+  await pool.query('select 1')
 }

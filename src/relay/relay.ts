@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Redis } from 'ioredis'
 import { Service, type ServiceDeps } from '../service.ts'
-import type { TaskRelay } from '../task-relay.ts'
+import type { TaskRelayContext } from '../db/context.ts'
 import { parseSettings, relaySettingsSchema, type RelaySettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
 import { loadSql, withIntegers } from '../db/sql.ts'
@@ -55,7 +55,7 @@ const STALE_MESSAGES_EVERY_MS = 30_000
  */
 export class Relay extends Service<RelayRoundResult> {
   readonly settings: Readonly<RelaySettings>
-  readonly #tr: TaskRelay
+  readonly #tr: TaskRelayContext
   readonly #redisConfig: RedisConfig
   readonly #keys: Keys
   #redis: Redis | null = null
@@ -77,7 +77,7 @@ export class Relay extends Service<RelayRoundResult> {
   readonly #dueTimer = new WakeTimer(() => this.wake())
   readonly #staleSchedule: StaleMessageSchedule
 
-  constructor(tr: TaskRelay, options: RelayOptions, deps: ServiceDeps = {}) {
+  constructor(tr: TaskRelayContext, options: RelayOptions, deps: ServiceDeps = {}) {
     super('relay', { logger: tr.logger, ...deps })
     const { redis, keyPrefix, ...settings } = options
     if (!redis) throw new InvalidOptionsError('relay options', ['redis: required (a redis:// URL or sentinel settings)'])

@@ -1,28 +1,11 @@
 import type { MisfirePolicy, ScheduleRecord, ScheduleSource } from './spec.ts'
 import type { ScheduleTiming } from './cron.ts'
+import type { ScheduleRow as DbScheduleRow } from '../db/schedule-queries.ts'
 
-/** A schedules row as pg returns it (bigints as strings). */
-export interface ScheduleRow {
-  id: string
-  name: string
-  task_name: string
-  cron: string | null
-  every_ms: string | null
-  timezone: string
-  payload: unknown
-  queue: string | null
-  priority: number | null
-  max_attempts: number | null
-  enabled: boolean
+/** A schedules row, with the policy columns typed as the scheduler reads them. */
+export interface ScheduleRow extends DbScheduleRow {
   misfire: MisfirePolicy
-  overlap: boolean
   source: ScheduleSource
-  last_fire_at: Date | null
-  next_fire_at: Date | null
-  last_task_id: string | null
-  last_error: string | null
-  created_at: Date
-  updated_at: Date
 }
 
 export function toScheduleRecord(row: ScheduleRow): ScheduleRecord {

@@ -1,10 +1,10 @@
+import { scheduleListOfOtherTasks } from '../db/schedule-queries.ts'
 import { Service, type ServiceDeps } from '../service.ts'
-import type { TaskRelay } from '../task-relay.ts'
+import type { TaskRelayContext } from '../db/context.ts'
 import type { Task } from '../define-task.ts'
 import { parseSettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
 import type { Wakeups } from '../db/poller.ts'
-import { quoteIdent } from '../db/sql.ts'
 import { scheduleFireDue, type FireDueResult, type ScheduleFire } from './fire.ts'
 import { resolveDeclaredSchedules, syncTaskSchedules } from './schedules.ts'
 import { schedulerSettingsSchema, type SchedulerSettings } from './settings.ts'
@@ -49,14 +49,14 @@ const LOCKED_RETRY_MS = 100
  */
 export class Scheduler extends Service<SchedulerRunResult> {
   readonly settings: Readonly<SchedulerSettings>
-  readonly #tr: TaskRelay
+  readonly #tr: TaskRelayContext
   readonly #taskList: readonly Task[]
   readonly #tasks: ReadonlyMap<string, Task>
   readonly #clockInjected: boolean
   readonly #signals: SchedulerSignals
   #listener: Wakeups | null = null
 
-  constructor(tr: TaskRelay, options: SchedulerOptions, deps: SchedulerDeps = {}) {
+  constructor(tr: TaskRelayContext, options: SchedulerOptions, deps: SchedulerDeps = {}) {
     super('scheduler', { logger: tr.logger, ...deps })
     const { tasks, ...settings } = options ?? ({} as SchedulerOptions)
     this.settings = parseSettings(schedulerSettingsSchema, settings, 'scheduler options', (w, p) => new InvalidOptionsError(w, p))
@@ -138,13 +138,10 @@ export class Scheduler extends Service<SchedulerRunResult> {
 
   /** Enabled schedules whose task this scheduler does not know never fire here: say so once. */
   async #warnAboutForeignSchedules(): Promise<void> {
-    const res = await this.#tr.executor.query<{ name: string; task_name: string }>(
-      `select name, task_name from ${quoteIdent(this.#tr.schema)}.schedules where enabled and not (task_name = any($1::text[])) order by name limit 100`,
-      [[...this.#tasks.keys()]],
-    )
-    if (res.rows.length > 0) {
+    const foreign = await scheduleListOfOtherTasks(this.#tr.executor, { schema: this.#tr.schema, taskNames: [...this.#tasks.keys()] })
+    if (foreign.length > 0) {
       this.log.warn(
-        { schedules: res.rows.map((r) => `${r.name} (task ${r.task_name})`) },
+        { schedules: foreign.map((r) => `${r.name} (task ${r.task_name})`) },
         'schedules of tasks this scheduler was not given; another scheduler that has those tasks must fire them',
       )
     }

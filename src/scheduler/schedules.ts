@@ -1,31 +1,32 @@
-import type { TaskRelay } from '../task-relay.ts'
+import type { TaskRelayContext } from '../db/context.ts'
 import type { Task } from '../define-task.ts'
 import { prepareTaskAwaitable } from '../enqueue.ts'
 import { taskInsertMany } from '../db/task-insert.ts'
 import type { Executor } from '../db/executor.ts'
-import { loadSql, quoteIdent } from '../db/sql.ts'
+import {
+  scheduleDelete,
+  scheduleDeleteStaleCode,
+  scheduleDisable,
+  scheduleEnableIfTiming,
+  scheduleGetRow,
+  scheduleListRows,
+  scheduleSetLastTask,
+  scheduleUpsertRow,
+  schedulesSyncLock,
+} from '../db/schedule-queries.ts'
 import { nextFireAfter } from './cron.ts'
 import { ScheduleError, ScheduleNotFoundError } from './errors.ts'
 import { rowTiming, toScheduleRecord, type ScheduleRow } from './schedule-row.ts'
 import type { ScheduleRecord, ScheduleSpec } from './spec.ts'
 import { resolveSchedule, sameDefinition, taskMap, type ResolvedSchedule } from './validate.ts'
 
-/**
- * The columns of ScheduleRow. Listed, never `*`: a prepared `select *` fails
- * once per pooled connection after a migration adds a column.
- */
-const SCHEDULE_COLUMNS = (
-  [
-    'id', 'name', 'task_name', 'cron', 'every_ms', 'timezone', 'payload', 'queue', 'priority', 'max_attempts', 'enabled',
-    'misfire', 'overlap', 'source', 'last_fire_at', 'next_fire_at', 'last_task_id', 'last_error', 'created_at', 'updated_at',
-  ] as const satisfies ReadonlyArray<keyof ScheduleRow>
-).join(', ')
 
 /**
  * Schedules as data: create/update by name, remove, list, pause, resume,
  * run now, and the sync of schedules declared in defineTask(). Every function
- * takes the TaskRelay first, so the facade, the CLI and tests call the same
- * code. Validation happens before any SQL: bad input writes nothing.
+ * takes a TaskRelayContext (a TaskRelay will do) first, so the facade, the
+ * CLI and tests call the same code. Validation happens before any SQL: bad
+ * input writes nothing.
  */
 
 export interface ScheduleWriteOptions {
@@ -50,7 +51,7 @@ export interface UpsertResult {
  * @example
  * await scheduleUpsert(tr, { name: 'cleanup', task: cleanupTask, every: '15m', payload: { olderThanDays: 30 } })
  */
-export async function scheduleUpsert<T extends Task>(tr: TaskRelay, spec: ScheduleSpec<T>, options: ScheduleWriteOptions = {}): Promise<UpsertResult> {
+export async function scheduleUpsert<T extends Task>(tr: TaskRelayContext, spec: ScheduleSpec<T>, options: ScheduleWriteOptions = {}): Promise<UpsertResult> {
   const resolved = resolveSchedule(spec, { tasks: taskMap(options.tasks, 'schedule tasks'), maxPayloadBytes: tr.maxPayloadBytes, now: options.now })
   const row = await upsertResolved(tr.executor, tr.schema, resolved, options.now ?? null)
   if (row) return { schedule: toScheduleRecord(row), status: row.created ? 'created' : 'updated' }
@@ -60,66 +61,57 @@ export async function scheduleUpsert<T extends Task>(tr: TaskRelay, spec: Schedu
 }
 
 async function upsertResolved(db: Executor, schema: string, s: ResolvedSchedule, now: Date | null): Promise<(ScheduleRow & { created: boolean }) | undefined> {
-  const nextFireAt = nextFireAfter(s.timing, now ?? new Date())
-  const res = await db.query<ScheduleRow & { created: boolean }>(loadSql('schedule-upsert.sql', schema), [
-    s.name,
-    s.taskName,
-    'cron' in s.timing ? s.timing.cron : null,
-    'everyMs' in s.timing ? s.timing.everyMs : null,
-    'cron' in s.timing ? s.timing.timezone : 'UTC',
-    s.payloadJson,
-    s.queue,
-    s.priority,
-    s.maxAttempts,
-    s.enabled,
-    s.misfire,
-    s.overlap,
-    s.source,
-    nextFireAt,
+  return scheduleUpsertRow<ScheduleRow>(db, {
+    schema,
+    name: s.name,
+    taskName: s.taskName,
+    cron: 'cron' in s.timing ? s.timing.cron : null,
+    everyMs: 'everyMs' in s.timing ? s.timing.everyMs : null,
+    timezone: 'cron' in s.timing ? s.timing.timezone : 'UTC',
+    payloadJson: s.payloadJson,
+    queue: s.queue,
+    priority: s.priority,
+    maxAttempts: s.maxAttempts,
+    enabled: s.enabled,
+    misfire: s.misfire,
+    overlap: s.overlap,
+    source: s.source,
+    nextFireAt: nextFireAfter(s.timing, now ?? new Date()),
     now,
-  ])
-  return res.rows[0]
+  })
 }
 
 /** Delete a schedule. Returns false when none had this name. Tasks it already enqueued stay. */
-export async function scheduleRemove(tr: TaskRelay, name: string): Promise<boolean> {
-  const res = await tr.executor.query(`delete from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
-  return res.rowCount > 0
+export async function scheduleRemove(tr: TaskRelayContext, name: string): Promise<boolean> {
+  return scheduleDelete(tr.executor, { schema: tr.schema, name })
 }
 
 /** One schedule, or null. */
-export async function scheduleGet(tr: TaskRelay, name: string): Promise<ScheduleRecord | null> {
-  const res = await tr.executor.query<ScheduleRow>(`select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
-  return res.rows[0] ? toScheduleRecord(res.rows[0]) : null
+export async function scheduleGet(tr: TaskRelayContext, name: string): Promise<ScheduleRecord | null> {
+  const row = await scheduleGetRow<ScheduleRow>(tr.executor, { schema: tr.schema, name })
+  return row ? toScheduleRecord(row) : null
 }
 
 /** All schedules (optionally of one task), by name. */
-export async function scheduleList(tr: TaskRelay, filter: { task?: string } = {}): Promise<ScheduleRecord[]> {
-  const res = await tr.executor.query<ScheduleRow>(
-    `select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where $1::text is null or task_name = $1 order by name`,
-    [filter.task ?? null],
-  )
-  return res.rows.map(toScheduleRecord)
+export async function scheduleList(tr: TaskRelayContext, filter: { task?: string } = {}): Promise<ScheduleRecord[]> {
+  const rows = await scheduleListRows<ScheduleRow>(tr.executor, { schema: tr.schema, taskName: filter.task ?? null })
+  return rows.map(toScheduleRecord)
 }
 
 /** Stop firing a schedule (kept, and kept paused across scheduler restarts). */
-export async function schedulePause(tr: TaskRelay, name: string): Promise<ScheduleRecord> {
-  const res = await tr.executor.query<ScheduleRow>(
-    `update ${quoteIdent(tr.schema)}.schedules set enabled = false, updated_at = now() where name = $1 returning ${SCHEDULE_COLUMNS}`,
-    [name],
-  )
-  if (!res.rows[0]) throw new ScheduleNotFoundError(name)
-  return toScheduleRecord(res.rows[0])
+export async function schedulePause(tr: TaskRelayContext, name: string): Promise<ScheduleRecord> {
+  const row = await scheduleDisable<ScheduleRow>(tr.executor, { schema: tr.schema, name })
+  if (!row) throw new ScheduleNotFoundError(name)
+  return toScheduleRecord(row)
 }
 
 /**
  * Fire a paused schedule again, from the next fire time after now: the time
  * it was paused is not downtime, so no misfire catch-up follows a resume.
  */
-export async function scheduleResume(tr: TaskRelay, name: string, options: { now?: Date } = {}): Promise<ScheduleRecord> {
+export async function scheduleResume(tr: TaskRelayContext, name: string, options: { now?: Date } = {}): Promise<ScheduleRecord> {
   for (let attempt = 0; ; attempt++) {
-    const res = await tr.executor.query<ScheduleRow>(`select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where name = $1`, [name])
-    const row = res.rows[0]
+    const row = await scheduleGetRow<ScheduleRow>(tr.executor, { schema: tr.schema, name })
     if (!row) throw new ScheduleNotFoundError(name)
     if (row.enabled) return toScheduleRecord(row)
     let next: Date | null
@@ -130,14 +122,16 @@ export async function scheduleResume(tr: TaskRelay, name: string, options: { now
     }
     if (next === null) throw new ScheduleError(name, [`cron expression ${JSON.stringify(row.cron)} never fires again`])
     // Only if the timing is still the one `next` was computed from.
-    const updated = await tr.executor.query<ScheduleRow>(
-      `update ${quoteIdent(tr.schema)}.schedules
-          set enabled = true, next_fire_at = $2, last_error = null, updated_at = coalesce($6::timestamptz, now())
-        where id = $1 and not enabled and cron is not distinct from $3 and every_ms is not distinct from $4 and timezone = $5
-        returning ${SCHEDULE_COLUMNS}`,
-      [row.id, next, row.cron, row.every_ms, row.timezone, options.now ?? null],
-    )
-    if (updated.rows[0]) return toScheduleRecord(updated.rows[0])
+    const updated = await scheduleEnableIfTiming<ScheduleRow>(tr.executor, {
+      schema: tr.schema,
+      id: row.id,
+      nextFireAt: next,
+      cron: row.cron,
+      everyMs: row.every_ms,
+      timezone: row.timezone,
+      now: options.now ?? null,
+    })
+    if (updated) return toScheduleRecord(updated)
     if (attempt >= 2) throw new Error(`schedule "${name}" kept changing while being resumed; try again`)
   }
 }
@@ -147,11 +141,10 @@ export async function scheduleResume(tr: TaskRelay, name: string, options: { now
  * outside the regular fire times (next_fire_at is unchanged). Recorded as the
  * schedule's last task, so `overlap: false` waits for it too.
  */
-export async function scheduleRunNow(tr: TaskRelay, name: string, options: { tasks: readonly Task[]; now?: Date }): Promise<{ taskId: string }> {
+export async function scheduleRunNow(tr: TaskRelayContext, name: string, options: { tasks: readonly Task[]; now?: Date }): Promise<{ taskId: string }> {
   const tasks = taskMap(options.tasks, 'scheduleRunNow tasks')
   return tr.connections.transaction(async (db) => {
-    const res = await db.query<ScheduleRow>(`select ${SCHEDULE_COLUMNS} from ${quoteIdent(tr.schema)}.schedules where name = $1 for update`, [name])
-    const row = res.rows[0]
+    const row = await scheduleGetRow<ScheduleRow>(db, { schema: tr.schema, name, forUpdate: true })
     if (!row) throw new ScheduleNotFoundError(name)
     const task = tasks.get(row.task_name)
     if (!task) throw new ScheduleError(name, [`task: unknown task "${row.task_name}"; pass it in tasks`])
@@ -172,7 +165,7 @@ export async function scheduleRunNow(tr: TaskRelay, name: string, options: { tas
       throw new ScheduleError(name, [`stored payload no longer fits task "${task.name}": ${(err as Error).message}`], { cause: err })
     }
     const [taskId] = await taskInsertMany(db, tr.schema, [prepared])
-    await db.query(`update ${quoteIdent(tr.schema)}.schedules set last_task_id = $2 where id = $1`, [row.id, taskId])
+    await scheduleSetLastTask(db, { schema: tr.schema, id: row.id, taskId: taskId! })
     return { taskId: taskId! }
   })
 }
@@ -193,19 +186,18 @@ export interface SyncResult {
  * advisory lock. An unchanged declaration keeps its next fire time, so
  * restarts do not hide misfires.
  */
-export async function syncTaskSchedules(tr: TaskRelay, tasks: readonly Task[], options: { now?: Date } = {}): Promise<SyncResult> {
+export async function syncTaskSchedules(tr: TaskRelayContext, tasks: readonly Task[], options: { now?: Date } = {}): Promise<SyncResult> {
   const declared = resolveDeclaredSchedules(tasks, tr.maxPayloadBytes, options.now)
   const names = [...declared.keys()]
   return tr.connections.transaction(async (db) => {
-    await db.query('select pg_advisory_xact_lock(hashtext($1))', [`taskrelay.schedules-sync:${tr.schema}`])
+    await schedulesSyncLock(db, { schema: tr.schema })
     const result: SyncResult = { created: [], updated: [], unchanged: [], removed: [] }
     for (const s of declared.values()) {
       const row = await upsertResolved(db, tr.schema, s, options.now ?? null)
       result[row ? (row.created ? 'created' : 'updated') : 'unchanged'].push(s.name)
     }
     const taskNames = [...taskMap(tasks, 'scheduler tasks').keys()]
-    const removed = await db.query<{ name: string }>(loadSql('schedule-delete-stale-code.sql', tr.schema), [taskNames, names])
-    result.removed = removed.rows.map((r) => r.name)
+    result.removed = await scheduleDeleteStaleCode(db, { schema: tr.schema, taskNames, declared: names })
     return result
   })
 }

@@ -1,10 +1,9 @@
 import { z } from 'zod/v4'
-import { isTask, NAME_PATTERN, QUEUE_PATTERN, type Task } from '../define-task.ts'
+import { isTask, tasksByName, type Task } from '../define-task.ts'
 import { prepareTask } from '../enqueue.ts'
-import { zodProblems } from '../config.ts'
-import { InvalidOptionsError, PayloadValidationError, TaskRelayError } from '../errors.ts'
+import { maxAttemptsSchema, prioritySchema, queueNameSchema, strictOptions, TASK_NAME_PATTERN, taskNameSchema, zodProblems } from '../config.ts'
+import { InvalidOptionsError, PayloadValidationError, ScheduleError, TaskRelayError } from '../errors.ts'
 import { cronProblem, parseEvery, timezoneProblem, type ScheduleTiming } from './cron.ts'
-import { ScheduleError } from './errors.ts'
 import { MISFIRE_POLICIES, type MisfirePolicy, type ScheduleSource } from './spec.ts'
 
 /** A schedule checked in full and ready for the upsert; nothing invalid gets this far. */
@@ -23,14 +22,15 @@ export interface ResolvedSchedule {
   source: ScheduleSource
 }
 
-const optionsSchema = z.strictObject({
-  queue: z.string().regex(QUEUE_PATTERN, 'use 1-100 characters from A-Z a-z 0-9 _ . -').optional(),
-  priority: z.number().int().min(-1000).max(1000).optional(),
-  maxAttempts: z.number().int().min(1).max(1000).optional(),
+const optionsSchema = strictOptions({
+  queue: queueNameSchema.optional(),
+  priority: prioritySchema.optional(),
+  maxAttempts: maxAttemptsSchema.optional(),
 })
 
-const declaredSchema = z.strictObject({
-  name: z.string().regex(NAME_PATTERN, 'use 1-200 characters from A-Z a-z 0-9 _ . : / -'),
+// Schedule names follow the task-name rule.
+const declaredSchema = strictOptions({
+  name: taskNameSchema,
   cron: z.string().optional(),
   every: z.union([z.number(), z.string()], 'expected milliseconds (number) or a duration string like "30s"').optional(),
   timezone: z.string().optional(),
@@ -42,7 +42,7 @@ const declaredSchema = z.strictObject({
 })
 
 const apiSchema = declaredSchema.extend({
-  task: z.union([z.custom<Task>(isTask), z.string().regex(NAME_PATTERN, 'expected a task from defineTask() or a task name')], 'expected a task from defineTask() or a task name'),
+  task: z.union([z.custom<Task>(isTask), z.string().regex(TASK_NAME_PATTERN, 'expected a task from defineTask() or a task name')], 'expected a task from defineTask() or a task name'),
 })
 
 export interface ResolveContext {
@@ -153,17 +153,11 @@ function canonicalJson(value: unknown): string {
 
 /** Tasks by name; the same name on two different handles is an error (which would fire?). */
 export function taskMap(tasks: readonly Task[] | undefined, where: string): Map<string, Task> {
-  const map = new Map<string, Task>()
-  const problems: string[] = []
-  for (const [i, task] of (tasks ?? []).entries()) {
-    if (!isTask(task)) {
-      problems.push(`tasks.${i}: expected a task from defineTask()`)
-      continue
-    }
-    const seen = map.get(task.name)
-    if (seen && seen !== task) problems.push(`tasks.${i}: two different tasks are named "${task.name}"`)
-    map.set(task.name, seen ?? task)
-  }
-  if (problems.length > 0) throw new InvalidOptionsError(where, problems)
-  return map
+  const { byName, notTasks, conflicts } = tasksByName(tasks ?? [])
+  const problems = [
+    ...notTasks.map((i) => ({ i, text: `tasks.${i}: expected a task from defineTask()` })),
+    ...conflicts.map((c) => ({ i: c.index, text: `tasks.${c.index}: two different tasks are named "${c.name}"` })),
+  ]
+  if (problems.length > 0) throw new InvalidOptionsError(where, problems.sort((a, b) => a.i - b.i).map((p) => p.text))
+  return byName
 }

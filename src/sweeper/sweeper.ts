@@ -1,5 +1,5 @@
 import { Service, type ServiceDeps } from '../service.ts'
-import type { TaskRelay } from '../task-relay.ts'
+import type { TaskRelayContext } from '../db/context.ts'
 import { parseSettings, sweeperSettingsSchema, type SweeperSettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
 import { loadSql } from '../db/sql.ts'
@@ -29,11 +29,11 @@ const BATCH = 1000
  */
 export class Sweeper extends Service<SweepResult> {
   readonly settings: Readonly<SweeperSettings>
-  readonly #tr: TaskRelay
+  readonly #tr: TaskRelayContext
   /** settle-waiting pass: the last waiting task id looked at ('0': start over) */
   #waitingCursor = '0'
 
-  constructor(tr: TaskRelay, options: SweeperOptions = {}, deps: ServiceDeps = {}) {
+  constructor(tr: TaskRelayContext, options: SweeperOptions = {}, deps: ServiceDeps = {}) {
     super('sweeper', { logger: tr.logger, ...deps })
     this.settings = parseSettings(sweeperSettingsSchema, options, 'sweeper options', (w, p) => new InvalidOptionsError(w, p))
     this.#tr = tr

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino'
 import type { TaskContext } from '../define-task.ts'
 import type { LeasedAttempt } from './lease-keeper.ts'
-import { TaskRelayError } from '../errors.ts'
 import type { ClaimedTask } from '../db/worker-queries.ts'
 
 export type { ClaimedTask }
@@ -136,12 +135,6 @@ export class AttemptContext implements TaskContext {
   }
 }
 
-/** The abort reason of attempts still running when their worker stops. */
-export class ShutdownError extends TaskRelayError {
-  constructor() {
-    super('WORKER_SHUTDOWN', 'worker shut down before the task finished')
-  }
-}
 
 /** The attempts whose handlers settle within `ms`. */
 export async function settledWithin(attempts: readonly Attempt[], ms: number): Promise<Set<Attempt>> {

@@ -1,9 +1,12 @@
 import { backoffDelay, formatIssues, validatePayload, type PayloadCheck, type Task } from '../define-task.ts'
-import { NonRetryableError, TaskRelayError, coerceError } from '../errors.ts'
+import { NonRetryableError, TaskTimeoutError, coerceError } from '../errors.ts'
 import type { TaskErrorRecord } from '../task-record.ts'
 import { clampDelayMs } from '../duration.ts'
 import { jsonbProblem, storableText, truncateText } from '../jsonb.ts'
 import { AttemptContext, type Attempt, type AttemptHost, type ClaimedTask } from './attempt.ts'
+
+// Public now, in src/errors.ts; re-exported for existing imports.
+export { TaskTimeoutError }
 
 /**
  * What one attempt decided; the completer turns it into the fenced UPDATE.
@@ -20,12 +23,6 @@ export const MAX_RESULT_BYTES = 1024 * 1024
 export const MAX_ERROR_MESSAGE_CHARS = 8192
 /** Longest stored stack trace, in characters. */
 export const MAX_ERROR_STACK_CHARS = 4000
-
-export class TaskTimeoutError extends TaskRelayError {
-  constructor(timeoutMs: number) {
-    super('TASK_TIMEOUT', `handler did not finish within timeoutMs (${timeoutMs} ms)`)
-  }
-}
 
 /** How long a handler may take to notice ctx.signal after a timeout before the failure is recorded anyway. */
 export const ABORT_GRACE_MAX_MS = 5000

@@ -2,7 +2,7 @@ import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { Service, type ServiceDeps } from '../service.ts'
-import type { TaskRelay } from '../task-relay.ts'
+import type { TaskRelayContext } from '../db/context.ts'
 import type { Task } from '../define-task.ts'
 import { parseSettings, workerSettingsSchema, type WorkerSettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
@@ -35,7 +35,6 @@ export interface WorkerOptions extends Partial<WorkerSettings> {
   workerId?: string
 }
 
-export { ShutdownError } from './attempt.ts'
 
 /** The queues `tasks` use, in first-seen order: what a worker serves unless told otherwise. */
 export function taskQueues(tasks: readonly Task<any, any>[]): string[] {
@@ -56,7 +55,7 @@ export function taskQueues(tasks: readonly Task<any, any>[]): string[] {
 export class Worker extends Service<number> {
   readonly settings: Readonly<WorkerSettings>
   readonly workerId: string
-  readonly #tr: TaskRelay
+  readonly #tr: TaskRelayContext
   readonly #tasks: ReadonlyMap<string, Task>
   readonly #redisConfig: RedisConfig
   readonly #keys: Keys
@@ -69,7 +68,7 @@ export class Worker extends Service<number> {
   readonly #runner: AttemptRunner
   readonly #presence: WorkerPresence
 
-  constructor(tr: TaskRelay, options: WorkerOptions, deps: ServiceDeps = {}) {
+  constructor(tr: TaskRelayContext, options: WorkerOptions, deps: ServiceDeps = {}) {
     super('worker', { logger: tr.logger, ...deps })
     const { redis, tasks, keyPrefix, workerId, ...settings } = options
     const problems: string[] = []

@@ -72,6 +72,16 @@ describe('dashboard: malformed input answers 400 with the reason', () => {
     expect(res.json().error).not.toContain('taskrelay list --help')
   })
 
+  it('words a bad filter in API terms: the query parameter, not the CLI flag or its help', async () => {
+    const res = await get('/api/tasks?state=bogus')
+    expect(res.status).toBe(400)
+    const error = res.json().error
+    expect(error).toContain('query parameter')
+    expect(error).toContain('state: unknown state "bogus"')
+    expect(error).not.toContain('--state')
+    expect(error).not.toContain('taskrelay')
+  })
+
   it('still serves good input, and nothing was written', async () => {
     expect((await get('/api/tasks?since=7d&limit=1000')).status).toBe(200)
     expect((await get(`/api/tasks?after=9223372036854775807`)).status).toBe(200)

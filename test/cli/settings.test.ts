@@ -3,8 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { SETTING_DEFS, requestedDefs, resolveSettings, type SettingsRequest } from '../../src/cli/settings.ts'
 import { SettingsError } from '../../src/cli/errors.ts'
 import { withConfigTable } from '../../src/cli/readme-config.ts'
-import { relaySettingsSchema, sweeperSettingsSchema, workerSettingsSchema } from '../../src/config.ts'
-import { schedulerSettingsSchema } from '../../src/scheduler/settings.ts'
+import { relaySettingsSchema, schedulerSettingsSchema, sweeperSettingsSchema, workerSettingsSchema } from '../../src/config.ts'
 import { ROOT, runCli } from './cli-process.ts'
 
 const WORKER: SettingsRequest = {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { databaseUrl, redisUrl, waitUntil } from '../support/db.ts'
+import { waitUntil } from '../support/db.ts'
+import { cleanupShared, createShared } from '../support/resilience.ts'
 import { FAST, Pipeline, allReady, expectDelivered } from './fixtures/pipeline-harness.ts'
 
 /**
@@ -13,11 +14,11 @@ describe('a handler that blocks the event loop past its lease', () => {
   let p: Pipeline
 
   beforeAll(async () => {
-    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'block' })
+    p = await createShared('block')
   })
 
   afterAll(async () => {
-    await p?.cleanup({ sharedRedisUrl: redisUrl() })
+    await cleanupShared(p)
   })
 
   it('runs once, never concurrently, and succeeds', async () => {

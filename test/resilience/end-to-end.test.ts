@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { databaseUrl, redisUrl } from '../support/db.ts'
+import { cleanupShared, createShared } from '../support/resilience.ts'
 import { checkLedger, checkTaskRows } from '../support/ledger.ts'
 import { FAST, Pipeline, allReady, type Child } from './fixtures/pipeline-harness.ts'
 
@@ -14,11 +14,11 @@ describe('end to end: 10,000 committed and 10,000 rolled-back enqueues, 3 worker
   let p: Pipeline
 
   beforeAll(async () => {
-    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'e2e' })
+    p = await createShared('e2e')
   })
 
   afterAll(async () => {
-    await p?.cleanup({ sharedRedisUrl: redisUrl() })
+    await cleanupShared(p)
   })
 
   it('runs exactly the 10,000 committed tasks, once each, all succeeded', async () => {

@@ -1,8 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { Redis } from 'ioredis'
-import { databaseUrl, redisUrl, waitUntil } from '../support/db.ts'
+import { redisUrl, waitUntil } from '../support/db.ts'
+import { cleanupShared, createShared, sweptCount } from '../support/resilience.ts'
 import { startRedisServer, stopServers, type RedisServer } from '../support/redis-servers.ts'
-import { FAST, Pipeline, allReady, expectDelivered, type Child } from './fixtures/pipeline-harness.ts'
+import { FAST, allReady, expectDelivered, type Child } from './fixtures/pipeline-harness.ts'
 
 /**
  * Crashes of the moving parts under load, with several relays and sweepers:
@@ -22,8 +23,8 @@ describe('process crashes under load', () => {
 
   it('relay SIGKILLed between the dispatch commit and the Redis push, and relays killed repeatedly: zero lost', async () => {
     const started = Date.now()
-    const p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'rkill' })
-    cleanups.push(() => p.cleanup({ sharedRedisUrl: redisUrl() }))
+    const p = await createShared('rkill')
+    cleanups.push(() => cleanupShared(p))
     const decoyRedis: RedisServer = await startRedisServer({ name: 'decoy' })
     cleanups.push(() => stopServers([decoyRedis]))
     const probe = new Redis(redisUrl(), { maxRetriesPerRequest: 1 })
@@ -97,7 +98,7 @@ describe('process crashes under load', () => {
       [stuck.map((r) => r.id)],
     )
     expect(decoyRows.rows).toEqual([{ state: 'succeeded', attempt: 1, c: stuck.length }])
-    const swept = p.children.flatMap((c) => c.events('sweeper:run')).reduce((n, e) => n + Number(e.redispatched), 0)
+    const swept = sweptCount(p.children)
     expect(swept).toBeGreaterThanOrEqual(stuck.length)
     const ledger = await expectDelivered(p, { duplicates: false })
     console.info(
@@ -108,8 +109,8 @@ describe('process crashes under load', () => {
 
   it('Postgres connections of every process terminated repeatedly under load: they reconnect, zero lost', async () => {
     const started = Date.now()
-    const p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'pgterm' })
-    cleanups.push(() => p.cleanup({ sharedRedisUrl: redisUrl() }))
+    const p = await createShared('pgterm')
+    cleanups.push(() => cleanupShared(p))
     const worker = { ...FAST.worker, concurrency: 10, leaseMs: 6000, heartbeatMs: 500 }
     const services = [
       p.spawn('relay', { settings: FAST.relay }),

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import { databaseUrl, redisUrl, waitUntil } from '../support/db.ts'
+import { cleanupShared, createShared, sweptCount } from '../support/resilience.ts'
 import { startRedisServer, stopServers, type RedisServer } from '../support/redis-servers.ts'
 import { FAST, PartitionProxy, Pipeline, allReady, expectDelivered } from './fixtures/pipeline-harness.ts'
 
@@ -84,7 +85,7 @@ describe('Redis loses everything mid-stream', () => {
     expect(ledger.produced).toBeGreaterThanOrEqual(2500)
     // The relays noticed the empty Redis (epoch marker gone) and re-dispatched at once.
     const dataLost = services.flatMap((c) => c.events('relay:redispatch')).filter((e) => e.reason === 'redis-data-lost')
-    const swept = services.flatMap((c) => c.events('sweeper:run')).reduce((n, e) => n + Number(e.redispatched), 0)
+    const swept = sweptCount(services)
     const stale = services.flatMap((c) => c.events('worker:stale-messages')).reduce((n, e) => n + Number(e.count), 0)
     console.info(
       `[redis-data-loss] ${ledger.produced} tasks; messages in Redis at the kills: ${lostWithRedis.join(', ')}; ` +
@@ -114,13 +115,13 @@ describe('Redis silently unreachable for one relay and one worker', () => {
   let proxy: PartitionProxy
 
   beforeAll(async () => {
-    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'rpart' })
+    p = await createShared('rpart')
     proxy = await PartitionProxy.start(redisUrl())
   })
 
   afterAll(async () => {
     proxy?.heal()
-    await p?.cleanup({ sharedRedisUrl: redisUrl() })
+    await cleanupShared(p)
     await proxy?.close()
   })
 
@@ -184,7 +185,7 @@ describe('Redis silently unreachable for one relay and one worker', () => {
     const exits = await Promise.all(services.map((c) => c.terminate()))
     expect(exits.map((e) => e.code)).toEqual(services.map(() => 0))
     const ledger = await expectDelivered(p, { duplicates: false })
-    const swept = services.flatMap((c) => c.events('sweeper:run')).reduce((n, e) => n + Number(e.redispatched), 0)
+    const swept = sweptCount(services)
     const relayErrors = cutRelay.events('service:error').length
     console.info(`[redis-partition] ${ledger.produced} tasks; sweeper re-dispatched ${swept}; failed rounds of the cut relay ${relayErrors}`)
   }, 180_000)

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Redis } from 'ioredis'
 import { databaseUrl, waitUntil } from '../support/db.ts'
+import { sweptCount } from '../support/resilience.ts'
 import {
   startSentinelSet,
   startRedisServer,
@@ -154,7 +155,7 @@ describe('Sentinel failover: primary SIGKILLed mid-stream, then a live primary d
     )
     const ledger = await expectDelivered(p, { duplicates: false })
     const redispatches = services.flatMap((c) => c.events('relay:redispatch'))
-    const swept = services.flatMap((c) => c.events('sweeper:run')).reduce((n, e) => n + Number(e.redispatched), 0)
+    const swept = sweptCount(services)
     const errors = services.flatMap((c) => c.events('service:error').map((e) => String(e.message).slice(0, 40)))
     console.info(
       `[sentinel-failover] ${ledger.produced} tasks; kill: ${unreplicated} bytes unreplicated, promotion ${promotion1} ms after the kill, ` +

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { databaseUrl, redisUrl, waitUntil } from '../support/db.ts'
+import { databaseUrl, waitUntil } from '../support/db.ts'
+import { cleanupShared, createShared } from '../support/resilience.ts'
 import { checkLedger, checkTaskRows } from '../support/ledger.ts'
 import { FAST, PartitionProxy, Pipeline, allReady, expectDelivered } from './fixtures/pipeline-harness.ts'
 
@@ -13,11 +14,11 @@ describe('worker SIGKILL mid-task', () => {
   let p: Pipeline
 
   beforeAll(async () => {
-    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'wkill' })
+    p = await createShared('wkill')
   })
 
   afterAll(async () => {
-    await p?.cleanup({ sharedRedisUrl: redisUrl() })
+    await cleanupShared(p)
   })
 
   it('another worker finishes the in-flight tasks after the lease expires; attempt 2, lost_worker error', async () => {
@@ -150,13 +151,13 @@ describe('worker partitioned from Postgres mid-task', () => {
   let proxy: PartitionProxy
 
   beforeAll(async () => {
-    p = await Pipeline.create({ databaseUrl: databaseUrl(), redisUrl: redisUrl(), label: 'wpart' })
+    p = await createShared('wpart')
     proxy = await PartitionProxy.start(databaseUrl())
   })
 
   afterAll(async () => {
     proxy?.heal()
-    await p?.cleanup({ sharedRedisUrl: redisUrl() })
+    await cleanupShared(p)
     await proxy?.close()
   })
 

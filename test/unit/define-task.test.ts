@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { backoffDelay, defineTask, isTask, type BackoffPolicy } from '../../src/define-task.ts'
+import { backoffDelay, defineTask, isTask, tasksByName, type BackoffPolicy } from '../../src/define-task.ts'
 import { InvalidOptionsError } from '../../src/index.ts'
 import { MAX_DELAY_MS } from '../../src/duration.ts'
 
@@ -63,7 +63,7 @@ describe('defineTask', () => {
       ['payload that is not a zod schema', { name: 'x', payload: { id: 'number' }, run }, /^payload: expected a zod schema/],
       ['missing run', { name: 'x', payload }, /^run: /],
       ['run that is not a function', { name: 'x', payload, run: 'go' }, /^run: expected a function/],
-      ['unknown key', { name: 'x', payload, run, retries: 3 }, /^unknown option "retries"/],
+      ['unknown key', { name: 'x', payload, run, retries: 3 }, /^unknown option "retries"; did you mean "maxAttempts"\?$/],
       ['bad queue', { name: 'x', payload, run, queue: 'a b' }, /^queue: use 1-100 characters/],
       ['priority out of range', { name: 'x', payload, run, priority: 1001 }, /^priority: /],
       ['fractional priority', { name: 'x', payload, run, priority: 0.5 }, /^priority: /],
@@ -159,5 +159,17 @@ describe('backoffDelay', () => {
     }
     expect(backoffDelay(noJitter, 2, err, random)).toBe(2000)
     expect(backoffDelay({ type: 'fixed', delayMs: 10 }, 2, err, random)).toBe(10)
+  })
+})
+
+describe('tasksByName', () => {
+  it('indexes tasks by name, keeps one handle given twice, and reports conflicts and non-tasks by index', () => {
+    const a = defineTask({ name: 'same', payload, run })
+    const b = defineTask({ name: 'same', payload, run })
+    const c = defineTask({ name: 'other', payload, run })
+    const { byName, notTasks, conflicts } = tasksByName([a, a, c, 'x', b])
+    expect([...byName.entries()]).toEqual([['same', a], ['other', c]])
+    expect(notTasks).toEqual([3])
+    expect(conflicts).toEqual([{ index: 4, name: 'same' }])
   })
 })

@@ -1,0 +1,81 @@
+import { taskCountByQueue, taskCountByState, workerCountByQueue } from '../db/admin-queries.ts'
+import { TASK_STATES, type TaskState } from '../task-state.ts'
+import type { AdminContext } from './context.ts'
+
+/** Tasks per queue and state, throughput and workers: `taskrelay stats` and GET /api/stats. */
+export interface QueueStats {
+  queue: string
+  waiting: number
+  pending: number
+  scheduled: number
+  dispatched: number
+  running: number
+  succeededLastHour: number
+  failedLastHour: number
+  cancelledLastHour: number
+  /** tasks that finished (succeeded or failed) in the last minute */
+  throughputLastMinute: number
+  /** average per minute over the last 15 minutes */
+  throughputPerMinute15m: number
+  /** age of the oldest pending task that is due, in ms */
+  oldestPendingMs: number | null
+  /** running workers serving this queue (<schema>.workers, 0010); in totals, running workers */
+  workers: number
+}
+
+export interface StatsSnapshot {
+  at: string
+  queues: QueueStats[]
+  totals: Omit<QueueStats, 'queue'>
+  /** queues with due or dispatched tasks that no running worker serves: nothing will run them */
+  unservedQueues: string[]
+}
+
+export async function readStats(ctx: Pick<AdminContext, 'executor' | 'schema'>): Promise<StatsSnapshot> {
+  const rows = await taskCountByQueue(ctx.executor, { schema: ctx.schema })
+  // The rollup row (queue null) counts every running worker once.
+  const workers = new Map((await workerCountByQueue(ctx.executor, { schema: ctx.schema })).map((r) => [r.queue ?? '', r.workers]))
+  const queues: QueueStats[] = rows.map((r) => ({
+    queue: String(r.queue),
+    waiting: Number(r.waiting),
+    pending: Number(r.pending),
+    scheduled: Number(r.scheduled),
+    dispatched: Number(r.dispatched),
+    running: Number(r.running),
+    succeededLastHour: Number(r.succeeded),
+    failedLastHour: Number(r.failed),
+    cancelledLastHour: Number(r.cancelled),
+    throughputLastMinute: Number(r.done_1m),
+    throughputPerMinute15m: Math.round((Number(r.done_15m) / 15) * 10) / 10,
+    oldestPendingMs: r.oldest_ms === null ? null : Math.round(Number(r.oldest_ms)),
+    workers: workers.get(String(r.queue)) ?? 0,
+  }))
+  const sum = (k: keyof Omit<QueueStats, 'queue' | 'oldestPendingMs' | 'workers'>) => Math.round(queues.reduce((n, q) => n + q[k], 0) * 10) / 10
+  const oldest = queues.map((q) => q.oldestPendingMs).filter((v): v is number => v !== null)
+  return {
+    at: new Date().toISOString(),
+    queues,
+    totals: {
+      waiting: sum('waiting'),
+      pending: sum('pending'),
+      scheduled: sum('scheduled'),
+      dispatched: sum('dispatched'),
+      running: sum('running'),
+      succeededLastHour: sum('succeededLastHour'),
+      failedLastHour: sum('failedLastHour'),
+      cancelledLastHour: sum('cancelledLastHour'),
+      throughputLastMinute: sum('throughputLastMinute'),
+      throughputPerMinute15m: sum('throughputPerMinute15m'),
+      oldestPendingMs: oldest.length ? Math.max(...oldest) : null,
+      workers: workers.get('') ?? 0,
+    },
+    unservedQueues: queues.filter((q) => q.workers === 0 && q.pending + q.dispatched > 0).map((q) => q.queue),
+  }
+}
+
+/** Every task per state (all of them, finished ones too), each state present. */
+export async function readStateCounts(ctx: Pick<AdminContext, 'executor' | 'schema'>): Promise<Record<TaskState, number>> {
+  const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskState, number>
+  for (const r of await taskCountByState(ctx.executor, { schema: ctx.schema })) counts[r.state] = r.n
+  return counts
+}

@@ -1,0 +1,17 @@
+import type { Executor } from './executor.ts'
+import { quoteIdent } from './sql.ts'
+import { TASK_ROW_SELECT, type TaskRow } from '../task-record.ts'
+
+/** Single-task reads and changes behind the facade's getTask, cancel and retry. */
+
+/** One task row by id (its columns listed, never `*`: see TASK_ROW_SELECT). */
+export async function taskGetRow(db: Executor, p: { schema: string; id: string }): Promise<TaskRow | undefined> {
+  const res = await db.query<TaskRow>(`select ${TASK_ROW_SELECT} from ${quoteIdent(p.schema)}.tasks where id = $1`, [p.id])
+  return res.rows[0]
+}
+
+/** The SQL API's cancel(id) or retry(id) (migrations): true when the task changed. */
+export async function taskChangeState(db: Executor, p: { schema: string; id: string; change: 'cancel' | 'retry' }): Promise<boolean> {
+  const res = await db.query<{ ok: boolean }>(`select ${quoteIdent(p.schema)}.${p.change}($1) as ok`, [p.id])
+  return res.rows[0]?.ok === true
+}

@@ -224,3 +224,13 @@ export function backoffDelay(policy: BackoffPolicy, attempt: number, error: Erro
   // A policy built without defineTask is unchecked: the result must still fit run_at.
   return clampDelayMs(delay)
 }
+
+/**
+ * Input of tr.schedule() / scheduleUpsert(): a schedule plus its task, given
+ * as the handle from defineTask (payload type-checked) or by name (looked up
+ * in the tasks passed alongside).
+ */
+export interface ScheduleSpec<T extends Task = Task> extends Omit<TaskScheduleSpec, 'payload'> {
+  task: T | string
+  payload?: PayloadOf<T>
+}

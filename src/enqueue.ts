@@ -1,3 +1,4 @@
+import type { PreparedTask } from './db/task-insert.ts'
 import { z } from 'zod/v4'
 import { validatePayload, type PayloadCheck, type PayloadOf, type Task } from './define-task.ts'
 import { delayMs, maxAttemptsSchema, prioritySchema, queueNameSchema, strictOptions, zodProblems } from './config.ts'
@@ -82,21 +83,10 @@ export type EnqueueItems<T extends readonly Task<any, any>[]> = {
   readonly [K in keyof T]: { task: T[K]; payload: PayloadOf<T[K]>; options?: EnqueueOptions }
 }
 
-/** A validated row, ready for the INSERT. */
-export interface PreparedTask {
-  name: string
-  queue: string
-  payloadJson: string
-  priority: number
-  maxAttempts: number
-  runAt: Date | null
-  delayMs: number
-  idempotencyKey: string | null
-  /** ids, deduplicated; null: depends on nothing */
-  dependsOn: string[] | null
-}
 
 /** Enqueue options checked as prepareTask() checks them (the CLI's SQL path uses this alone); InvalidOptionsError names `where`. */
+export type { PreparedTask }
+
 export function parseEnqueueOptions(where: string, options: EnqueueOptions | undefined): z.output<typeof enqueueOptionsSchema> {
   if (options === undefined) return {}
   const parsed = enqueueOptionsSchema.safeParse(options)

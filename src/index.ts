@@ -58,5 +58,6 @@ export {
   syncTaskSchedules,
 } from './scheduler/schedules.ts'
 export type { UpsertResult, UpsertStatus, ScheduleWriteOptions, SyncResult } from './scheduler/schedules.ts'
-export type { TaskScheduleSpec, ScheduleSpec, ScheduleRecord, ScheduleTaskOptions, MisfirePolicy, ScheduleSource } from './scheduler/spec.ts'
+export type { TaskScheduleSpec, ScheduleRecord, ScheduleTaskOptions, MisfirePolicy, ScheduleSource } from './scheduler/spec.ts'
+export type { ScheduleSpec } from './define-task.ts'
 export type { ScheduleFire } from './scheduler/fire.ts'

@@ -18,7 +18,8 @@ import { parseTaskId, toTaskRecord, type TaskRecord } from './task-record.ts'
 import { taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
 import { scheduleList, scheduleRemove, scheduleUpsert, type ScheduleWriteOptions, type UpsertResult } from './scheduler/schedules.ts'
-import type { ScheduleRecord, ScheduleSpec } from './scheduler/spec.ts'
+import type { ScheduleRecord } from './scheduler/spec.ts'
+import type { ScheduleSpec } from './define-task.ts'
 
 export { BATCH_SESSION_SQL, type WaitForOptions }
 

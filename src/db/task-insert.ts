@@ -1,7 +1,20 @@
 import { DependencyNotFoundError, TransactionRequiredError } from '../errors.ts'
-import type { PreparedTask } from '../enqueue.ts'
 import type { Executor } from './executor.ts'
 import { enqueueStatement, loadSql, plainArray } from './sql.ts'
+
+/** A validated row, ready for the INSERT. */
+export interface PreparedTask {
+  name: string
+  queue: string
+  payloadJson: string
+  priority: number
+  maxAttempts: number
+  runAt: Date | null
+  delayMs: number
+  idempotencyKey: string | null
+  /** ids, deduplicated; null: depends on nothing */
+  dependsOn: string[] | null
+}
 
 /** The INSERTs of prepared (validated) tasks: one, many, with dependencies, with idempotency keys. */
 

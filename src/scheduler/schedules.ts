@@ -17,7 +17,8 @@ import {
 import { nextFireAfter } from './cron.ts'
 import { ScheduleError, ScheduleNotFoundError } from './errors.ts'
 import { rowTiming, toScheduleRecord, type ScheduleRow } from './schedule-row.ts'
-import type { ScheduleRecord, ScheduleSpec } from './spec.ts'
+import type { ScheduleRecord } from './spec.ts'
+import type { ScheduleSpec } from '../define-task.ts'
 import { resolveSchedule, sameDefinition, taskMap, type ResolvedSchedule } from './validate.ts'
 
 

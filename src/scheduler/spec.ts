@@ -1,4 +1,3 @@
-import type { PayloadOf, Task } from '../define-task.ts'
 
 /** What to do about fire times missed while no scheduler ran (see docs/scheduling.md). */
 export type MisfirePolicy = 'skip' | 'all' | 'none'
@@ -42,15 +41,6 @@ export interface TaskScheduleSpec {
   enabled?: boolean
 }
 
-/**
- * Input of tr.schedule() / scheduleUpsert(): a schedule plus its task, given
- * as the handle from defineTask (payload type-checked) or by name (looked up
- * in the tasks passed alongside).
- */
-export interface ScheduleSpec<T extends Task = Task> extends Omit<TaskScheduleSpec, 'payload'> {
-  task: T | string
-  payload?: PayloadOf<T>
-}
 
 /** Where a schedule comes from: defineTask (kept in sync by schedulers) or by hand. */
 export type ScheduleSource = 'code' | 'manual'

@@ -78,12 +78,20 @@ export class TransactionRequiredError extends TaskRelayError {
 
 /** The database schema is older (or newer) than this version of taskrelay expects. */
 export class SchemaVersionError extends TaskRelayError {
+  /** the latest migration applied (0: none) */
+  readonly found: number
+  /** the latest migration this version ships */
+  readonly expected: number
+  readonly schema: string
   constructor(found: number, expected: number, schema: string) {
     super(
       'SCHEMA_VERSION',
       `schema "${schema}" is at migration ${found}, this taskrelay expects ${expected}; ` +
         'run `taskrelay migrate` (or tr.migrate()) first',
     )
+    this.found = found
+    this.expected = expected
+    this.schema = schema
   }
 }
 

@@ -1,12 +1,11 @@
 import pg from 'pg'
-import { Redis, type RedisOptions } from 'ioredis'
 import { pino, type Logger } from 'pino'
 import { prettyFactory } from 'pino-pretty'
 import { TaskRelay } from '../task-relay.ts'
-import { currentMigration, latestMigrationId } from '../db/migrate.ts'
+import { SchemaVersionError } from '../errors.ts'
 import { databasePing } from '../db/executor.ts'
 import { REDACT_PATHS, silentLogger } from '../logger.ts'
-import { describeRedis, resolveRedisSettings } from '../redis/connection.ts'
+import { describeRedis, redisPing } from '../redis/connection.ts'
 import { CliError, EXIT, errorText } from './errors.ts'
 export { errorText } from './errors.ts'
 export { loadTasks } from './load-tasks.ts'
@@ -64,13 +63,14 @@ export async function openDatabase(
     await pool.end().catch(() => {})
   }
   if (opts.requireMigrated) {
-    const found = await currentMigration(pool, p.schema)
-    const expected = latestMigrationId()
-    if (found < expected) {
+    try {
+      await tr.assertSchemaCurrent()
+    } catch (err) {
       await close()
+      if (!(err instanceof SchemaVersionError)) throw err
       throw new CliError(
-        `The taskrelay schema "${p.schema}" in ${redactSecrets(url)} is ${found === 0 ? 'not set up' : `at migration ${found}`}; ` +
-          `this version needs migration ${expected}. Run \`taskrelay migrate\` with the same DATABASE_URL and TASKRELAY_SCHEMA ` +
+        `The taskrelay schema "${p.schema}" in ${redactSecrets(url)} is ${err.found === 0 ? 'not set up' : `at migration ${err.found}`}; ` +
+          `this version needs migration ${err.expected}. Run \`taskrelay migrate\` with the same DATABASE_URL and TASKRELAY_SCHEMA ` +
           '(or apply the SQL from `taskrelay migrate --print-sql` with your own migration tool), then run this again.',
       )
     }
@@ -84,43 +84,13 @@ export async function openDatabase(
  * would otherwise look like a process that silently does nothing.
  */
 export async function checkRedis(url: string): Promise<void> {
-  const s = resolveRedisSettings(url)
-  const common: RedisOptions = {
-    lazyConnect: true,
-    connectTimeout: 5000,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-    ...(s.username ? { username: s.username } : {}),
-    ...(s.password ? { password: s.password } : {}),
-    ...(s.db ? { db: s.db } : {}),
-    ...(s.tls ? { tls: s.tls === true ? {} : s.tls } : {}),
-  }
-  const redis = new Redis(
-    s.sentinels
-      ? {
-          ...common,
-          sentinels: s.sentinels,
-          name: s.name!,
-          sentinelRetryStrategy: () => null,
-          ...(s.sentinelUsername ? { sentinelUsername: s.sentinelUsername } : {}),
-          ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
-          ...(s.sentinelTls ? { enableTLSForSentinelMode: true, sentinelTLS: s.sentinelTls === true ? {} : s.sentinelTls } : {}),
-        }
-      : { ...common, host: s.host ?? '127.0.0.1', port: s.port ?? 6379 },
-  )
-  let lastError: unknown
-  redis.on('error', (err) => (lastError = err))
   try {
-    await redis.connect()
-    await redis.ping()
+    await redisPing(url)
   } catch (err) {
     throw new CliError(
-      `Cannot reach Redis at ${describeRedis(url)}: ${errorText(lastError ?? err)}. ` +
+      `Cannot reach Redis at ${describeRedis(url)}: ${errorText(err)}. ` +
         'Make sure Redis (and, for redis+sentinel:// URLs, the sentinels) is running and reachable, and that REDIS_URL (or --redis-url) is right. Nothing was changed.',
     )
-  } finally {
-    redis.disconnect()
   }
 }
 

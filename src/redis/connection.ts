@@ -112,6 +112,54 @@ export interface ConnectionPurpose {
   commandTimeoutMs?: number
 }
 
+/** Where every client of `s` connects and how it authenticates (plain Redis or Sentinel). */
+export function redisAddressOptions(s: RedisSettings): RedisOptions {
+  const tlsOf = (t: boolean | ConnectionOptions | undefined) => (t === true ? {} : t === false ? undefined : t)
+  const auth: RedisOptions = {
+    ...(s.username ? { username: s.username } : {}),
+    ...(s.password ? { password: s.password } : {}),
+    ...(s.db ? { db: s.db } : {}),
+    ...(tlsOf(s.tls) ? { tls: tlsOf(s.tls)! } : {}),
+  }
+  if (!s.sentinels) return { ...auth, host: s.host ?? '127.0.0.1', port: s.port ?? 6379 }
+  return {
+    ...auth,
+    sentinels: s.sentinels,
+    name: s.name!,
+    ...(s.sentinelUsername ? { sentinelUsername: s.sentinelUsername } : {}),
+    ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
+    ...(tlsOf(s.sentinelTls) ? { enableTLSForSentinelMode: true, sentinelTLS: tlsOf(s.sentinelTls)! } : {}),
+  }
+}
+
+/**
+ * One PING, with no retries, through the same address and credentials as
+ * createRedis: for start-up checks that must fail fast (services retry
+ * forever by design). Rejects with the connection's own error.
+ */
+export async function redisPing(config: RedisConfig, timeoutMs = 5000): Promise<void> {
+  const s = resolveRedisSettings(config)
+  const redis = new Redis({
+    ...redisAddressOptions(s),
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    ...(s.sentinels ? { sentinelRetryStrategy: () => null } : {}),
+  })
+  let lastError: unknown
+  redis.on('error', (err) => (lastError = err))
+  try {
+    await redis.connect()
+    await redis.ping()
+  } catch (err) {
+    throw lastError ?? err
+  } finally {
+    redis.disconnect()
+  }
+}
+
 /**
  * Build an ioredis client. After a Sentinel failover commands reach the new
  * primary without a restart: ioredis re-resolves the master on reconnect,
@@ -134,13 +182,9 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
         : 'redis answered READONLY: this server is a replica; reconnecting and resending until it accepts writes. Point the URL at the primary, or use Sentinel',
     )
   }
-  const tlsOf = (t: boolean | ConnectionOptions | undefined) => (t === true ? {} : t === false ? undefined : t)
   const common: RedisOptions = {
+    ...redisAddressOptions(s),
     connectionName: `taskrelay:${purpose.role}`,
-    ...(s.username ? { username: s.username } : {}),
-    ...(s.password ? { password: s.password } : {}),
-    ...(s.db ? { db: s.db } : {}),
-    ...(tlsOf(s.tls) ? { tls: tlsOf(s.tls)! } : {}),
     lazyConnect: true,
     enableAutoPipelining: false,
     // Keep trying forever with capped backoff: a broker outage costs latency, not tasks.
@@ -164,17 +208,8 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
     keepAlive: 10_000,
   }
   const options: RedisOptions = s.sentinels
-    ? {
-        ...common,
-        sentinels: s.sentinels,
-        name: s.name!,
-        ...(s.sentinelUsername ? { sentinelUsername: s.sentinelUsername } : {}),
-        ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
-        ...(tlsOf(s.sentinelTls) ? { enableTLSForSentinelMode: true, sentinelTLS: tlsOf(s.sentinelTls)! } : {}),
-        failoverDetector: true,
-        sentinelRetryStrategy: (times) => Math.min(100 * times, 2000),
-      }
-    : { ...common, host: s.host ?? '127.0.0.1', port: s.port ?? 6379 }
+    ? { ...common, failoverDetector: true, sentinelRetryStrategy: (times) => Math.min(100 * times, 2000) }
+    : common
   const redis = new Redis(options)
   // ioredis gives a client up for good ('end') when its Sentinel connector is
   // disconnected mid-resolution, e.g. by the failover detector's

@@ -226,7 +226,7 @@ export function backoffDelay(policy: BackoffPolicy, attempt: number, error: Erro
 }
 
 /**
- * Input of tr.schedule() / scheduleUpsert(): a schedule plus its task, given
+ * Input of tr.schedules.upsert(): a schedule plus its task, given
  * as the handle from defineTask (payload type-checked) or by name (looked up
  * in the tasks passed alongside).
  */

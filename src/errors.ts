@@ -165,7 +165,7 @@ export class TaskTimeoutError extends TaskRelayError {
  * unknown task, conflicting declarations). Nothing was written.
  *
  * @example
- * try { await tr.schedule({ name: 'nightly', task: report, cron: '0 61 * * *' }) }
+ * try { await tr.schedules.upsert({ name: 'nightly', task: report, cron: '0 61 * * *' }) }
  * catch (err) { if (err instanceof ScheduleError) console.log(err.scheduleName, err.problems) }
  */
 export class ScheduleError extends TaskRelayError {

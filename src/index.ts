@@ -47,16 +47,7 @@ export type { EventMap } from './events.ts'
 export type { RelaySettings, WorkerSettings, SweeperSettings, SchedulerSettings } from './config.ts'
 export { Scheduler } from './scheduler/scheduler.ts'
 export type { SchedulerOptions, SchedulerRunResult } from './scheduler/scheduler.ts'
-export {
-  scheduleUpsert,
-  scheduleRemove,
-  scheduleGet,
-  scheduleList,
-  schedulePause,
-  scheduleResume,
-  scheduleRunNow,
-  syncTaskSchedules,
-} from './scheduler/schedules.ts'
+export { ScheduleManager } from './scheduler/schedule-manager.ts'
 export type { UpsertResult, UpsertStatus, ScheduleWriteOptions, SyncResult } from './scheduler/schedules.ts'
 export type { TaskScheduleSpec, ScheduleRecord, ScheduleTaskOptions, MisfirePolicy, ScheduleSource } from './scheduler/spec.ts'
 export type { ScheduleSpec } from './define-task.ts'

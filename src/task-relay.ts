@@ -17,9 +17,7 @@ import { silentLogger } from './logger.ts'
 import { parseTaskId, toTaskRecord, type TaskRecord } from './task-record.ts'
 import { taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
-import { scheduleList, scheduleRemove, scheduleUpsert, type ScheduleWriteOptions, type UpsertResult } from './scheduler/schedules.ts'
-import type { ScheduleRecord } from './scheduler/spec.ts'
-import type { ScheduleSpec } from './define-task.ts'
+import { ScheduleManager } from './scheduler/schedule-manager.ts'
 
 export { BATCH_SESSION_SQL, type WaitForOptions }
 
@@ -75,6 +73,8 @@ export class TaskRelay implements TaskRelayContext {
   readonly durableTransitions: boolean
   /** The caller's pool or Kysely instance, and the side pools made from a pool. */
   readonly connections: Connections
+  /** Schedules from code: upsert, remove, get, list, pause, resume, runNow, sync (docs/scheduling.md). */
+  readonly schedules: ScheduleManager
   readonly #executor: Executor
   #listener: TaskListener | null = null
   readonly #coalescer: EnqueueCoalescer | null
@@ -91,6 +91,7 @@ export class TaskRelay implements TaskRelayContext {
     this.connections = new Connections(o.db, this.logger)
     this.#executor = this.connections.executor
     this.#coalescer = o.enqueueCoalescing > 0 ? new EnqueueCoalescer(this.#executor, this.schema, o.enqueueCoalescing) : null
+    this.schedules = new ScheduleManager(this)
   }
 
   /** The pg.Pool behind db (made from a connection string, or given); null over Kysely. */
@@ -143,27 +144,6 @@ export class TaskRelay implements TaskRelayContext {
   /** Throw SchemaVersionError unless every shipped migration has been applied. */
   assertSchemaCurrent(): Promise<void> {
     return schemaAssertCurrent(this.connections.database, this.schema)
-  }
-
-  /**
-   * Create or update a periodic schedule by name, validated against the
-   * task's payload schema. See docs/scheduling.md.
-   *
-   * @example
-   * await tr.schedule({ name: 'nightly-report', task: report, cron: '0 3 * * *', timezone: 'Europe/Berlin', payload: {} })
-   */
-  schedule<T extends Task>(spec: ScheduleSpec<T>, options?: ScheduleWriteOptions): Promise<UpsertResult> {
-    return scheduleUpsert(this, spec, options)
-  }
-
-  /** Delete a schedule; false when none had this name. Tasks already enqueued stay. */
-  unschedule(name: string): Promise<boolean> {
-    return scheduleRemove(this, name)
-  }
-
-  /** All schedules by name (optionally of one task). */
-  listSchedules(filter?: { task?: string }): Promise<ScheduleRecord[]> {
-    return scheduleList(this, filter)
   }
 
   /**

@@ -12,7 +12,7 @@ export interface ScheduleTaskOptions {
 }
 
 /**
- * A periodic schedule, as given to defineTask({ schedules }) or tr.schedule().
+ * A periodic schedule, as given to defineTask({ schedules }) or tr.schedules.upsert().
  * Exactly one of `cron` or `every` must be set.
  *
  * @example

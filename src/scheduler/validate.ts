@@ -49,7 +49,7 @@ export interface ResolveContext {
   /** Known tasks by name: a task given by name must be one of them. */
   tasks: ReadonlyMap<string, Task>
   maxPayloadBytes: number
-  /** The task that declares the schedule (defineTask({ schedules })); absent for tr.schedule(). */
+  /** The task that declares the schedule (defineTask({ schedules })); absent for tr.schedules.upsert(). */
   declaredBy?: Task
   now?: Date
 }

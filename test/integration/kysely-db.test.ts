@@ -5,13 +5,13 @@ import { Kysely, PostgresDialect, type Generated } from 'kysely'
 import { pino } from 'pino'
 import { z } from 'zod'
 import { databaseUrl, redisUrl, uniqueSchema, waitUntil } from '../support/db.ts'
-import { Relay, Scheduler, Sweeper, TaskRelay, Worker, defineTask, scheduleRunNow, scheduleUpsert, type StandardSchemaV1 } from '../../src/index.ts'
+import { Relay, Scheduler, Sweeper, TaskRelay, Worker, defineTask, type StandardSchemaV1 } from '../../src/index.ts'
 import type { Clock } from '../../src/clock.ts'
 
 /**
  * `new TaskRelay({ db: kysely })` runs everything: migrate, enqueue in a
  * Kysely transaction, relay + worker + sweeper, waitFor, the scheduler and
- * scheduleRunNow. Kysely hides its pg client, so whatever listens polls
+ * schedules.runNow. Kysely hides its pg client, so whatever listens polls
  * instead, and says so once in the log.
  */
 
@@ -129,9 +129,9 @@ describe('TaskRelay over a Kysely instance', () => {
     expect(logLines.some((l) => l.component === 'scheduler' && l.msg.includes('cannot LISTEN'))).toBe(true)
   })
 
-  it('scheduleRunNow enqueues in a Kysely transaction', async () => {
-    await scheduleUpsert(tr, { name: 'kysely-manual', task: add, every: '1h', payload: { a: 20, b: 22 } })
-    const { taskId } = await scheduleRunNow(tr, 'kysely-manual', { tasks: [add] })
+  it('schedules.runNow enqueues in a Kysely transaction', async () => {
+    await tr.schedules.upsert({ name: 'kysely-manual', task: add, every: '1h', payload: { a: 20, b: 22 } })
+    const { taskId } = await tr.schedules.runNow('kysely-manual', { tasks: [add] })
     const done = await tr.waitFor(add, taskId, { timeoutMs: 20_000 })
     expect(done.result).toEqual({ sum: 42 })
     // Its result would have another type: refused at once, not after the task finished.

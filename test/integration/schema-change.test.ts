@@ -53,12 +53,12 @@ describe('after ALTER TABLE ... ADD COLUMN on a warm pool', () => {
   })
 
   it('schedules read and written before the change still work after it', async () => {
-    await tr.schedule({ name: 'schema-nightly', task: report, cron: '0 3 * * *', payload: {} })
-    await onEveryConnection(3, () => tr.listSchedules())
+    await tr.schedules.upsert({ name: 'schema-nightly', task: report, cron: '0 3 * * *', payload: {} })
+    await onEveryConnection(3, () => tr.schedules.list())
     await db.pool.query(`alter table "${db.schema}".schedules add column owner text`)
-    const lists = await onEveryConnection(3, () => tr.listSchedules())
+    const lists = await onEveryConnection(3, () => tr.schedules.list())
     expect(lists.every((l) => l.length === 1 && l[0]!.name === 'schema-nightly')).toBe(true)
-    const updated = await tr.schedule({ name: 'schema-nightly', task: report, cron: '0 4 * * *', payload: {} })
+    const updated = await tr.schedules.upsert({ name: 'schema-nightly', task: report, cron: '0 4 * * *', payload: {} })
     expect(updated.status).toBe('updated')
   })
 })

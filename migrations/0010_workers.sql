@@ -9,8 +9,9 @@
 -- deleted at stop), so `taskrelay status` and `taskrelay stats` can say that
 -- no running worker serves a queue. A row whose expires_at has passed
 -- belongs to a worker that died without saying so; it no longer counts, and
--- the next worker start deletes it a day later (worker-register.sql).
--- Nothing on the task path reads this table.
+-- a worker start deletes it a day later (workers-prune.sql). A worker that
+-- claims a task it has no handler for reads it too: a task some running
+-- worker of its queue can run is handed back at once (task-defer-no-handler.sql).
 create table :"schema".workers (
   id           text primary key,
   queues       text[] not null,

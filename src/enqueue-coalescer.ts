@@ -1,5 +1,5 @@
 import type { Executor } from './db/executor.ts'
-import type { PreparedTask } from './enqueue.ts'
+import type { PreparedTask } from './db/task-insert.ts'
 import { taskInsertMany, taskInsertOne } from './db/task-insert.ts'
 
 interface Pending {

@@ -83,10 +83,7 @@ export type EnqueueItems<T extends readonly Task<any, any>[]> = {
   readonly [K in keyof T]: { task: T[K]; payload: PayloadOf<T[K]>; options?: EnqueueOptions }
 }
 
-
 /** Enqueue options checked as prepareTask() checks them (the CLI's SQL path uses this alone); InvalidOptionsError names `where`. */
-export type { PreparedTask }
-
 export function parseEnqueueOptions(where: string, options: EnqueueOptions | undefined): z.output<typeof enqueueOptionsSchema> {
   if (options === undefined) return {}
   const parsed = enqueueOptionsSchema.safeParse(options)
@@ -98,7 +95,7 @@ export function parseEnqueueOptions(where: string, options: EnqueueOptions | und
  * Validate everything before any SQL runs, so bad input writes nothing. For
  * callers that cannot wait (a schedule checked at construction, the CLI's
  * check before connecting); a schema that validates asynchronously is refused
- * here with a clear error: use prepareTaskAsync.
+ * here with a clear error: use prepareTaskAwaitable.
  */
 export function prepareTask(task: Task, payload: unknown, options: EnqueueOptions | undefined, maxPayloadBytes: number): PreparedTask {
   const prepared = prepareTaskAwaitable(task, payload, options, maxPayloadBytes)

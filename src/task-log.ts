@@ -26,10 +26,8 @@ export function logTaskOutcomes(events: TaskRelayEvents, log: Logger, workerId: 
   })
 }
 
-/** Starts, successes and hand-backs at info, relay batches at debug: what a process of the CLI shows. */
+/** Starts, successes and hand-backs at info: what a process of the CLI shows (the relay logs its batches itself). */
 export function logTaskProgress(events: TaskRelayEvents, log: Logger): void {
-  events.on('relay:batch', (e) => log.debug({ component: 'relay', dispatched: e.dispatched, byQueue: e.byQueue, durationMs: Math.round(e.durationMs) }, 'tasks dispatched'))
-  events.on('relay:redispatch', (e) => log.info({ component: 'relay', ...e }, 'tasks re-dispatched'))
   events.on('task:started', (e) => log.info({ component: 'worker', ...fields(e) }, 'task started'))
   events.on('task:succeeded', (e) => log.info({ component: 'worker', ...fields(e), durationMs: e.durationMs }, 'task succeeded'))
   events.on('task:handed-back', (e) => log.info({ component: 'worker', ...fields(e) }, 'task handed back'))

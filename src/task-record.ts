@@ -58,8 +58,8 @@ export interface TaskRow {
 
 /**
  * The columns of TaskRow, for selects that read a whole row. Listed, never
- * `*`: a prepared `select *` fails once per pooled connection after a
- * migration adds a column ("cached plan must not change result type").
+ * `*`: a prepared `select *` is refused after a migration adds a column
+ * ("cached plan must not change result type") until it is prepared again.
  */
 export const TASK_ROW_COLUMNS = [
   'id', 'name', 'queue', 'state', 'payload', 'priority', 'attempt', 'max_attempts', 'run_at', 'created_at',

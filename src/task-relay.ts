@@ -1,13 +1,12 @@
 import type pg from 'pg'
 import type { Kysely } from 'kysely'
-import { z } from 'zod/v4'
 import type { Logger } from 'pino'
 import { type Task, type PayloadOf, type ResultOf, isTask } from './define-task.ts'
 import { prepareTaskAwaitable, type EnqueueItem, type EnqueueItems, type EnqueueOptions } from './enqueue.ts'
 import { taskInsertMany, taskInsertOne } from './db/task-insert.ts'
 import { EnqueueCoalescer } from './enqueue-coalescer.ts'
-import { BATCH_SESSION_SQL, isKysely, transactionExecutor, type Executor, type Queryable } from './db/executor.ts'
-import { Connections, isPgPool } from './db/connections.ts'
+import { transactionExecutor, type Executor, type Queryable } from './db/executor.ts'
+import { Connections } from './db/connections.ts'
 import { migrate as runMigrations, type MigrateResult } from './db/migrate.ts'
 import { schemaAssertCurrent, type TaskRelayContext } from './db/context.ts'
 import { channels } from './db/sql.ts'
@@ -19,7 +18,7 @@ import { taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
 import { ScheduleManager } from './scheduler/schedule-manager.ts'
 
-export { BATCH_SESSION_SQL, type WaitForOptions }
+export type { WaitForOptions }
 
 export interface TaskRelayOptions {
   /**

@@ -1,10 +1,8 @@
 import { taskList } from '../db/admin-queries.ts'
 import { InvalidFiltersError } from '../errors.ts'
 import { storableText } from '../jsonb.ts'
-import { MAX_DELAY_MS, parseDuration } from '../duration.ts'
+import { MAX_DELAY_MS, formatDuration, parseDuration } from '../duration.ts'
 import { TASK_STATES, type TaskState } from '../task-state.ts'
-// A pure text helper; it belongs in src/duration.ts beside parseDuration (issue 14, item 5).
-import { formatDuration } from '../duration.ts'
 import type { AdminContext } from './context.ts'
 
 /** Which tasks to list, and which page: newest first, by offset or by keyset cursor (`after`). */

@@ -2,9 +2,9 @@ import type { Command } from 'commander'
 import { examples } from './format.ts'
 import { DashboardServer } from '../dashboard/server.ts'
 import { allowedHostProblem } from '../dashboard/guard.ts'
-import { CliError, EXIT } from './errors.ts'
+import { CliError, EXIT, errorText } from './errors.ts'
 import { addSettingOptions } from './settings.ts'
-import { ONE_SHOT, createCliLogger, errorText, waitForSignal, withDatabase } from './runtime.ts'
+import { ONE_SHOT, createCliLogger, waitForSignal, withDatabase } from './runtime.ts'
 
 export function registerDashboardCommand(program: Command): void {
   const dashboard = program

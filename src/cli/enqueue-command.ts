@@ -7,16 +7,18 @@ import { parseEnqueueOptions, prepareTaskAwaitable, type EnqueueOptions } from '
 import { DependencyNotFoundError, InvalidOptionsError, TaskRelayError } from '../errors.ts'
 import { jsonbProblem } from '../jsonb.ts'
 import type { Task } from '../define-task.ts'
-import { CliError, EXIT } from './errors.ts'
+import { CliError, EXIT, errorText } from './errors.ts'
+import { DEFAULT_MAX_PAYLOAD_BYTES } from '../config.ts'
 import { toJson, truncate, examples } from './format.ts'
 import { parseDuration } from '../duration.ts'
 import { addSettingOptions, resolveSettings, type SettingsRequest } from './settings.ts'
-import { ONE_SHOT, errorText, loadTasks, parseTaskId, withDatabase } from './runtime.ts'
+import { ONE_SHOT, parseTaskId, withDatabase } from './runtime.ts'
+import { loadTasks } from './load-tasks.ts'
 
 const WITH_TASKS: SettingsRequest = { ...ONE_SHOT, process: [...ONE_SHOT.process, 'tasks'] }
 
-/** Same size limit as the library's default (TaskRelayOptions.maxPayloadBytes). */
-const MAX_PAYLOAD_BYTES = 1024 * 1024
+/** The library's default size limit (TaskRelayOptions.maxPayloadBytes), the one the SQL enqueue() enforces too. */
+const MAX_PAYLOAD_BYTES = DEFAULT_MAX_PAYLOAD_BYTES
 /** Input read for one payload at most: JSON with whitespace may shrink below the limit once parsed. */
 const MAX_INPUT_BYTES = 4 * MAX_PAYLOAD_BYTES
 

@@ -5,8 +5,6 @@
 
 import { formatDuration } from '../duration.ts'
 
-export { formatDuration }
-
 /** "3m ago" / "in 5s" relative to `now`. */
 export function formatAge(date: Date | null | undefined, now = Date.now()): string {
   if (!date) return '-'

@@ -3,15 +3,15 @@ import type { Command } from 'commander'
 import { TASK_STATES } from '../task-state.ts'
 import type { TaskRecord } from '../task-record.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatAge, formatDuration, toJson, truncate, examples } from './format.ts'
+import { formatAge, toJson, truncate, examples } from './format.ts'
+import { formatDuration } from '../duration.ts'
 import { readStats, type StatsSnapshot } from '../admin/stats.ts'
 import { listTasks } from '../admin/task-list.ts'
 import { readTaskDetail, readTaskWorkers, type QueueWorkers } from '../admin/task-detail.ts'
 import { renderStats } from './stats-report.ts'
 import { parseListFlags, renderList } from './task-list.ts'
 import { addSettingOptions } from './settings.ts'
-import { ONE_SHOT, parseTaskId, waitForSignal, withDatabase } from './runtime.ts'
-import { createCliLogger } from './runtime.ts'
+import { ONE_SHOT, createCliLogger, parseTaskId, waitForSignal, withDatabase } from './runtime.ts'
 
 export function registerInspectCommands(program: Command): void {
   const status = program

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { isTask, type Task } from '../define-task.ts'
+import { isTask, tasksByName, type Task } from '../define-task.ts'
 import { CliError, EXIT, errorText } from './errors.ts'
 
 /**
@@ -46,13 +46,9 @@ export async function loadTasks(modulePath: string): Promise<Task[]> {
     }
   }
   for (const value of Object.values(mod)) visit(value, 0)
-  const byName = new Map<string, Task>()
-  for (const task of found) {
-    const existing = byName.get(task.name)
-    if (existing && existing !== task) {
-      throw new CliError(`--tasks: ${file} exports two different tasks named "${task.name}"; task names must be unique.`, EXIT.usage)
-    }
-    byName.set(task.name, task)
+  const { byName, conflicts } = tasksByName(found)
+  if (conflicts.length > 0) {
+    throw new CliError(`--tasks: ${file} exports two different tasks named "${conflicts[0]!.name}"; task names must be unique.`, EXIT.usage)
   }
   if (byName.size === 0) {
     throw new CliError(

@@ -2,14 +2,15 @@ import pg from 'pg'
 import { pino, type Logger } from 'pino'
 import { prettyFactory } from 'pino-pretty'
 import { TaskRelay } from '../task-relay.ts'
+import { toTaskId } from '../task-record.ts'
 import { SchemaVersionError } from '../errors.ts'
 import { databasePing } from '../db/executor.ts'
 import { REDACT_PATHS, silentLogger } from '../logger.ts'
 import { describeRedis, redisPing } from '../redis/connection.ts'
 import { CliError, EXIT, errorText } from './errors.ts'
-export { errorText } from './errors.ts'
-export { loadTasks } from './load-tasks.ts'
-import { redactSecrets, resolveSettings, type ProcessSettings, type ResolvedSettings, type SettingsRequest } from './settings.ts'
+import { resolveSettings, type ResolvedSettings, type SettingsRequest } from './settings.ts'
+import { redactSecrets } from '../logger.ts'
+import type { ProcessSettings } from '../config.ts'
 
 /** Where log lines go; `dev` swaps in a writer that keeps its progress line intact. */
 export type LineWriter = (line: string) => void
@@ -94,8 +95,6 @@ export async function checkRedis(url: string): Promise<void> {
   }
 }
 
-/** Per-task progress lines at info (the worker logs retries and failures itself, src/task-log.ts). */
-export { logTaskProgress as logTaskEvents } from '../task-log.ts'
 
 /** Something with the Service plumbing: start/stop and health fields. */
 export interface Runnable {
@@ -169,8 +168,10 @@ export async function withDatabase<T>(req: SettingsRequest, flags: Record<string
 
 /** A task id from the command line, or a usage error. */
 export function parseTaskId(text: string): string {
-  if (!/^\d{1,19}$/.test(text.trim()) || BigInt(text.trim()) < 1n) {
+  // Digits only (BigInt would also read '0x10' or ' 1e3'); the range is the library's (toTaskId: 1..2^63-1).
+  const id = /^\d{1,19}$/.test(text.trim()) ? toTaskId(text.trim()) : null
+  if (id === null) {
     throw new CliError(`"${text}" is not a task id; task ids are positive whole numbers, as printed by \`taskrelay enqueue\` and \`taskrelay list\`.`, EXIT.usage)
   }
-  return BigInt(text.trim()).toString()
+  return id.toString()
 }

@@ -1,14 +1,16 @@
 import type { Command } from 'commander'
 import { Option } from 'commander'
 import { scheduleGet, scheduleList, schedulePause, scheduleRemove, scheduleResume, scheduleRunNow, scheduleUpsert } from '../scheduler/schedules.ts'
-import { ScheduleError, ScheduleNotFoundError } from '../scheduler/errors.ts'
+import { ScheduleError, ScheduleNotFoundError } from '../errors.ts'
 import { MISFIRE_POLICIES, type ScheduleRecord } from '../scheduler/spec.ts'
 import type { ScheduleSpec } from '../define-task.ts'
 import type { Task } from '../define-task.ts'
 import { CliError, EXIT } from './errors.ts'
-import { formatAge, formatDuration, renderTable, toJson, examples } from './format.ts'
+import { formatAge, renderTable, toJson, examples } from './format.ts'
+import { formatDuration } from '../duration.ts'
 import { addSettingOptions, resolveSettings, type SettingsRequest } from './settings.ts'
-import { ONE_SHOT, loadTasks, withDatabase } from './runtime.ts'
+import { ONE_SHOT, withDatabase } from './runtime.ts'
+import { loadTasks } from './load-tasks.ts'
 
 const WITH_TASKS: SettingsRequest = { ...ONE_SHOT, process: [...ONE_SHOT.process, 'tasks'], required: [...(ONE_SHOT.required ?? []), 'tasks'] }
 

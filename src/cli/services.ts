@@ -11,9 +11,11 @@ import type { Task } from '../define-task.ts'
 import type { TaskRelay } from '../task-relay.ts'
 import { latestMigrationId } from '../db/migrate.ts'
 import { migrationScript } from '../db/admin-migration-script.ts'
-import { CliError, EXIT } from './errors.ts'
+import { CliError, EXIT, errorText } from './errors.ts'
 import { addSettingOptions, describeSettings, resolveSettings, type ResolvedSettings, type SettingsRequest, type Component } from './settings.ts'
-import { checkRedis, createCliLogger, loadTasks, logTaskEvents, openDatabase, trapEarlySignals, waitForSignal, errorText, type Database, type Runnable } from './runtime.ts'
+import { checkRedis, createCliLogger, openDatabase, trapEarlySignals, waitForSignal, type Database, type Runnable } from './runtime.ts'
+import { loadTasks } from './load-tasks.ts'
+import { logTaskProgress } from '../task-log.ts'
 import { startHealthServer, type HealthTarget } from './health.ts'
 import { createMetrics } from '../metrics.ts'
 
@@ -121,7 +123,7 @@ export async function startStack(
       log.info({ schema: p.schema, applied: res.applied, current: res.current }, res.applied.length ? 'migrations applied' : 'schema up to date')
     }
     const events = new TaskRelayEvents()
-    logTaskEvents(events, log)
+    logTaskProgress(events, log)
     // Counted from the start, served on /metrics when there is a health port.
     const metrics = p.healthPort !== undefined ? createMetrics({ events, tr: db.tr }) : null
     const targets = build({ settings, tr: db.tr, events, tasks, log })

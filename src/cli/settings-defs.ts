@@ -1,6 +1,6 @@
 import { z } from 'zod/v4'
 import { msInWords, processSettingsSchema, relaySettingsSchema, schedulerSettingsSchema, sweeperSettingsSchema, workerSettingsSchema, type ProcessSettings } from '../config.ts'
-import { formatDuration } from './format.ts'
+import { formatDuration } from '../duration.ts'
 
 /**
  * Every setting of every command, from flags, environment variables or
@@ -15,7 +15,6 @@ import { formatDuration } from './format.ts'
  */
 
 /** The process settings' schema lives in src/config/process.ts; re-exported for the CLI's modules. */
-export { LOG_FORMATS, LOG_LEVELS, processSettingsSchema, type ProcessSettings } from '../config.ts'
 export type ProcessKey = keyof ProcessSettings
 
 export const COMPONENT_SCHEMAS = {

@@ -1,6 +1,6 @@
 import type { z } from 'zod/v4'
 import { Option, type Command } from 'commander'
-import { closestName, type RelaySettings, type SchedulerSettings, type SweeperSettings, type WorkerSettings } from '../config.ts'
+import { closestName, processSettingsSchema, type ProcessSettings, type RelaySettings, type SchedulerSettings, type SweeperSettings, type WorkerSettings } from '../config.ts'
 import { redactSecrets, secretsIn } from '../logger.ts'
 import { SettingsError } from './errors.ts'
 import { parseDuration } from '../duration.ts'
@@ -9,13 +9,11 @@ import {
   COMPONENT_SCHEMAS,
   SETTING_DEFS,
   defaultText,
-  processSettingsSchema,
   requestedDefs,
   unwrap,
   type Component,
   type Group,
   type ProcessKey,
-  type ProcessSettings,
   type SettingDef,
   type SettingsRequest,
 } from './settings-defs.ts'
@@ -27,7 +25,7 @@ import {
  * vars, descriptions) are in settings-defs.ts.
  */
 export * from './settings-defs.ts'
-/** Kept here too: runtime.ts and --help redact through the CLI's settings module. */
+/** The one redaction function (src/logger.ts), as the CLI's settings module redacts with it. */
 export { redactSecrets }
 
 /** Group headings in --help. */

@@ -1,5 +1,6 @@
 import type { QueueStats, StatsSnapshot } from '../admin/stats.ts'
-import { formatDuration, renderTable } from './format.ts'
+import { renderTable } from './format.ts'
+import { formatDuration } from '../duration.ts'
 
 /** `taskrelay stats`: the snapshot (src/admin/stats.ts) as a table, in the terminal's words. */
 export function renderStats(snap: StatsSnapshot, schema: string): string {

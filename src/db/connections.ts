@@ -1,9 +1,8 @@
 import pg from 'pg'
-import { isPgPool } from '../config/db-kinds.ts'
-export { isPgPool }
+import { isKysely, isPgPool } from '../config/db-kinds.ts'
 import type { Kysely } from 'kysely'
 import type { Logger } from 'pino'
-import { BATCH_SESSION_SQL, isKysely, kyselyExecutor, pgExecutor, sidePool, type Executor } from './executor.ts'
+import { BATCH_SESSION_SQL, kyselyExecutor, pgExecutor, sidePool, type Executor } from './executor.ts'
 import { PgListener } from './listener.ts'
 import { Poller, type Wakeups } from './poller.ts'
 

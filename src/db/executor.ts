@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
 import { isKysely } from '../config/db-kinds.ts'
-export { isKysely }
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely'
 import pg from 'pg'
 import { TransactionRequiredError } from '../errors.ts'
@@ -41,6 +40,13 @@ function statementName(text: string): string {
   return name
 }
 
+/** A new name for `text`, so that no connection reuses its stale prepared statement. */
+function renameStatement(text: string): void {
+  const name = statementName(text)
+  const generation = Number(/_g(\d+)$/.exec(name)?.[1] ?? 0) + 1
+  statementNames.set(text, `${name.replace(/_g\d+$/, '')}_g${generation}`)
+}
+
 export function pgExecutor(client: pg.Pool | pg.ClientBase, opts: { prepare?: boolean } = {}): Executor {
   return {
     async query<R>(text: string, values: readonly unknown[] = []) {
@@ -50,9 +56,13 @@ export function pgExecutor(client: pg.Pool | pg.ClientBase, opts: { prepare?: bo
         res = await run(opts.prepare ? statementName(text) : undefined)
       } catch (err) {
         // A statement prepared before a migration changed its result type is
-        // refused before it runs; outside a transaction, send it once unprepared.
-        if (!opts.prepare || !isStalePlan(err) || !outsideTransaction(client)) throw err
-        res = await run()
+        // refused, on every execution, until it is prepared again: give the
+        // text a new name (every connection prepares it once more), and
+        // outside a transaction send it again at once.
+        if (!opts.prepare || !isStalePlan(err)) throw err
+        renameStatement(text)
+        if (!outsideTransaction(client)) throw err
+        res = await run(statementName(text))
       }
       return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
     },

@@ -33,8 +33,8 @@ export interface ScheduleRow {
 }
 
 /**
- * The columns of ScheduleRow. Listed, never `*`: a prepared `select *` fails
- * once per pooled connection after a migration adds a column.
+ * The columns of ScheduleRow. Listed, never `*`: a prepared `select *` is
+ * refused after a migration adds a column, until it is prepared again.
  */
 const SCHEDULE_COLUMNS = (
   [

@@ -2,7 +2,9 @@ import type { Executor } from './executor.ts'
 import { loadSql, plainArray } from './sql.ts'
 
 /**
- * The worker's statements, Entity + Verb, one params object each. Hot ones
+ * The worker's claim, hand-back, registration and presence statements,
+ * Entity + Verb, one params object each (the completer's finish batch and
+ * the lease keeper's heartbeat load their .sql files beside them). Hot ones
  * send ids, attempts and tokens as plain array literals: they are digits and
  * uuids (checked where they come from), and node-pg's per-element quoting is
  * a visible share of a worker's CPU at hundreds of rows per statement.
@@ -59,6 +61,11 @@ export async function taskTypesRegister(
 /** This worker serves these queues with these tasks for ttlMs more (worker-register.sql). */
 export async function workerRegister(db: Executor, p: { schema: string; workerId: string; queues: string[]; tasks: string[]; ttlMs: number }): Promise<void> {
   await db.query(loadSql('worker-register.sql', p.schema), [p.workerId, p.queues, p.tasks, p.ttlMs])
+}
+
+/** Remove rows of workers gone for a day (workers-prune.sql); run once per worker start. */
+export async function workersPrune(db: Executor, p: { schema: string }): Promise<void> {
+  await db.query(loadSql('workers-prune.sql', p.schema))
 }
 
 /** This worker stopped (worker-unregister.sql). */

@@ -87,8 +87,8 @@ export function parseRedisUrl(url: string): RedisSettings {
   return {
     host: u.hostname || '127.0.0.1',
     port: u.port ? Number(u.port) : 6379,
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.username ? { username: decodeLoosely(u.username) } : {}),
+    ...(u.password ? { password: decodeLoosely(u.password) } : {}),
     ...(u.protocol === 'rediss:' ? { tls: true } : {}),
     ...(db ? { db: Number(db) } : {}),
   }

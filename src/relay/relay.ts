@@ -24,8 +24,6 @@ export interface RelayRoundResult {
   /** the batch was full: more due rows are likely waiting */
   more: boolean
   saturatedQueues: string[]
-  /** stale Redis messages removed by background passes that ended since the last round (pruneStaleMessages) */
-  staleMessagesRemoved: number
 }
 
 /** In push order: best first (relay-dispatch-batch.sql sorts them). */
@@ -75,6 +73,7 @@ export class Relay extends Service<RelayRoundResult> {
   #lastQueue = ''
   /** wakes the loop when the earliest announced retry is due */
   readonly #dueTimer = new WakeTimer(() => this.wake())
+  readonly #staleCollector: StaleMessageCollector
   readonly #staleSchedule: StaleMessageSchedule
 
   constructor(tr: TaskRelayContext, options: RelayOptions, deps: ServiceDeps = {}) {
@@ -86,9 +85,9 @@ export class Relay extends Service<RelayRoundResult> {
     this.#redisConfig = redis
     this.#keys = redisKeys(keyPrefix ?? 'taskrelay')
     // Housekeeping: a failed pass is logged, dispatching goes on, the next cycle tries again.
-    const collector = new StaleMessageCollector(tr.batchExecutor, tr.schema, this.#keys)
+    this.#staleCollector = new StaleMessageCollector(tr.batchExecutor, tr.schema, this.#keys)
     const onError = (err: unknown) => this.log.warn({ err }, 'could not remove stale Redis messages')
-    this.#staleSchedule = new StaleMessageSchedule(collector, STALE_MESSAGES_EVERY_MS, onError)
+    this.#staleSchedule = new StaleMessageSchedule(STALE_MESSAGES_EVERY_MS, onError)
   }
 
   protected override async onStart(): Promise<void> {
@@ -148,7 +147,7 @@ export class Relay extends Service<RelayRoundResult> {
     const redis = this.#requireRedis()
     const round = await this.#dispatchRound(redis)
     this.#staleSchedule.maybeStart(this.clock.now().getTime(), () => this.pruneStaleMessages())
-    return { ...round, staleMessagesRemoved: this.#staleSchedule.takeRemoved() }
+    return round
   }
 
   /** Resolves once the background stale-message pass started by runOnce() (if any) is over. */
@@ -164,12 +163,12 @@ export class Relay extends Service<RelayRoundResult> {
    * cycle of passes every 30 s.
    */
   async pruneStaleMessages(): Promise<StaleMessagesResult> {
-    const pass = await this.#staleSchedule.runPass(this.#requireRedis())
+    const pass = await this.#staleCollector.runPass(this.#requireRedis())
     if (pass.messagesRemoved > 0) this.log.info(pass, 'removed stale redis messages')
     return pass
   }
 
-  async #dispatchRound(redis: Redis): Promise<Omit<RelayRoundResult, 'staleMessagesRemoved'>> {
+  async #dispatchRound(redis: Redis): Promise<RelayRoundResult> {
     const started = performance.now()
     await this.#refreshSaturated(redis)
     // Full queues cost the dispatch query one index probe each (0006), so it

@@ -2,7 +2,6 @@ import type { Redis } from 'ioredis'
 import type { Executor } from '../db/executor.ts'
 import { loadSql, plainArray } from '../db/sql.ts'
 import { decodeMessage, type Keys } from '../redis/keys.ts'
-import { toTaskId } from '../task-record.ts'
 
 export interface StaleMessagesResult {
   /** queue keys looked at in this pass */
@@ -19,8 +18,6 @@ const KEYS_PER_PASS = 100
 const SCANS_PER_PASS = 10
 /** Messages read from the head of each list per pass, where unread messages pile up. */
 const MESSAGES_PER_KEY = 200
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /**
  * Removes Redis messages that can never claim anything. Every re-dispatch
@@ -73,8 +70,9 @@ export class StaleMessageCollector {
     const tokens: string[] = []
     const checked: number[] = []
     messages.forEach(({ message }, i) => {
+      // decodeMessage checks ids and tokens as Postgres casts them (bigint, uuid).
       const m = decodeMessage(message)
-      if (m && toTaskId(m.id) !== null && UUID.test(m.token)) {
+      if (m) {
         ids.push(m.id)
         tokens.push(m.token)
         checked.push(i)
@@ -89,7 +87,8 @@ export class StaleMessageCollector {
     let removed = 0
     if (stale.length > 0) {
       const remove = redis.pipeline()
-      for (const { key, message } of stale) remove.lrem(key, 0, message)
+      // One occurrence each, from the head, where LRANGE read it: no walk of the whole list.
+      for (const { key, message } of stale) remove.lrem(key, 1, message)
       for (const [err, count] of (await remove.exec()) ?? []) {
         if (err) throw new Error(`could not remove stale messages: ${err.message}`, { cause: err })
         removed += Number(count)
@@ -106,22 +105,14 @@ export class StaleMessageCollector {
  * round after round, then the next cycle waits `everyMs`.
  */
 export class StaleMessageSchedule {
-  readonly #collector: StaleMessageCollector
   readonly #everyMs: number
   readonly #onError: (err: unknown) => void
   #running: Promise<void> | null = null
   #dueAt = 0
-  #removedSinceAsked = 0
 
-  constructor(collector: StaleMessageCollector, everyMs: number, onError: (err: unknown) => void) {
-    this.#collector = collector
+  constructor(everyMs: number, onError: (err: unknown) => void) {
     this.#everyMs = everyMs
     this.#onError = onError
-  }
-
-  /** One pass now, whatever is due (see StaleMessageCollector.runPass). */
-  runPass(redis: Redis): Promise<StaleMessagesResult> {
-    return this.#collector.runPass(redis)
   }
 
   /** Start a pass if one is due and none runs; `pass` runs it (the relay logs what it removed). */
@@ -130,7 +121,6 @@ export class StaleMessageSchedule {
     this.#running = pass()
       .then(
         (result) => {
-          this.#removedSinceAsked += result.messagesRemoved
           this.#dueAt = result.cycleDone ? now + this.#everyMs : now
         },
         (err: unknown) => {
@@ -139,13 +129,6 @@ export class StaleMessageSchedule {
         },
       )
       .finally(() => (this.#running = null))
-  }
-
-  /** Messages removed by passes that ended since the last call. */
-  takeRemoved(): number {
-    const removed = this.#removedSinceAsked
-    this.#removedSinceAsked = 0
-    return removed
   }
 
   /** Resolves once no pass runs (at stop, and for tests that drive runOnce()). */

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Task } from '../define-task.ts'
-import { RESERVED_KEY_PREFIX, prepareTaskAwaitable, type PreparedTask } from '../enqueue.ts'
+import { RESERVED_KEY_PREFIX, prepareTaskAwaitable } from '../enqueue.ts'
+import type { PreparedTask } from '../db/task-insert.ts'
 import { taskInsertMany } from '../db/task-insert.ts'
 import type { Executor } from '../db/executor.ts'
 import { loadSql } from '../db/sql.ts'

@@ -7,7 +7,7 @@ import { InvalidOptionsError } from '../errors.ts'
 import type { Wakeups } from '../db/poller.ts'
 import { scheduleFireDue, type FireDueResult, type ScheduleFire } from './fire.ts'
 import { resolveDeclaredSchedules, syncTaskSchedules } from './schedules.ts'
-import { schedulerSettingsSchema, type SchedulerSettings } from './settings.ts'
+import { schedulerSettingsSchema, type SchedulerSettings } from '../config.ts'
 import { taskMap } from './validate.ts'
 
 export interface SchedulerOptions extends Partial<SchedulerSettings> {

@@ -15,7 +15,7 @@ import {
   schedulesSyncLock,
 } from '../db/schedule-queries.ts'
 import { nextFireAfter } from './cron.ts'
-import { ScheduleError, ScheduleNotFoundError } from './errors.ts'
+import { ScheduleError, ScheduleNotFoundError } from '../errors.ts'
 import { rowTiming, toScheduleRecord, type ScheduleRow } from './schedule-row.ts'
 import type { ScheduleRecord } from './spec.ts'
 import type { ScheduleSpec } from '../define-task.ts'

@@ -5,7 +5,8 @@ import type { Task } from '../define-task.ts'
 import type { WorkerSettings } from '../config.ts'
 import { LeaseLostError, ShutdownError } from '../errors.ts'
 import { ABORT_GRACE_MAX_MS, runAttempt, type AttemptOutcome } from './run-attempt.ts'
-import { Attempt, settledWithin, type AttemptHost, type ClaimedTask } from './attempt.ts'
+import { Attempt, settledWithin, type AttemptHost } from './attempt.ts'
+import type { ClaimedTask } from '../db/worker-queries.ts'
 import { Completer } from './completer.ts'
 import { LeaseKeeper } from './lease-keeper.ts'
 import { LeaseGuard } from './lease-guard.ts'
@@ -40,8 +41,6 @@ export class AttemptRunner {
   readonly #settings: Readonly<WorkerSettings>
   readonly #workerId: string
   readonly #tasks: ReadonlyMap<string, Task>
-  readonly #schema: string
-  readonly #db: Executor
   readonly log: Logger
   readonly events: TaskRelayEvents
   readonly #stopSignal: () => AbortSignal
@@ -52,6 +51,7 @@ export class AttemptRunner {
   #ready: Attempt[] = []
   readonly #completer: Completer
   readonly #handBacks: HandBacks
+  readonly #handingBack = new Set<Promise<void>>()
   readonly #leases: LeaseKeeper
   /** keeps leases while a handler's synchronous code blocks the loop */
   readonly #guard: LeaseGuard | null
@@ -62,8 +62,6 @@ export class AttemptRunner {
     this.#settings = o.settings
     this.#workerId = o.workerId
     this.#tasks = o.tasks
-    this.#schema = o.schema
-    this.#db = o.batchDb
     this.log = o.log
     this.events = o.events
     this.#stopSignal = o.stopSignal
@@ -108,16 +106,32 @@ export class AttemptRunner {
   /** Take claimed rows (leased from now on) and start what fits; returns how many were new. */
   accept(rows: readonly ClaimedTask[]): number {
     let claimed = 0
+    const noHandler: Attempt[] = []
+    const cannotStart: Attempt[] = []
     for (const row of rows) {
       // A duplicated message of an attempt this worker already holds: the claim hands it back as it is.
       if (this.#inflight.get(String(row.id))?.attempt === row.attempt) continue
       const attempt = new Attempt(row)
-      this.#inflight.set(attempt.id, attempt)
-      this.#ready.push(attempt)
       claimed++
+      // Not run here: deferred for a worker that has the handler (a rolling deploy).
+      if (!this.#tasks.has(attempt.claimed.name)) noHandler.push(attempt)
+      // Claimed while stuck handlers hold every slot (the claim was in flight): it could not start.
+      else if (this.#slots.allStuck) cannotStart.push(attempt)
+      else {
+        this.#inflight.set(attempt.id, attempt)
+        this.#ready.push(attempt)
+      }
     }
+    this.#track(this.#handBacks.noHandler(noHandler))
+    this.#track(this.#handBacks.handBack(cannotStart, 'stuck'))
     this.launchReady()
     return claimed
+  }
+
+  /** Hand-backs outside #inflight, awaited at stop. */
+  #track(handBack: Promise<void>): void {
+    this.#handingBack.add(handBack)
+    void handBack.finally(() => this.#handingBack.delete(handBack))
   }
 
   /** Start queued attempts while slots are free (not after stop began). */
@@ -137,12 +151,7 @@ export class AttemptRunner {
   #launch(attempt: Attempt): void {
     attempt.startedAt = performance.now()
     this.#slots.busy++
-    const task = this.#tasks.get(attempt.claimed.name)
-    if (!task) {
-      this.#freeSlot(attempt)
-      attempt.active = false
-      return void this.#handBacks.noHandler(attempt, this.#host.log(attempt)).finally(() => this.#retire(attempt))
-    }
+    const task = this.#tasks.get(attempt.claimed.name)! // accept() deferred the others
     if (this.events.listenerCount('task:started') > 0) this.events.emit('task:started', eventFields(attempt, this.#workerId))
     let outcome: AttemptOutcome | Promise<AttemptOutcome>
     try {
@@ -172,10 +181,11 @@ export class AttemptRunner {
   #record(attempt: Attempt, outcome: AttemptOutcome): void {
     if (!attempt.active) return this.#retire(attempt) // handed back at shutdown
     attempt.recording = true
-    this.#completer.record(attempt.id, attempt.attempt, outcome, (recorded) => {
+    // `written` is what the row got: a plain failure when Postgres refused the outcome.
+    this.#completer.record(attempt.id, attempt.attempt, outcome, (recorded, written) => {
       attempt.active = false
       try {
-        reportOutcome(this.events, this.#workerId, attempt, outcome, recorded)
+        reportOutcome(this.events, this.#workerId, attempt, written, recorded)
       } catch (err) {
         this.#host.log(attempt).error({ err }, 'reporting a recorded outcome failed')
       }
@@ -278,6 +288,7 @@ export class AttemptRunner {
       this.log.warn({ count: stillRunning.length }, 'handlers ignored the shutdown abort; their tasks are retried after the lease expires')
     }
     await this.#handBacks.handBack(unfinished.filter((e) => stopped.has(e)), 'shutdown')
+    await Promise.all(this.#handingBack)
     await this.#completer.drain(5000)
     await this.#leases.stop()
     await this.#guard?.stop()

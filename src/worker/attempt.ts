@@ -3,7 +3,6 @@ import type { TaskContext } from '../define-task.ts'
 import type { LeasedAttempt } from './lease-keeper.ts'
 import type { ClaimedTask } from '../db/worker-queries.ts'
 
-export type { ClaimedTask }
 
 /** What an attempt needs from the worker that runs it; one object per worker, not per attempt. */
 export interface AttemptHost {

@@ -7,7 +7,7 @@ interface Pending {
   id: string
   attempt: number
   outcome: AttemptOutcome
-  done: (recorded: boolean) => void
+  done: (recorded: boolean, written: AttemptOutcome) => void
   /** done() was called */
   settled?: boolean
 }
@@ -42,9 +42,10 @@ export class Completer {
   /**
    * Queue an outcome. `done` is called once: true when written, false when the
    * fence matched nothing (the attempt no longer owns the task) or the worker
-   * stopped first. A callback, not a promise: one per task adds up in a drain.
+   * stopped first; with the outcome as written (a plain failure when Postgres
+   * refused the one given). A callback, not a promise: one per task adds up in a drain.
    */
-  record(id: string, attempt: number, outcome: AttemptOutcome, done: (recorded: boolean) => void): void {
+  record(id: string, attempt: number, outcome: AttemptOutcome, done: (recorded: boolean, written: AttemptOutcome) => void): void {
     this.#queue.push({ id, attempt, outcome, done })
     this.#schedule()
   }
@@ -67,7 +68,7 @@ export class Completer {
 
   async #flush(): Promise<void> {
     // One flush at a time, on rows only this worker's attempts hold and that
-    // heartbeats no longer touch (LeasedAttempt.recording): no lock order to keep.
+    // heartbeats no longer touch (LeasedAttempt.recording; the lease guard skips locked rows): no lock order to keep.
     const batch = this.#queue.splice(0, MAX_BATCH)
     if (batch.length === 0) return
     try {
@@ -150,7 +151,7 @@ export class Completer {
     for (const p of batch) {
       p.settled = true
       try {
-        p.done(written.has(p.id))
+        p.done(written.has(p.id), p.outcome)
       } catch (err) {
         this.#log.error({ err, id: p.id }, 'handling a recorded outcome failed')
       }
@@ -170,7 +171,7 @@ export class Completer {
       }
       await this.#flushing
     }
-    for (const p of this.#queue.splice(0)) p.done(false)
+    for (const p of this.#queue.splice(0)) p.done(false, p.outcome)
   }
 }
 

@@ -65,14 +65,22 @@ export class HandBacks {
   /**
    * A task this worker has no handler for is not failed: in a rolling deploy
    * a newer worker on the queue has it. It goes back to pending and waits,
-   * visibly, for a worker that can run it. Never throws.
+   * visibly, for a worker that can run it. One statement for a claim's
+   * batch, before any slot is taken. Never throws.
    */
-  async noHandler(attempt: Attempt, log: Logger): Promise<void> {
-    log.warn('no handler for this task in this worker; handing it back for a worker that has one')
+  async noHandler(attempts: Attempt[]): Promise<void> {
+    if (attempts.length === 0) return
+    const tasks = [...new Set(attempts.map((a) => a.claimed.name))]
+    this.#log.warn({ count: attempts.length, tasks }, 'no handler for these tasks in this worker; handing them back for a worker that has one')
     try {
-      await taskDeferNoHandler(this.#db, { schema: this.#schema, ids: [attempt.id], attempts: [attempt.attempt], workerId: this.#workerId })
+      await taskDeferNoHandler(this.#db, {
+        schema: this.#schema,
+        ids: attempts.map((a) => a.id),
+        attempts: attempts.map((a) => a.attempt),
+        workerId: this.#workerId,
+      })
     } catch (err) {
-      log.error({ err }, 'could not hand back a task without a handler; its lease will expire and the sweeper retries it')
+      this.#log.error({ err, count: attempts.length }, 'could not hand back tasks without a handler; their leases will expire and the sweeper retries them')
     }
   }
 }

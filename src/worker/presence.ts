@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Executor } from '../db/executor.ts'
-import { workerRegister, workerUnregister } from '../db/worker-queries.ts'
+import { workerRegister, workerUnregister, workersPrune } from '../db/worker-queries.ts'
 
 type PresenceRow = Parameters<typeof workerRegister>[1]
 
@@ -25,6 +25,7 @@ export class WorkerPresence {
 
   /** Register now (a failure fails the worker's start, like its other start-up checks), then keep renewing. */
   async start(): Promise<void> {
+    await workersPrune(this.#db, this.#row)
     await workerRegister(this.#db, this.#row)
     this.#timer = setInterval(() => {
       workerRegister(this.#db, this.#row).catch((err: unknown) =>

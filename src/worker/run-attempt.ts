@@ -3,10 +3,8 @@ import { NonRetryableError, TaskTimeoutError, coerceError } from '../errors.ts'
 import type { TaskErrorRecord } from '../task-record.ts'
 import { clampDelayMs } from '../duration.ts'
 import { jsonbProblem, storableText, truncateText } from '../jsonb.ts'
-import { AttemptContext, type Attempt, type AttemptHost, type ClaimedTask } from './attempt.ts'
-
-// Public now, in src/errors.ts; re-exported for existing imports.
-export { TaskTimeoutError }
+import { AttemptContext, type Attempt, type AttemptHost } from './attempt.ts'
+import type { ClaimedTask } from '../db/worker-queries.ts'
 
 /**
  * What one attempt decided; the completer turns it into the fenced UPDATE.

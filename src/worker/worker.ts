@@ -3,12 +3,11 @@ import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { Service, type ServiceDeps } from '../service.ts'
 import type { TaskRelayContext } from '../db/context.ts'
-import type { Task } from '../define-task.ts'
+import { tasksByName, type Task } from '../define-task.ts'
 import { parseSettings, workerSettingsSchema, type WorkerSettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
 import { closeRedis, createRedis, unlessClosed, whenReady, type RedisConfig } from '../redis/connection.ts'
 import { decodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
-import type { ClaimedTask } from './attempt.ts'
 import { AttemptRunner } from './attempt-runner.ts'
 import { LeaseGuard } from './lease-guard.ts'
 import { registerTaskTypes } from './hand-back.ts'
@@ -78,12 +77,8 @@ export class Worker extends Service<number> {
     // A task on queue "emails" must not sit unclaimed because the worker listens on "default".
     const queues = settings.queues ?? taskQueues(tasks)
     this.settings = parseSettings(workerSettingsSchema, { ...settings, queues }, 'worker options', (w, p) => new InvalidOptionsError(w, p))
-    const byName = new Map<string, Task>()
-    for (const t of tasks) {
-      const existing = byName.get(t.name)
-      if (existing && existing !== t) throw new InvalidOptionsError('worker options', [`tasks: two different tasks are named "${t.name}"`])
-      byName.set(t.name, t)
-    }
+    const { byName, conflicts } = tasksByName(tasks)
+    if (conflicts.length > 0) throw new InvalidOptionsError('worker options', [`tasks: two different tasks are named "${conflicts[0]!.name}"`])
     this.#tasks = byName
     this.#tr = tr
     this.#redisConfig = redis
@@ -91,7 +86,9 @@ export class Worker extends Service<number> {
     this.workerId = `${workerId ?? `${hostname()}:${process.pid}`}:${randomBytes(3).toString('hex')}`
     // A few missed renewals (a busy event loop) do not make the worker look gone.
     const ttlMs = Math.max(this.settings.leaseMs, 3 * this.settings.heartbeatMs)
-    const row = { schema: tr.schema, workerId: this.workerId, queues: [...this.settings.queues], tasks: [...byName.keys()], ttlMs }
+    // Only tasks it will run: a task on a queue it does not serve is not served by it.
+    const served = [...byName.values()].filter((t) => this.settings.queues.includes(t.policy.queue)).map((t) => t.name)
+    const row = { schema: tr.schema, workerId: this.workerId, queues: [...this.settings.queues], tasks: served, ttlMs }
     this.#presence = new WorkerPresence(tr.executor, row, this.settings.heartbeatMs, this.log)
     this.#runner = new AttemptRunner({
       settings: this.settings,

@@ -271,6 +271,12 @@ describe('smaller first-hour things', () => {
     expect(r.stderr).not.toMatch(/ERR_UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING|\n\s+at /)
   })
 
+  it('a task id past bigint is a usage error naming the id, not a database error', async () => {
+    const r = await cli('status', '9999999999999999999')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('"9999999999999999999" is not a task id')
+  })
+
   it('schedules remove refuses a schedule declared in code unless --force', async () => {
     const add = await runCli(['schedules', 'add', 'from-code', 'test.echo', '--every', '1h', '--payload', '{"text":"t"}', ...TASKS], env)
     expect(add.code, add.stderr).toBe(0)

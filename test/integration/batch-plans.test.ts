@@ -4,7 +4,7 @@ import pg from 'pg'
 import { z } from 'zod'
 import { defineTask } from '../../src/index.ts'
 import { loadSql, plainArray } from '../../src/db/sql.ts'
-import { BATCH_SESSION_SQL } from '../../src/task-relay.ts'
+import { BATCH_SESSION_SQL } from '../../src/db/executor.ts'
 import { TaskRelay } from '../../src/index.ts'
 import { createTestDb, databaseUrl, type TestDb } from '../support/db.ts'
 

@@ -5,7 +5,7 @@ import { createTestDb, databaseUrl, waitUntil, type TestDb } from '../support/db
 import { defineTask } from '../../src/define-task.ts'
 import { TaskRelay } from '../../src/task-relay.ts'
 import { Scheduler, type SchedulerOptions, type SchedulerRunResult } from '../../src/scheduler/scheduler.ts'
-import { ScheduleError, ScheduleNotFoundError } from '../../src/scheduler/errors.ts'
+import { ScheduleError, ScheduleNotFoundError } from '../../src/errors.ts'
 import {
   scheduleGet,
   scheduleList,

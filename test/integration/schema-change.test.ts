@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { createTestDb, databaseUrl, type TestDb } from '../support/db.ts'
 import { makeTask } from '../support/factory.ts'
 import { defineTask, TaskRelay } from '../../src/index.ts'
+import { pgExecutor } from '../../src/db/executor.ts'
 
 /**
  * A user's migration adds a column to taskrelay's tables while the services
@@ -62,3 +63,32 @@ describe('after ALTER TABLE ... ADD COLUMN on a warm pool', () => {
     expect(updated.status).toBe('updated')
   })
 })
+
+describe('a prepared statement whose result type changed', () => {
+  it('is prepared again under a new name: one failed execution, not one per call', async () => {
+    const client = new pg.Client({ connectionString: databaseUrl() })
+    await client.connect()
+    try {
+      await client.query(`create table "${db.schema}".stale_plan (a int)`)
+      await client.query(`insert into "${db.schema}".stale_plan values (1)`)
+      let sent = 0
+      const counting = {
+        query: (config: pg.QueryConfig) => (sent++, client.query(config)),
+        getTransactionStatus: () => (client as unknown as { getTransactionStatus(): string }).getTransactionStatus(),
+      } as unknown as pg.ClientBase
+      const exec = pgExecutor(counting, { prepare: true })
+      const text = `select * from "${db.schema}".stale_plan`
+      await exec.query(text)
+      await client.query(`alter table "${db.schema}".stale_plan add column b int`)
+      sent = 0
+      expect((await exec.query(text)).rows).toEqual([{ a: 1, b: null }])
+      expect(sent).toBe(2) // the refused execution, then the statement under its new name
+      sent = 0
+      expect((await exec.query(text)).rows).toEqual([{ a: 1, b: null }])
+      expect(sent).toBe(1) // prepared again: no refusal any more
+    } finally {
+      await client.end()
+    }
+  })
+})
+

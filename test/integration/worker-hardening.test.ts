@@ -1,12 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { pino } from 'pino'
 import { Relay, Worker, defineTask, type Task } from '../../src/index.ts'
 import { Completer } from '../../src/worker/completer.ts'
 import { redisKeys } from '../../src/redis/keys.ts'
+import { taskDeferNoHandler, workerRegister } from '../../src/db/worker-queries.ts'
 import { MAX_ERROR_MESSAGE_CHARS, MAX_RESULT_BYTES } from '../../src/worker/run-attempt.ts'
 import { healthReport } from '../../src/cli/health.ts'
 import { workerHealth } from '../../src/cli/services.ts'
@@ -111,6 +111,13 @@ describe('outcomes Postgres cannot store fail that attempt alone', () => {
     expect(rows.map((r) => r.state)).toEqual(ids.map((_, i) => (i === 4 ? 'failed' : 'succeeded')))
     expect(rows[4]!.last_error!.kind).toBe('invalid_result')
     expect(rows[4]!.last_error!.message).toContain('22P05')
+    // What the worker reports (events, logs, metrics) is what the row got.
+    const reported = await new Promise<string>((resolve) =>
+      makeTask(db.pool, db.schema, { state: 'running', attempt: 1 }).then((id) =>
+        completer.record(id, 1, { state: 'succeeded', result: '"\\u0000"' }, (_recorded, written) => resolve(written.state)),
+      ),
+    )
+    expect(reported).toBe('failed')
     expect(rows[3]!.result).toBe(3)
   })
 
@@ -214,6 +221,26 @@ describe('rolling deploys', () => {
     expect(rows.filter((r) => r.state !== 'succeeded').map((r) => r.last_error)).toEqual([])
     // Deferrals cost no attempt: the one run used one.
     for (const r of rows) expect(r.max_attempts - r.attempt).toBe(2)
+  })
+})
+
+describe('deferring a task without a handler', () => {
+  async function deferOnce(workers: Array<{ queues: string[]; tasks: string[] }>): Promise<number> {
+    await db.pool.query(`delete from "${db.schema}".workers`)
+    for (const [i, w] of workers.entries()) {
+      await workerRegister(db.tr.executor, { schema: db.schema, workerId: `w${i}`, queues: w.queues, tasks: w.tasks, ttlMs: 60_000 })
+    }
+    const id = await makeTask(db.pool, db.schema, { name: 'h.defer-me', queue: 'jobs', state: 'running', attempt: 1 })
+    await taskDeferNoHandler(db.tr.executor, { schema: db.schema, ids: [id], attempts: [1], workerId: 'old' })
+    const res = await db.pool.query(`select extract(epoch from run_at - now()) * 1000 as wait from "${db.schema}".tasks where id = $1`, [id])
+    return Number(res.rows[0].wait)
+  }
+
+  it('comes back at once only while a running worker of its queue has the task', async () => {
+    expect(await deferOnce([{ queues: ['jobs'], tasks: ['h.defer-me'] }])).toBeLessThan(300)
+    // A worker that has the task but serves another queue will never claim it: back off.
+    expect(await deferOnce([{ queues: ['other'], tasks: ['h.defer-me'] }])).toBeGreaterThan(400)
+    expect(await deferOnce([])).toBeGreaterThan(400)
   })
 })
 

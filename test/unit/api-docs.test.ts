@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { relaySettingsSchema, sweeperSettingsSchema, workerSettingsSchema } from '../../src/config.ts'
-import { schedulerSettingsSchema } from '../../src/scheduler/settings.ts'
+import { schedulerSettingsSchema } from '../../src/config.ts'
 
 /**
  * docs/api.md is written by hand from the TSDoc comments (typedoc cannot run

@@ -5,7 +5,7 @@ import { parseSettings, relaySettingsSchema, sweeperSettingsSchema, workerSettin
 import { backoffDelay, defineTask } from '../../src/define-task.ts'
 import { InvalidOptionsError } from '../../src/errors.ts'
 import { Service } from '../../src/service.ts'
-import { schedulerSettingsSchema } from '../../src/scheduler/settings.ts'
+import { schedulerSettingsSchema } from '../../src/config.ts'
 
 /**
  * One rule for every duration (src/duration.ts): what drives a timer is at

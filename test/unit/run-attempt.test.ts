@@ -3,7 +3,8 @@ import { z } from 'zod'
 import { pino } from 'pino'
 import { NonRetryableError, defineTask, type Task } from '../../src/index.ts'
 import { Attempt, type AttemptHost } from '../../src/worker/attempt.ts'
-import { MAX_RESULT_BYTES, TaskTimeoutError, runAttempt, type AttemptOutcome } from '../../src/worker/run-attempt.ts'
+import { MAX_RESULT_BYTES, runAttempt, type AttemptOutcome } from '../../src/worker/run-attempt.ts'
+import { TaskTimeoutError } from '../../src/errors.ts'
 
 /**
  * The attempt outcome rules, without a database or Redis: runAttempt with a

@@ -42,8 +42,9 @@ where (s.task_name, s.cron, s.every_ms, s.timezone, s.payload, s.queue, s.priori
       (excluded.task_name, excluded.cron, excluded.every_ms, excluded.timezone, excluded.payload, excluded.queue,
        excluded.priority, excluded.max_attempts, coalesce($10::boolean, s.enabled), excluded.misfire,
        excluded.overlap, excluded.source)
--- Columns listed, never *: a prepared `returning *` fails once per pooled
--- connection after a migration adds a column.
+-- Columns listed, never *: a prepared `returning *` is refused after a
+-- migration adds a column, until it is prepared again (same list as
+-- SCHEDULE_COLUMNS in src/db/schedule-queries.ts).
 returning (xmax = 0) as created,
           id, name, task_name, cron, every_ms, timezone, payload, queue, priority, max_attempts, enabled,
           misfire, overlap, source, last_fire_at, next_fire_at, last_task_id, last_error, created_at, updated_at

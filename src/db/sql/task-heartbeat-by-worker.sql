@@ -2,10 +2,18 @@
 -- loop is blocked by a handler's synchronous code, its heartbeat timer
 -- cannot fire; renew every lease this worker instance holds, so the sweeper
 -- does not hand a task whose code is still running to another worker.
--- worker_id is unique per instance, and a lease another worker took over
--- carries that worker's id. Runs only while the loop is blocked; reads the
--- running rows through tasks_running_lease_idx.
-update :"schema".tasks
+-- Fenced by instance, not by attempt: worker_id carries a random suffix per
+-- Worker instance, a claim by anyone else overwrites it, and only running
+-- rows match, so it renews exactly the attempts this instance holds. Rows
+-- another statement has locked (a finish batch recording their outcome, a
+-- heartbeat in flight) are skipped: they need no renewal from here, and
+-- waiting on them in another order could deadlock. Runs only while the loop
+-- is blocked; finds the rows among the running ones (tasks_running_lease_idx).
+update :"schema".tasks t
    set lease_expires_at = now() + $2::bigint * interval '1 millisecond'
- where state = 'running'
-   and worker_id = $1
+  from (select id
+          from :"schema".tasks
+         where state = 'running'
+           and worker_id = $1
+           for no key update skip locked) as held
+ where t.id = held.id

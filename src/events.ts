@@ -23,6 +23,10 @@ export interface EventMap {
   'task:lease-lost': [TaskEventFields]
   'task:handed-back': [TaskEventFields]
   'worker:stale-messages': [{ count: number }]
+  /** the worker started taking tasks from this lane (lane "auto": Redis unreachable, or back) */
+  'worker:lane': [{ workerId: string; lane: 'redis' | 'postgres' }]
+  /** the relay cannot reach Redis (false) or can again (true) */
+  'relay:redis': [{ reachable: boolean }]
   'sweeper:run': [{ redispatched: number; leasesReclaimed: number; pruned: number }]
   'service:error': [{ component: string; error: Error }]
 }

@@ -12,11 +12,18 @@ export interface HealthTarget {
   busy?: () => boolean
   /** why the service cannot do its work although its loop runs (a worker whose every slot is held by a stuck handler), or null */
   impaired?: () => string | null
+  /** why the service works at reduced capacity although healthy (Redis unreachable: the Postgres lane), or null */
+  degraded?: () => string | null
 }
 
 export interface HealthReport {
   ok: boolean
-  services: Record<string, { ok: boolean; running: boolean; lastSuccessAt: string | null; consecutiveErrors: number; problem?: string }>
+  /** "degraded": every service works, some without Redis (still HTTP 200) */
+  status: 'ok' | 'degraded' | 'unhealthy'
+  services: Record<
+    string,
+    { ok: boolean; running: boolean; lastSuccessAt: string | null; consecutiveErrors: number; problem?: string; degraded?: string }
+  >
 }
 
 /**
@@ -29,6 +36,7 @@ export function healthReport(targets: readonly HealthTarget[], now = Date.now())
     const last = t.service.lastSuccessAt
     const fresh = last !== null && now - last.getTime() <= t.staleAfterMs
     const problem = t.impaired?.() ?? null
+    const degraded = t.degraded?.() ?? null
     const ok = t.service.running && problem === null && (fresh || (t.busy?.() ?? false))
     services[t.name] = {
       ok,
@@ -36,9 +44,12 @@ export function healthReport(targets: readonly HealthTarget[], now = Date.now())
       lastSuccessAt: last?.toISOString() ?? null,
       consecutiveErrors: t.service.consecutiveErrors,
       ...(problem ? { problem } : {}),
+      ...(degraded ? { degraded } : {}),
     }
   }
-  return { ok: Object.values(services).every((s) => s.ok), services }
+  const all = Object.values(services)
+  const ok = all.every((s) => s.ok)
+  return { ok, status: !ok ? 'unhealthy' : all.some((s) => s.degraded) ? 'degraded' : 'ok', services }
 }
 
 /**

@@ -44,7 +44,7 @@ export type Build = (ctx: StackContext) => HealthTarget[]
 export function relayTarget(ctx: StackContext): HealthTarget {
   const p = ctx.settings.process
   const relay = new Relay(ctx.tr, { redis: p.redisUrl!, keyPrefix: p.keyPrefix, ...ctx.settings.relay }, { events: ctx.events })
-  return { name: 'relay', service: relay, staleAfterMs: 3 * ctx.settings.relay.pollIntervalMs + 30_000 }
+  return { name: 'relay', service: relay, staleAfterMs: 3 * ctx.settings.relay.pollIntervalMs + 30_000, degraded: () => relay.degraded }
 }
 
 export function workerTarget(ctx: StackContext): HealthTarget {
@@ -52,7 +52,11 @@ export function workerTarget(ctx: StackContext): HealthTarget {
   // Queues left unset: the Worker serves the loaded tasks' queues (its own default).
   const { queues, ...settings } = ctx.settings.worker
   const given = ctx.settings.sources['worker.queues'] === 'default' ? {} : { queues }
-  const worker = new Worker(ctx.tr, { redis: p.redisUrl!, keyPrefix: p.keyPrefix, tasks: ctx.tasks, ...settings, ...given }, { events: ctx.events })
+  if (p.redisUrl === undefined && settings.lane !== 'postgres') {
+    throw new CliError('REDIS_URL (or --redis-url) is required unless the worker runs on the Postgres lane alone (--lane postgres). Nothing was changed.', EXIT.usage)
+  }
+  const redis = p.redisUrl === undefined ? {} : { redis: p.redisUrl }
+  const worker = new Worker(ctx.tr, { ...redis, keyPrefix: p.keyPrefix, tasks: ctx.tasks, ...settings, ...given }, { events: ctx.events })
   return {
     name: 'worker',
     service: worker,
@@ -62,7 +66,7 @@ export function workerTarget(ctx: StackContext): HealthTarget {
 }
 
 /** A worker's health beyond its loop: busy is fine, unless stuck handlers hold every slot. */
-export function workerHealth(worker: Worker): Pick<HealthTarget, 'busy' | 'impaired'> {
+export function workerHealth(worker: Worker): Pick<HealthTarget, 'busy' | 'impaired' | 'degraded'> {
   const { concurrency } = worker.settings
   return {
     // Every slot busy: the fetch loop waits for a slot, which is not a hang.
@@ -72,6 +76,7 @@ export function workerHealth(worker: Worker): Pick<HealthTarget, 'busy' | 'impai
       worker.stuckCount >= concurrency
         ? `every slot (${concurrency}) is held by a handler that ignored its timeout or abort (ctx.signal); restart the worker`
         : null,
+    degraded: () => worker.lane.degraded,
   }
 }
 
@@ -97,7 +102,8 @@ export async function startStack(
   req: SettingsRequest,
   flags: Record<string, unknown>,
   build: Build,
-  opts: { migrate?: boolean; needsRedis: boolean; log?: (s: ResolvedSettings) => Logger },
+  /** needsRedis: refuse to start while Redis is unreachable (a worker with --lane redis); others start degraded */
+  opts: { migrate?: boolean; needsRedis: boolean | ((s: ResolvedSettings) => boolean); log?: (s: ResolvedSettings) => Logger },
 ): Promise<Started> {
   const settings = resolveSettings(req, flags)
   const p = settings.process
@@ -117,7 +123,8 @@ export async function startStack(
   }
   try {
     // Every server is checked before anything is changed: a failed start changes nothing, as its message says.
-    if (opts.needsRedis) await checkRedis(p.redisUrl!)
+    const needsRedis = typeof opts.needsRedis === 'function' ? opts.needsRedis(settings) : opts.needsRedis
+    if (needsRedis) await checkRedis(p.redisUrl!)
     if (opts.migrate) {
       const res = await db.tr.migrate()
       log.info({ schema: p.schema, applied: res.applied, current: res.current }, res.applied.length ? 'migrations applied' : 'schema up to date')
@@ -144,11 +151,12 @@ export async function startStack(
   }
 }
 
-function longRunning(cmd: Command, components: Component[], opts: { tasks: boolean; redis: boolean }): SettingsRequest {
+/** redis "optional": read when given, required by the component itself (a worker unless --lane postgres). */
+function longRunning(cmd: Command, components: Component[], opts: { tasks: boolean; redis: boolean | 'optional' }): SettingsRequest {
   const process = LONG_RUNNING.filter((k) => opts.redis || (k !== 'redisUrl' && k !== 'keyPrefix'))
   const req: SettingsRequest = {
     process: opts.tasks ? [...process, 'tasks'] : process,
-    required: ['databaseUrl', ...(opts.redis ? (['redisUrl'] as const) : []), ...(opts.tasks ? (['tasks'] as const) : [])],
+    required: ['databaseUrl', ...(opts.redis === true ? (['redisUrl'] as const) : []), ...(opts.tasks ? (['tasks'] as const) : [])],
     components,
   }
   addSettingOptions(cmd, req)
@@ -208,14 +216,14 @@ export function registerServiceCommands(program: Command): void {
     .description('Run a relay: wakes on NOTIFY when tasks are committed and pushes them to Redis in batches. Run two or more for availability; they coordinate through row locks.')
     .addHelpText('after', examples(['taskrelay relay', 'REDIS_URL=redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster taskrelay relay --batch-size 1000 --health-port 8080']))
   const relayReq = longRunning(relayCmd, ['relay'], { tasks: false, redis: true })
-  relayCmd.action((flags: Record<string, unknown>) => runForever('relay', relayReq, flags, (ctx) => [relayTarget(ctx)], { needsRedis: true }))
+  relayCmd.action((flags: Record<string, unknown>) => runForever('relay', relayReq, flags, (ctx) => [relayTarget(ctx)], { needsRedis: false }))
 
   const workerCmd = program
     .command('worker')
     .summary('run task handlers')
     .description(
-      'Run a worker: takes task ids from Redis, claims each task in PostgreSQL with a fenced UPDATE, runs its ' +
-        'handler and records the outcome. --tasks names a module exporting your tasks (defineTask). On SIGTERM ' +
+      'Run a worker: takes task ids from Redis (or, while Redis is unreachable or with --lane postgres, due tasks straight ' +
+        'from PostgreSQL), claims each task in PostgreSQL with a fenced UPDATE, runs its handler and records the outcome. --tasks names a module exporting your tasks (defineTask). On SIGTERM ' +
         'running tasks get --shutdown-grace-ms to finish; the rest are handed back without using an attempt.',
     )
     .addHelpText(
@@ -226,8 +234,9 @@ export function registerServiceCommands(program: Command): void {
         'TASKRELAY_TASKS=./dist/tasks.js TASKRELAY_WORKER_CONCURRENCY=20 taskrelay worker --health-port 8080',
       ]),
     )
-  const workerReq = longRunning(workerCmd, ['worker'], { tasks: true, redis: true })
-  workerCmd.action((flags: Record<string, unknown>) => runForever('worker', workerReq, flags, (ctx) => [workerTarget(ctx)], { needsRedis: true }))
+  const workerReq = longRunning(workerCmd, ['worker'], { tasks: true, redis: 'optional' })
+  const workerNeedsRedis = (s: ResolvedSettings) => s.worker.lane === 'redis'
+  workerCmd.action((flags: Record<string, unknown>) => runForever('worker', workerReq, flags, (ctx) => [workerTarget(ctx)], { needsRedis: workerNeedsRedis }))
 
   const sweeperCmd = program
     .command('sweeper')
@@ -251,7 +260,13 @@ export function registerServiceCommands(program: Command): void {
   schedulerCmd.action((flags: Record<string, unknown>) => runForever('scheduler', schedulerReq, flags, (ctx) => [schedulerTarget(ctx)], { needsRedis: false }))
 }
 
-async function runForever(command: string, req: SettingsRequest, flags: Record<string, unknown>, build: Build, opts: { needsRedis: boolean }): Promise<void> {
+async function runForever(
+  command: string,
+  req: SettingsRequest,
+  flags: Record<string, unknown>,
+  build: Build,
+  opts: { needsRedis: boolean | ((s: ResolvedSettings) => boolean) },
+): Promise<void> {
   trapEarlySignals()
   const started = await startStack(command, req, flags, build, opts)
   await waitForSignal(started.log, started.stop)

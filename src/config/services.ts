@@ -5,6 +5,10 @@ import { delayMs, queueNameSchema, strictOptions, timerMs } from './fields.ts'
 
 const positive = z.number().int().min(1)
 
+/** Where a worker takes tasks from (WorkerSettings.lane). */
+export const WORKER_LANES = ['auto', 'redis', 'postgres'] as const
+export type WorkerLane = (typeof WORKER_LANES)[number]
+
 export const relaySettingsSchema = strictOptions({
   /** rows claimed per round trip */
   batchSize: positive.max(10_000).default(500),
@@ -34,9 +38,26 @@ export const workerSettingsSchema = strictOptions({
   prefetch: z.number().int().min(0).max(10_000).optional(),
   /** group commit: outcomes are flushed at most this late */
   flushIntervalMs: timerMs(0).default(2),
+  /**
+   * where tasks come from: "auto" takes them from Redis and straight from
+   * Postgres while Redis is unreachable; "redis" waits for Redis; "postgres"
+   * never uses Redis (run no relay then)
+   */
+  lane: z.enum(WORKER_LANES).default('auto'),
+  /** how often this worker renews its row in the workers table (one UPDATE per worker, not per task) */
+  presenceMs: timerMs(50).default(1000),
+  /** a worker whose row was not renewed for this long is presumed dead: the sweeper retries its tasks */
+  lostAfterMs: timerMs(200).default(5000),
 })
   .default({} as never)
   .superRefine((w, ctx) => {
+    if (w.lostAfterMs <= 2 * w.presenceMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['lostAfterMs'],
+        message: `must be more than twice presenceMs (${w.presenceMs}), got ${w.lostAfterMs}, or one slow renewal makes a live worker look dead`,
+      })
+    }
     if (w.leaseMs <= 2 * w.heartbeatMs) {
       ctx.addIssue({
         code: 'custom',
@@ -47,7 +68,7 @@ export const workerSettingsSchema = strictOptions({
   })
 
 export const sweeperSettingsSchema = strictOptions({
-  intervalMs: timerMs(10).default(5000),
+  intervalMs: timerMs(10).default(2000),
   /** a dispatched task not claimed within this goes back to pending */
   dispatchTimeoutMs: delayMs(100).default(30_000),
   /** finished tasks older than this are deleted */

@@ -1,5 +1,5 @@
 import type { Executor } from './executor.ts'
-import { quoteIdent } from './sql.ts'
+import { loadSql, quoteIdent } from './sql.ts'
 import { TASK_ROW_SELECT, type TaskRow } from '../task-record.ts'
 
 /** Single-task reads and changes behind the facade's getTask, cancel and retry. */
@@ -14,4 +14,10 @@ export async function taskGetRow(db: Executor, p: { schema: string; id: string }
 export async function taskChangeState(db: Executor, p: { schema: string; id: string; change: 'cancel' | 'retry' }): Promise<boolean> {
   const res = await db.query<{ ok: boolean }>(`select ${quoteIdent(p.schema)}.${p.change}($1) as ok`, [p.id])
   return res.rows[0]?.ok === true
+}
+
+/** Milliseconds until the earliest delayed task falls due, or null (relay-next-due.sql): idle relays and Postgres lanes wake then. */
+export async function tasksNextDueInMs(db: Executor, p: { schema: string }): Promise<number | null> {
+  const res = await db.query<{ due_in_ms: number | null }>(loadSql('relay-next-due.sql', p.schema))
+  return res.rows[0]?.due_in_ms ?? null
 }

@@ -32,6 +32,16 @@ export async function taskClaimBatch(
   return res.rows
 }
 
+/** Postgres lane: claim due tasks of these queues straight from Postgres (task-claim-due.sql). */
+export async function taskClaimDue(
+  db: Executor,
+  p: { schema: string; queues: readonly string[]; limit: number; leaseMs: number; workerId: string; strandedAfterMs: number; held: readonly string[] },
+): Promise<ClaimedTask[]> {
+  const params = [p.queues, p.limit, p.leaseMs, p.workerId, p.strandedAfterMs, plainArray(p.held)]
+  const res = await db.query<ClaimedTask>(loadSql('task-claim-due.sql', p.schema), params)
+  return res.rows
+}
+
 /** Back to pending, runnable at once, no attempt used (task-hand-back.sql); returns the ids it matched. */
 export async function taskHandBack(
   db: Executor,

@@ -10,7 +10,8 @@ import type { Wakeups } from '../db/poller.ts'
 import { createRedis, checkEvictionPolicy, closeRedis, type RedisConfig } from '../redis/connection.ts'
 import { encodeMessage, redisKeys, type Keys } from '../redis/keys.ts'
 import { StaleMessageCollector, StaleMessageSchedule, type StaleMessagesResult } from './stale-messages.ts'
-import { WakeTimer } from './wake-timer.ts'
+import { TaskReadyWakeups } from '../wake-timer.ts'
+import { tasksNextDueInMs } from '../db/task-queries.ts'
 import { redispatchWindow } from './after-reconnect.ts'
 
 export interface RelayOptions extends Partial<RelaySettings> {
@@ -61,6 +62,8 @@ export class Relay extends Service<RelayRoundResult> {
   /** queue -> list length after our last push, for queues at or over the backlog bound */
   readonly #saturated = new Map<string, number>()
   #everReady = false
+  /** Redis was found unreachable at the last round (said once, see #sayReachable) */
+  #unreachable = false
   #lostAt: number | null = null // performance.now() of the earliest connection loss not yet followed by a re-dispatch
   #closes = 0
   /** identifies this relay's row in the relays table */
@@ -71,8 +74,8 @@ export class Relay extends Service<RelayRoundResult> {
   #dispatchSql: string | undefined
   /** the queue the last round ended on: the next round's walk starts after it */
   #lastQueue = ''
-  /** wakes the loop when the earliest announced retry is due */
-  readonly #dueTimer = new WakeTimer(() => this.wake())
+  /** wakes the loop on task_ready, and when the earliest announced retry or delayed task is due */
+  readonly #wakeups = new TaskReadyWakeups(() => this.wake())
   readonly #staleCollector: StaleMessageCollector
   readonly #staleSchedule: StaleMessageSchedule
 
@@ -111,7 +114,7 @@ export class Relay extends Service<RelayRoundResult> {
     await checkEvictionPolicy(redis, this.log)
     this.#listener = this.#tr.connections.listen(
       [this.#tr.channels.taskReady],
-      { onNotify: (_channel, payload) => this.#onTaskReady(payload), onCatchUp: () => this.wake() },
+      { onNotify: (_channel, payload) => this.#wakeups.onNotify(payload), onCatchUp: () => this.wake() },
       this.log,
       Math.min(this.settings.pollIntervalMs, POLL_WITHOUT_LISTEN_MS),
     )
@@ -122,7 +125,7 @@ export class Relay extends Service<RelayRoundResult> {
   protected override async onStop(): Promise<void> {
     await this.#listener?.close()
     this.#listener = null
-    this.#dueTimer.clear()
+    this.#wakeups.clear()
     closeRedis(this.#redis)
     this.#redis = null
     await this.#staleSchedule.settled() // a pass on the closed connection fails at once
@@ -145,9 +148,26 @@ export class Relay extends Service<RelayRoundResult> {
 
   async runOnce(): Promise<RelayRoundResult> {
     const redis = this.#requireRedis()
+    // Dispatching into a Redis that cannot be reached only churns rows: they stay pending, for the Postgres lane.
+    if (!this.#sayReachable(redis.status === 'ready')) return { dispatched: 0, more: false, saturatedQueues: [] }
     const round = await this.#dispatchRound(redis)
     this.#staleSchedule.maybeStart(this.clock.now().getTime(), () => this.pruneStaleMessages())
     return round
+  }
+
+  /** Why the relay is degraded (null: it is not): Redis cannot be reached. */
+  get degraded(): string | null {
+    return this.#unreachable ? 'redis unreachable: not dispatching; tasks stay in Postgres for workers on the Postgres lane' : null
+  }
+
+  /** One line and one event when Redis becomes unreachable or reachable again; returns `reachable`. */
+  #sayReachable(reachable: boolean): boolean {
+    if (reachable === !this.#unreachable) return reachable
+    this.#unreachable = !reachable
+    this.events.emit('relay:redis', { reachable })
+    if (reachable) this.log.info('redis is reachable again: dispatching')
+    else this.log.warn('redis is unreachable: not dispatching until it is back; workers take due tasks straight from Postgres meanwhile')
+    return reachable
   }
 
   /** Resolves once the background stale-message pass started by runOnce() (if any) is over. */
@@ -187,7 +207,7 @@ export class Relay extends Service<RelayRoundResult> {
     const rows = res.rows
     if (rows.length === 0) {
       // Going idle: wake when the next delayed task falls due, not at the next poll.
-      if (performance.now() >= this.#lingerUntil) await this.#wakeForNextDelayed()
+      if (performance.now() >= this.#lingerUntil) this.#wakeups.nextDueIn(await tasksNextDueInMs(this.#tr.executor, this.#tr), this.settings.pollIntervalMs)
       return { dispatched: 0, more: false, saturatedQueues: saturated }
     }
     if (rows.length >= BUSY_ROUND_ROWS) this.#lingerUntil = performance.now() + this.settings.lingerMs
@@ -224,24 +244,6 @@ export class Relay extends Service<RelayRoundResult> {
     this.events.emit('relay:batch', { dispatched: rows.length, byQueue: counts, durationMs, ids: rows.map((r) => String(r.id)) })
     this.log.debug({ dispatched: rows.length, byQueue: counts, durationMs }, 'dispatched batch')
     return { dispatched: rows.length, more: rows.length === this.settings.batchSize, saturatedQueues: saturated }
-  }
-
-  /**
-   * A task_ready NOTIFY. Enqueues send an empty payload (due now); retries
-   * send the milliseconds until the first is due, so the relay wakes then
-   * instead of at its next poll (pollIntervalMs).
-   */
-  #onTaskReady(payload: string): void {
-    const inMs = payload === '' ? 0 : Number(payload)
-    if (!(inMs > 0) || !Number.isFinite(inMs)) return this.wake()
-    this.#dueTimer.in(inMs)
-  }
-
-  /** Sets the wake-up timer for the earliest delayed task, if it falls due before the next poll. */
-  async #wakeForNextDelayed(): Promise<void> {
-    const res = await this.#tr.executor.query<{ due_in_ms: number | null }>(loadSql('relay-next-due.sql', this.#tr.schema))
-    const inMs = res.rows[0]?.due_in_ms
-    if (inMs != null && inMs < this.settings.pollIntervalMs) this.#dueTimer.in(Math.max(1, Math.ceil(inMs)))
   }
 
   /** Queues that were over the bound: re-read their length, release those below it. */

@@ -54,7 +54,7 @@ export class Sweeper extends Service<SweepResult> {
     const db = this.#tr.executor
     const schema = this.#tr.schema
     const stale = await db.query<{ count: number }>(loadSql('sweeper-redispatch-stale.sql', schema), [this.settings.dispatchTimeoutMs, BATCH])
-    const leases = await db.query<{ retried: number; failed: number }>(loadSql('sweeper-reclaim-expired-leases.sql', schema), [
+    const leases = await db.query<{ retried: number; failed: number }>(loadSql('sweeper-reclaim-lost.sql', schema), [
       BATCH,
       this.settings.lostWorkerRetryDelayMs,
     ])

@@ -69,8 +69,10 @@ export class AttemptRunner {
     this.#handBacks = new HandBacks(o.batchDb, o.schema, o.workerId, o.log, o.events)
     logTaskOutcomes(o.events, o.log, o.workerId)
     this.#completer = new Completer(o.transitionDb, o.schema, o.settings.flushIntervalMs, o.log)
-    const { leaseMs, heartbeatMs } = o.settings
-    this.#guard = o.guardConnection ? new LeaseGuard({ connection: o.guardConnection, schema: o.schema, workerId: o.workerId, leaseMs, heartbeatMs }, o.log) : null
+    const { leaseMs, heartbeatMs, presenceMs, lostAfterMs } = o.settings
+    // The guard stands in for both renewals while the loop is blocked: it acts after the shorter one is missed.
+    const guardData = { connection: o.guardConnection!, schema: o.schema, workerId: o.workerId, leaseMs, heartbeatMs: Math.min(heartbeatMs, presenceMs), presenceTtlMs: lostAfterMs }
+    this.#guard = o.guardConnection ? new LeaseGuard(guardData, o.log) : null
     this.#leases = new LeaseKeeper({
       db: o.batchDb,
       schema: o.schema,
@@ -78,7 +80,7 @@ export class AttemptRunner {
       heartbeatMs,
       log: o.log,
       attempts: () => this.#inflight.values(),
-      renewedElsewhereAt: () => this.#guard?.lastRenewedAt ?? 0,
+      renewedElsewhereAt: this.renewedElsewhereAt,
     })
   }
 
@@ -88,10 +90,18 @@ export class AttemptRunner {
     this.log.warn('no lease guard (its thread needs a pg.Pool whose settings can be copied): a handler that blocks the event loop past a lease may run twice')
   }
 
-  /** Handlers running now. */
-  get activeCount(): number {
-    return this.#slots.busy
+  /** When the lease guard last renewed this worker's leases and row (epoch ms; 0 if never). */
+  readonly renewedElsewhereAt = (): number => this.#guard?.lastRenewedAt ?? 0
+  /** Ids of the tasks this worker holds (claimed and not yet forgotten). */
+  readonly heldIds = (): string[] => [...this.#inflight.keys()]
+
+  /** This worker may be taken for dead (its row not renewed in time): stop every attempt, as a lost lease would. */
+  abortAll(): void {
+    for (const a of this.#inflight.values()) if (a.active && !a.recording) a.abort(new LeaseLostError(a.id, a.attempt))
   }
+
+  /** Handlers running now. */
+  get activeCount(): number { return this.#slots.busy }
 
   /**
    * Handlers still running after their attempt ended (timeout or abort)
@@ -242,15 +252,8 @@ export class AttemptRunner {
   }
 
   /** How many messages to pop: waits until there is room (or stop began). */
-  async freeSlots(reserved: () => number): Promise<number> {
-    for (;;) {
-      const free = this.#slots.free(this.#ready.length + reserved())
-      if (free > 0 || this.#stopSignal().aborted) return free
-      await this.#slots.changed(this.#stopSignal())
-      // Handlers that finish together free their slots in the same turn of the
-      // event loop: collect them all, so the next read pops a batch, not one.
-      await new Promise<void>((resolve) => setImmediate(resolve))
-    }
+  freeSlots(reserved: () => number): Promise<number> {
+    return this.#slots.whenFree(() => this.#ready.length + reserved(), this.#stopSignal())
   }
 
   releaseSlots(): void {

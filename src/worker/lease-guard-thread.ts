@@ -2,7 +2,9 @@
  * The lease guard's thread (see lease-guard.ts). It shares a clock with the
  * worker's event loop: slot 0 is the loop's last pulse, slot 1 the guard's
  * last renewal, both in epoch ms. It needs no list of attempts: the rows a
- * worker instance holds are the running rows with its worker_id.
+ * worker instance holds are the running rows with its worker_id. It renews
+ * the worker's own row too: a blocked loop cannot, and the sweeper would
+ * take the worker for dead.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import pg from 'pg'
@@ -13,7 +15,10 @@ export interface LeaseGuardData {
   schema: string
   workerId: string
   leaseMs: number
+  /** the loop counts as blocked once it misses this long (the shorter of heartbeatMs and presenceMs) */
   heartbeatMs: number
+  /** the worker row's renewal: it expires this long after (lostAfterMs) */
+  presenceTtlMs: number
   shared: SharedArrayBuffer
 }
 
@@ -31,7 +36,7 @@ async function renew(blockedMs: number): Promise<void> {
       client.on('error', () => (client = null))
       await client.connect()
     }
-    const res = await client.query(statement, [data.workerId, data.leaseMs])
+    const res = await client.query(statement, [data.workerId, data.leaseMs, data.presenceTtlMs])
     Atomics.store(clock, 1, BigInt(sentAt))
     parentPort?.postMessage({ type: 'renewed', count: res.rowCount ?? 0, blockedMs })
   } catch (err) {

@@ -35,6 +35,18 @@ export class Slots {
     return Math.max(0, this.concurrency + prefetch - this.busy - queued)
   }
 
+  /** How many tasks to take, waiting until there is room (or `signal` is aborted). */
+  async whenFree(queued: () => number, signal: AbortSignal): Promise<number> {
+    for (;;) {
+      const free = this.free(queued())
+      if (free > 0 || signal.aborted) return free
+      await this.changed(signal)
+      // Handlers that finish together free their slots in the same turn of the
+      // event loop: collect them all, so the next read pops a batch, not one.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+
   /** Resolves at the next notify(), or at once when `signal` is (or gets) aborted. */
   changed(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return Promise.resolve()

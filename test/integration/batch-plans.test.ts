@@ -83,9 +83,19 @@ describe('generic plans of the batch writes (0005)', () => {
     expect(plan).toContain('task_dependencies_depends_on_idx')
   })
 
-  it('the sweeper still uses the lease index', async () => {
-    const plan = await genericPlan('sweeper-reclaim-expired-leases.sql', [100, 0])
+  it('the sweeper finds lost tasks by lease and by silent worker through indexes (0011)', async () => {
+    const plan = await genericPlan('sweeper-reclaim-lost.sql', [100, 0])
     expect(plan).toContain('tasks_running_lease_idx')
+    expect(plan).toContain('tasks_running_worker_idx')
+    expect(plan).not.toMatch(/Seq Scan on tasks/)
+  })
+
+  it("the Postgres lane's claim reads the pending and dispatched indexes, never a whole table (0011)", async () => {
+    const plan = await genericPlan('task-claim-due.sql', ['{plans_lane_a,plans_lane_b}', 10, 30_000, 'w', 1000, '{1,2}'])
+    expect(plan).toContain('tasks_pending_idx')
+    expect(plan).toContain('tasks_dispatched_idx')
+    expect(plan).toContain('tasks_running_worker_idx')
+    expect(plan).not.toMatch(/Seq Scan on tasks/)
   })
 
   it("the sweeper's stale-dispatch scan reads only the running and dispatched indexes", async () => {

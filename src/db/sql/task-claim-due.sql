@@ -1,0 +1,75 @@
+-- Worker, Postgres lane: claim up to $2 due tasks of its queues ($1, in the
+-- order to serve them: the worker rotates it, so queues take turns) straight
+-- from Postgres, without Redis. Used while Redis is unreachable (lane
+-- "auto") or always (lane "postgres").
+--
+-- Pending rows, best first, as the relay would pick them (tasks_pending_idx
+-- leads with queue). With $5 set, also dispatched rows whose Redis message
+-- has waited over $5 ms: it may sit in a Redis the worker cannot reach. The
+-- claim is the same fenced move as the Redis lane's: attempt + 1, a lease,
+-- this worker's id, and the dispatch token cleared, so a message left in
+-- Redis for a row claimed here finds no match (task-claim-batch.sql) and is
+-- dropped as stale. SKIP LOCKED lets relays and other workers take other
+-- rows side by side; a row is claimed by exactly one of them.
+--
+-- Rows this worker instance claimed but does not hold ($4 is unique per
+-- instance; $6 the ids it holds) come back as they are, same attempt: a
+-- claim whose reply was lost after its commit (a Postgres restart) is not
+-- left running with nobody on it until its lease expires.
+with pending as (
+  select c.id
+    from unnest($1::text[]) as q(queue)
+   cross join lateral (
+     select t.id
+       from :"schema".tasks t
+      where t.state = 'pending'
+        and t.queue = q.queue
+        and t.run_at <= now()
+      order by t.priority desc, t.run_at, t.id
+      limit $2
+        for update skip locked
+   ) c
+   limit $2
+), stranded as (
+  select c.id
+    from unnest($1::text[]) as q(queue)
+   cross join lateral (
+     select t.id
+       from :"schema".tasks t
+      where t.state = 'dispatched'
+        and t.queue = q.queue
+        and t.dispatched_at < now() - $5::bigint * interval '1 millisecond'
+      order by t.dispatched_at
+      limit $2
+        for update skip locked
+   ) c
+   where $5::bigint is not null
+   limit $2
+), orphaned as (
+  -- tasks_running_worker_idx (0011)
+  select t.id
+    from :"schema".tasks t
+   where t.state = 'running'
+     and t.worker_id = $4
+     and t.id <> all ($6::bigint[])
+     for update skip locked
+), picked as (
+  -- Orphans, then stranded rows: they have waited longest.
+  select id from orphaned
+  union all
+  select id from stranded
+  union all
+  select id from pending
+  limit $2
+)
+update :"schema".tasks t
+   set state = 'running',
+       attempt = case when t.state = 'running' then t.attempt else t.attempt + 1 end,
+       dispatched_at = case when t.state = 'pending' then now() else t.dispatched_at end,
+       dispatch_token = null,
+       started_at = case when t.state = 'running' then t.started_at else now() end,
+       lease_expires_at = now() + $3::bigint * interval '1 millisecond',
+       worker_id = $4
+ where t.id = any (array(select id from picked))
+returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,
+          (extract(epoch from t.created_at) * 1000)::float8 as created_ms

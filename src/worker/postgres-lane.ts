@@ -1,0 +1,127 @@
+import type { Logger } from 'pino'
+import type { TaskRelayContext } from '../db/context.ts'
+import type { Wakeups } from '../db/poller.ts'
+import { loadSql } from '../db/sql.ts'
+import { tasksNextDueInMs } from '../db/task-queries.ts'
+import { taskClaimDue, type ClaimedTask } from '../db/worker-queries.ts'
+import { TaskReadyWakeups } from '../wake-timer.ts'
+
+/** Safety-net poll of the Postgres lane when no NOTIFY comes (a Kysely db cannot LISTEN; a notification lost in a reconnect). */
+const POLL_MS = 1000
+/**
+ * A dispatched task whose message waited this long may sit in a Redis this
+ * worker cannot reach: the Postgres lane claims it too. Long enough that
+ * workers still reading Redis normally claim their own messages first.
+ */
+export const STRANDED_AFTER_MS = 2000
+
+/**
+ * The worker's Postgres lane: due tasks claimed straight from Postgres
+ * (task-claim-due.sql, SKIP LOCKED, the same fenced claim as messages from
+ * Redis), woken by the task_ready NOTIFY that enqueues and retries send.
+ * While it is in use, the worker is registered in the relays table as
+ * something to wake, so enqueues notify even when no relay runs.
+ */
+export class PostgresLane {
+  readonly #tr: TaskRelayContext
+  readonly #queues: string[]
+  readonly #workerId: string
+  readonly #leaseMs: number
+  readonly #log: Logger
+  #listener: Wakeups | null = null
+  #registered = false
+  /** the queue to serve first next time: queues take turns */
+  #turn = 0
+  #wake: (() => void) | null = null
+  /** a wake-up that came while nobody waited: the next wait returns at once */
+  #woken = false
+  readonly #wakeups = new TaskReadyWakeups(() => this.wake())
+
+  constructor(tr: TaskRelayContext, o: { queues: readonly string[]; workerId: string; leaseMs: number; log: Logger }) {
+    this.#tr = tr
+    this.#queues = [...o.queues]
+    this.#workerId = o.workerId
+    this.#leaseMs = o.leaseMs
+    this.#log = o.log
+  }
+
+  /** Listen for task_ready and register to be woken by enqueues (idempotent). */
+  async open(): Promise<void> {
+    if (!this.#registered) {
+      await this.#tr.executor.query(loadSql('relay-register.sql', this.#tr.schema), [this.#relayRowId])
+      this.#registered = true
+    }
+    this.#listener ??= this.#tr.connections.listen(
+      [this.#tr.channels.taskReady],
+      { onNotify: (_channel, payload) => this.#wakeups.onNotify(payload), onCatchUp: () => this.wake() },
+      this.#log,
+      POLL_MS,
+    )
+    await this.#listener.ready()
+  }
+
+  /** Stop being woken (back on Redis, or stopping). */
+  async close(): Promise<void> {
+    this.#wakeups.clear()
+    const listener = this.#listener
+    this.#listener = null
+    await listener?.close()
+    if (this.#registered) {
+      this.#registered = false
+      await this.#tr.executor.query(loadSql('relay-unregister.sql', this.#tr.schema), [this.#relayRowId]).catch((err: unknown) => {
+        this.#log.warn({ err }, 'could not unregister the postgres lane from the relays table; its row expires by itself')
+      })
+    }
+    this.wake()
+  }
+
+  get #relayRowId(): string {
+    return `worker:${this.#workerId}`
+  }
+
+  /** Claim up to `limit` due tasks of this worker's queues, queues taking turns at being first; `held`: ids this worker holds. */
+  async claim(limit: number, held: readonly string[]): Promise<ClaimedTask[]> {
+    const start = this.#turn++ % this.#queues.length
+    const queues = [...this.#queues.slice(start), ...this.#queues.slice(0, start)]
+    return taskClaimDue(this.#tr.batchExecutor, {
+      schema: this.#tr.schema,
+      queues,
+      limit,
+      leaseMs: this.#leaseMs,
+      workerId: this.#workerId,
+      strandedAfterMs: STRANDED_AFTER_MS,
+      held,
+    })
+  }
+
+  /** Nothing due now: wake when the earliest delayed task falls due, if before the next poll. */
+  async wakeForNextDelayed(): Promise<void> {
+    this.#wakeups.nextDueIn(await tasksNextDueInMs(this.#tr.executor, this.#tr), POLL_MS)
+  }
+
+  /** Wait for a task_ready NOTIFY, a wake(), or the safety-net poll. */
+  async waitForWork(signal: AbortSignal): Promise<void> {
+    if (this.#woken || signal.aborted) {
+      this.#woken = false
+      return
+    }
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        this.#wake = null
+        resolve()
+      }
+      const timer = setTimeout(done, POLL_MS)
+      signal.addEventListener('abort', done, { once: true })
+      this.#wake = done
+    })
+    this.#woken = false
+  }
+
+  /** End the current wait (a NOTIFY, Redis back, stop). */
+  wake(): void {
+    if (this.#wake) this.#wake()
+    else this.#woken = true
+  }
+}

@@ -8,6 +8,12 @@
  *   dispatch query returned → RPUSH replied → worker BLMPOP returned →
  *   claim query returned → handler started
  *
+ * or, when an idle worker claims straight from Postgres on the enqueue's
+ * NOTIFY (the Postgres lane beside Redis, issue 17):
+ *
+ *   enqueue call → enqueue returned → worker got NOTIFY → claim returned → handler started
+ *
+ * Each path is reported apart, then every task end to end.
  * Prints the p50, p90 and p99 of each hop. Bench-only; nothing in src/ knows.
  *
  *   node bench/tools/latency-trace.ts [tasks=300] [intervalMs=10]
@@ -35,7 +41,7 @@ const marks: Mark[] = []
 const mark = (label: string) => marks.push([label, nowMs()])
 
 /** Record when queries whose text contains `needle` return, under `label`. */
-function traceQueries(rules: Array<[needle: string, label: string]>) {
+function traceQueries(rules: Array<[needle: string, label: string]>, notifyLabel: string) {
   const orig = pg.Pool.prototype.query as (...a: unknown[]) => unknown
   pg.Pool.prototype.query = function (this: unknown, ...args: unknown[]) {
     const cfg = args[0] as { text?: string } | string
@@ -51,7 +57,7 @@ function traceQueries(rules: Array<[needle: string, label: string]>) {
   } as typeof pg.Pool.prototype.query
   const emit = pg.Client.prototype.emit
   pg.Client.prototype.emit = function (this: pgTypes.Client, event: string | symbol, ...a: unknown[]) {
-    if (event === 'notification') mark('relay: NOTIFY arrived')
+    if (event === 'notification') mark(notifyLabel)
     return emit.call(this, event, ...a)
   } as typeof emit
 }
@@ -73,11 +79,11 @@ async function child(role: string) {
   const tr = new TaskRelay({ db: pool, schema })
   let service: { start(): Promise<void>; stop(): Promise<void> }
   if (role === 'relay') {
-    traceQueries([["set state = 'dispatched'", 'relay: dispatch returned']])
+    traceQueries([["set state = 'dispatched'", 'relay: dispatch returned']], 'relay: NOTIFY arrived')
     traceRedis([['rpush', 'relay: RPUSH replied']])
     service = new Relay(tr, { redis: REDIS_URL, keyPrefix: prefix })
   } else {
-    traceQueries([["set state = 'running'", 'worker: claim returned']])
+    traceQueries([["set state = 'running'", 'worker: claim returned']], 'worker: NOTIFY arrived')
     traceRedis([['blmpop', 'worker: BLMPOP returned']])
     service = new Worker(tr, { redis: REDIS_URL, keyPrefix: prefix, tasks: [task], concurrency: 50 })
   }
@@ -121,18 +127,24 @@ async function main() {
   )
   const all = [...marks, ...childMarks.flat()].sort((a, b) => a[1] - b[1])
   // Split the timeline into one segment per task: each starts at an "enqueue call".
-  const order = ['enqueue call', 'enqueue returned', 'relay: NOTIFY arrived', 'relay: dispatch returned', 'relay: RPUSH replied', 'worker: BLMPOP returned', 'worker: claim returned', 'worker: handler started']
+  const viaRedis = ['enqueue call', 'enqueue returned', 'relay: NOTIFY arrived', 'relay: dispatch returned', 'relay: RPUSH replied', 'worker: BLMPOP returned', 'worker: claim returned', 'worker: handler started']
+  const direct = ['enqueue call', 'enqueue returned', 'worker: NOTIFY arrived', 'worker: claim returned', 'worker: handler started']
   const hops = new Map<string, number[]>()
+  const add = (key: string, x: number) => hops.set(key, [...(hops.get(key) ?? []), x])
   let seg: Mark[] = []
   const flush = () => {
     const first = new Map<string, number>()
     for (const [l, t] of seg) if (!first.has(l)) first.set(l, t)
+    // A task the relay dispatched went through Redis; one it did not, straight from Postgres.
+    const order = first.has('relay: dispatch returned') ? viaRedis : direct
+    const path = order === viaRedis ? 'via relay and Redis' : 'claimed from Postgres by the idle worker'
     if (order.every((l) => first.has(l))) {
       for (let i = 1; i < order.length; i++) {
         const [from, to] = [order[i - 1]!, order[i]!]
-        hops.set(`${from} → ${to}`, [...(hops.get(`${from} → ${to}`) ?? []), first.get(to)! - first.get(from)!])
+        add(`[${path}] ${from} → ${to}`, first.get(to)! - first.get(from)!)
       }
-      hops.set('TOTAL', [...(hops.get('TOTAL') ?? []), first.get(order.at(-1)!)! - first.get(order[0]!)!])
+      add(`[${path}] TOTAL`, first.get(order.at(-1)!)! - first.get(order[0]!)!)
+      add('ALL TASKS: enqueue call → handler started', first.get(order.at(-1)!)! - first.get(order[0]!)!)
     }
     seg = []
   }
@@ -142,8 +154,10 @@ async function main() {
   }
   flush()
   const ms = (xs: number[], p: number) => percentile(xs, p).toFixed(3).padStart(7)
-  console.log(`complete traces: ${hops.get('TOTAL')?.length ?? 0} of ${total}`)
-  for (const [k, xs] of hops) console.log(`${ms(xs, 50)} ms p50 ${ms(xs, 90)} ms p90 ${ms(xs, 99)} ms p99  ${k}`)
+  console.log(`complete traces: ${hops.get('ALL TASKS: enqueue call → handler started')?.length ?? 0} of ${total}`)
+  for (const [k, xs] of [...hops].sort(([a], [b]) => a.localeCompare(b))) {
+    console.log(`${ms(xs, 50)} ms p50 ${ms(xs, 90)} ms p90 ${ms(xs, 99)} ms p99  (${String(xs.length).padStart(3)})  ${k}`)
+  }
   await pool.query(`drop schema if exists ${schema} cascade`)
   await tr.close()
   await pool.end()

@@ -19,8 +19,9 @@ export const STRANDED_AFTER_MS = 2000
  * The worker's Postgres lane: due tasks claimed straight from Postgres
  * (task-claim-due.sql, SKIP LOCKED, the same fenced claim as messages from
  * Redis), woken by the task_ready NOTIFY that enqueues and retries send.
- * While it is in use, the worker is registered in the relays table as
- * something to wake, so enqueues notify even when no relay runs.
+ * Open for the worker's whole run (lanes "auto" and "postgres"): it is
+ * registered in the relays table as something to wake, so enqueues notify
+ * even when no relay runs, and an idle worker on the Redis lane hears them.
  */
 export class PostgresLane {
   readonly #tr: TaskRelayContext
@@ -36,6 +37,8 @@ export class PostgresLane {
   /** a wake-up that came while nobody waited: the next wait returns at once */
   #woken = false
   readonly #wakeups = new TaskReadyWakeups(() => this.wake())
+  /** called on every "due now" NOTIFY (an enqueue), whether or not the lane is in use: an idle worker may claim at once */
+  onEnqueued: (() => void) | null = null
 
   constructor(tr: TaskRelayContext, o: { queues: readonly string[]; workerId: string; leaseMs: number; log: Logger }) {
     this.#tr = tr
@@ -53,14 +56,20 @@ export class PostgresLane {
     }
     this.#listener ??= this.#tr.connections.listen(
       [this.#tr.channels.taskReady],
-      { onNotify: (_channel, payload) => this.#wakeups.onNotify(payload), onCatchUp: () => this.wake() },
+      {
+        onNotify: (_channel, payload) => {
+          if (payload === '') this.onEnqueued?.()
+          this.#wakeups.onNotify(payload)
+        },
+        onCatchUp: () => this.wake(),
+      },
       this.#log,
       POLL_MS,
     )
     await this.#listener.ready()
   }
 
-  /** Stop being woken (back on Redis, or stopping). */
+  /** Stop being woken (the worker stops). */
   async close(): Promise<void> {
     this.#wakeups.clear()
     const listener = this.#listener
@@ -79,8 +88,13 @@ export class PostgresLane {
     return `worker:${this.#workerId}`
   }
 
-  /** Claim up to `limit` due tasks of this worker's queues, queues taking turns at being first; `held`: ids this worker holds. */
-  async claim(limit: number, held: readonly string[]): Promise<ClaimedTask[]> {
+  /**
+   * Claim up to `limit` due tasks of this worker's queues, queues taking
+   * turns at being first; `held`: ids this worker holds. `stranded`: also
+   * dispatched tasks whose message waited past STRANDED_AFTER_MS (only
+   * while Redis is unreachable: otherwise they are on their way).
+   */
+  async claim(limit: number, held: readonly string[], stranded = true): Promise<ClaimedTask[]> {
     const start = this.#turn++ % this.#queues.length
     const queues = [...this.#queues.slice(start), ...this.#queues.slice(0, start)]
     return taskClaimDue(this.#tr.batchExecutor, {
@@ -89,7 +103,7 @@ export class PostgresLane {
       limit,
       leaseMs: this.#leaseMs,
       workerId: this.#workerId,
-      strandedAfterMs: STRANDED_AFTER_MS,
+      strandedAfterMs: stranded ? STRANDED_AFTER_MS : null,
       held,
     })
   }

@@ -67,6 +67,8 @@ export class Worker extends Service<number> {
   readonly #postgresLane: PostgresLane | null
   /** where the last fetch took tasks from (null: none yet) */
   #lane: ActiveLane | null = null
+  /** a claim from Postgres made on an enqueue's NOTIFY while idle (#claimWhileIdle) */
+  #idleClaim: Promise<void> | null = null
 
   constructor(tr: TaskRelayContext, options: WorkerOptions, deps: ServiceDeps = {}) {
     super('worker', { logger: tr.logger, ...deps })
@@ -91,6 +93,7 @@ export class Worker extends Service<number> {
     this.#presence = new WorkerPresence(tr.executor, row, { everyMs, ttlMs, onSilent, renewedElsewhereAt: () => this.#runner.renewedElsewhereAt() }, this.log)
     const laneOptions = { queues: this.settings.queues, workerId: this.workerId, leaseMs: this.settings.leaseMs, log: this.log }
     this.#postgresLane = this.settings.lane === 'redis' ? null : new PostgresLane(tr, laneOptions)
+    if (this.#postgresLane && this.settings.lane === 'auto') this.#postgresLane.onEnqueued = () => this.#claimWhileIdle()
     this.#redisLane =
       this.settings.lane === 'postgres'
         ? null
@@ -133,6 +136,7 @@ export class Worker extends Service<number> {
     await registerTaskTypes(this.#tr.executor, this.#tr.schema, [...this.#tasks.values()])
     await this.#presence.start()
     await this.#redisLane?.open()
+    await this.#postgresLane?.open()
     this.#runner.start()
     this.log.info(
       { workerId: this.workerId, lane: this.settings.lane, queues: this.settings.queues, concurrency: this.settings.concurrency, tasks: [...this.#tasks.keys()] },
@@ -162,7 +166,7 @@ export class Worker extends Service<number> {
     const free = await this.#runner.freeSlots(() => this.#redisLane?.reserved ?? 0)
     if (free === 0 || this.stopSignal.aborted) return 0
     const useRedis = this.settings.lane === 'redis' || (this.settings.lane === 'auto' && this.#redisLane!.ready)
-    await this.#switchTo(useRedis ? 'redis' : 'postgres')
+    this.#switchTo(useRedis ? 'redis' : 'postgres')
     if (useRedis) return this.#redisLane!.fetch(free, this.stopSignal)
     const lane = this.#postgresLane!
     const rows = await lane.claim(free, this.#runner.heldIds())
@@ -172,12 +176,28 @@ export class Worker extends Service<number> {
     return 0
   }
 
-  /** Say when the lane changes: one line, one event, and the Postgres lane listens only while in use. */
-  async #switchTo(lane: ActiveLane): Promise<void> {
+  /**
+   * An enqueue's NOTIFY while this worker runs nothing: claim straight from
+   * Postgres (two commits in series, enqueue and claim) instead of waiting
+   * for the relay's dispatch and Redis (three). The relay hears the same
+   * NOTIFY; SKIP LOCKED gives each row to one of them, and a message the
+   * relay pushes for a row claimed here is dropped as stale. Under load no
+   * worker is idle and enqueues stop notifying: Redis carries the load.
+   */
+  #claimWhileIdle(): void {
+    if (this.#lane !== 'redis' || this.#idleClaim || this.#runner.activeCount > 0 || !this.running || this.stopSignal.aborted) return
+    const lane = this.#postgresLane!
+    this.#idleClaim = lane
+      .claim(this.settings.concurrency, this.#runner.heldIds(), false)
+      .then((rows) => void (rows.length > 0 && this.#runner.accept(rows)))
+      .catch((err: unknown) => this.log.debug({ err }, 'claim from postgres while idle failed; the redis lane carries on'))
+      .finally(() => (this.#idleClaim = null))
+  }
+
+  /** Say when the lane changes: one line and one event. */
+  #switchTo(lane: ActiveLane): void {
     if (lane === this.#lane) return
     const previous = this.#lane
-    if (lane === 'postgres') await this.#postgresLane!.open()
-    else if (previous === 'postgres') await this.#postgresLane!.close()
     this.#lane = lane
     this.events.emit('worker:lane', { workerId: this.workerId, lane })
     if (this.settings.lane !== 'auto') return
@@ -192,6 +212,7 @@ export class Worker extends Service<number> {
    */
   protected override async onStop(): Promise<void> {
     await this.#redisLane?.settle()
+    await this.#idleClaim
     const abandoned = await this.#runner.stop()
     this.#redisLane?.close()
     await this.#postgresLane?.close()

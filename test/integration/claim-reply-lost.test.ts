@@ -54,12 +54,14 @@ async function taskRow(id: string) {
   return res.rows[0]
 }
 
-async function start(tasks: ReturnType<typeof defineTask<any, any>>[], workerId: string) {
+/** lane "redis" by default: these tests are about messages from Redis (an idle worker on "auto" may claim from Postgres instead). */
+async function start(tasks: ReturnType<typeof defineTask<any, any>>[], workerId: string, lane: 'redis' | 'postgres' = 'redis') {
   const keyPrefix = `claimlost:${randomBytes(4).toString('hex')}`
-  const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
-  const worker = new Worker(workerTr, { redis: redisUrl(), keyPrefix, tasks, workerId, leaseMs: 3000, heartbeatMs: 500, blockMs: 200 })
-  services.push(relay, worker)
-  await relay.start()
+  // The Postgres lane runs without a relay, as it is meant to: nothing is dispatched behind its back.
+  const relay = lane === 'redis' ? new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 }) : null
+  const worker = new Worker(workerTr, { redis: redisUrl(), keyPrefix, tasks, workerId, lane, leaseMs: 3000, heartbeatMs: 500, blockMs: 200 })
+  services.push(...(relay ? [relay] : []), worker)
+  await relay?.start()
   await worker.start()
   return { relay, worker, keyPrefix }
 }
@@ -80,6 +82,21 @@ describe('a claim whose reply is lost after its commit', () => {
     const r = await taskRow(id)
     expect(r.attempt).toBe(1)
     expect(r.worker_id).toMatch(new RegExp(`^${workerId}:[0-9a-f]{6}$`))
+  })
+
+  it('on the Postgres lane: the next claim takes back what the lost one claimed, and the task runs in its first attempt, once', async () => {
+    let runs = 0
+    const t = defineTask({ name: 'lost.pg-lane', payload: z.object({}), maxAttempts: 1, run: () => void runs++ })
+    const workerId = `lost-pg-${randomBytes(4).toString('hex')}`
+    const { id } = await db.tr.enqueue(t, {})
+    const cutsBefore = cutter.cuts
+    // Not the worker's row (it names the task) nor its entry in relays: the first claim from Postgres.
+    cutter.arm(workerId, { unless: ['lost.pg-lane', 'relay_id'] })
+    await start([t], workerId, 'postgres')
+    await waitUntil(async () => (await taskRow(id)).state === 'succeeded' || null, { what: 'the task to succeed', timeoutMs: 15_000 })
+    expect(cutter.cuts - cutsBefore).toBe(1)
+    expect(runs).toBe(1)
+    expect((await taskRow(id)).attempt).toBe(1)
   })
 
   it('workers given the same workerId are still distinct instances (the resent claim is per instance)', () => {

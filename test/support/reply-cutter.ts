@@ -10,7 +10,7 @@ export class ReplyCutter {
   readonly #server: net.Server
   readonly #sockets = new Set<net.Socket>()
   #marker: Buffer | null = null
-  #unless: Buffer | null = null
+  #unless: Buffer[] = []
   cuts = 0
   port = 0
 
@@ -33,7 +33,7 @@ export class ReplyCutter {
         })
       }
       client.on('data', (chunk) => {
-        if (this.#marker && chunk.includes(this.#marker) && !(this.#unless && chunk.includes(this.#unless))) {
+        if (this.#marker && chunk.includes(this.#marker) && !this.#unless.some((u) => chunk.includes(u))) {
           this.#marker = null
           swallowing = true
         }
@@ -56,10 +56,10 @@ export class ReplyCutter {
     this.port = (this.#server.address() as net.AddressInfo).port
   }
 
-  /** Cut the reply of the next message containing `marker` (and not `unless`, when given). */
-  arm(marker: string, options: { unless?: string } = {}): void {
+  /** Cut the reply of the next message containing `marker` (and none of `unless`, when given). */
+  arm(marker: string, options: { unless?: string | string[] } = {}): void {
     this.#marker = Buffer.from(marker)
-    this.#unless = options.unless === undefined ? null : Buffer.from(options.unless)
+    this.#unless = [options.unless ?? []].flat().map((u) => Buffer.from(u))
   }
 
   async close(): Promise<void> {

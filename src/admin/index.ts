@@ -8,3 +8,4 @@ export { readStats, readStateCounts, type QueueStats, type StatsSnapshot } from 
 export { listTasks, parseListInput, type ListFilters, type ListInput, type ListedTask } from './task-list.ts'
 export { readTaskDetail, readTaskWorkers, type QueueWorkers, type TaskDetail } from './task-detail.ts'
 export { cancelUnfinished, countFailed, retryFailed, type BulkFilter } from './bulk.ts'
+export { listWorkers, type WorkerInfo } from './workers.ts'

@@ -8,6 +8,7 @@ import { formatDuration } from '../duration.ts'
 import { readStats, type StatsSnapshot } from '../admin/stats.ts'
 import { listTasks } from '../admin/task-list.ts'
 import { readTaskDetail, readTaskWorkers, type QueueWorkers } from '../admin/task-detail.ts'
+import { listWorkers, type WorkerInfo } from '../admin/workers.ts'
 import { renderStats } from './stats-report.ts'
 import { parseListFlags, renderList } from './task-list.ts'
 import { addSettingOptions } from './settings.ts'
@@ -112,6 +113,40 @@ export function registerInspectCommands(program: Command): void {
       }
     }),
   )
+
+  const workers = program
+    .command('workers')
+    .summary('worker processes: queues, tasks held, last heartbeat')
+    .description(
+      'Worker processes that renew their row in <schema>.workers (every --presence-ms). A worker silent past --lost-after-ms ' +
+        'is presumed dead and the sweeper retries the tasks it held; --all lists those too (kept for a day).',
+    )
+    .option('--all', 'also list workers that stopped renewing their row')
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples(['taskrelay workers', 'taskrelay workers --all --json | jq ".[] | select(.alive | not)"']))
+  addSettingOptions(workers, ONE_SHOT)
+  workers.action((flags: Record<string, unknown>) =>
+    withDatabase(ONE_SHOT, flags, 'workers', async (db) => {
+      const list = await listWorkers(db.tr, { silent: flags.all === true })
+      if (flags.json) return void console.log(toJson(list))
+      console.log(list.length === 0 ? `no worker is running${flags.all ? ' or stopped in the last day without unregistering' : ''}` : renderWorkers(list))
+    }),
+  )
+}
+
+function renderWorkers(list: readonly WorkerInfo[]): string {
+  const now = Date.now()
+  const rows = list.map((w) => [
+    w.id,
+    w.alive ? 'alive' : 'silent',
+    String(w.running),
+    w.queues.join(','),
+    formatAge(w.startedAt, now),
+    formatAge(w.lastSeenAt, now),
+  ])
+  const head = ['worker', 'state', 'holds', 'queues', 'started', 'last seen']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
 }
 
 export function notFound(id: string, schema: string): CliError {
@@ -162,7 +197,7 @@ function workerHint(t: TaskRecord, now: number, w: QueueWorkers): string | null 
 function stateHint(t: TaskRecord, now: number, w: QueueWorkers): string | null {
   switch (t.state) {
     case 'pending':
-      return t.runAt.getTime() > now ? `runs ${formatAge(t.runAt, now)}; cancel it with \`taskrelay cancel ${t.id}\`` : 'due: waiting for a relay to hand it to Redis (is `taskrelay relay` running?)'
+      return t.runAt.getTime() > now ? `runs ${formatAge(t.runAt, now)}; cancel it with \`taskrelay cancel ${t.id}\`` : 'due: waiting for a relay to hand it to Redis or a worker to claim it from Postgres (is a worker of its queue running?)'
     case 'waiting':
       return 'waits until every task it depends on has succeeded (cancelled if one fails or is cancelled)'
     case 'dispatched':

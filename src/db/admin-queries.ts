@@ -1,5 +1,5 @@
 import type { Executor } from './executor.ts'
-import { quoteIdent } from './sql.ts'
+import { loadSql, quoteIdent } from './sql.ts'
 import type { TaskState } from '../task-state.ts'
 
 /**
@@ -153,6 +153,24 @@ export async function workerCountByQueue(db: Executor, p: { schema: string }): P
       where ${LIVE_WORKERS}
       group by rollup (q.queue)`,
   )
+  return res.rows
+}
+
+/** A worker process's row in <schema>.workers, with the tasks it holds (workers-list.sql). */
+export interface WorkerRow {
+  id: string
+  queues: string[]
+  tasks: string[]
+  started_at: Date
+  last_seen_at: Date
+  expires_at: Date
+  alive: boolean
+  running: number
+}
+
+/** Live workers, and with `silent` also those that stopped renewing their row in the last day. */
+export async function workerList(db: Executor, p: { schema: string; silent: boolean }): Promise<WorkerRow[]> {
+  const res = await db.query<WorkerRow>(loadSql('workers-list.sql', p.schema), [p.silent])
   return res.rows
 }
 

@@ -24,7 +24,7 @@ export interface EventMap {
   'task:handed-back': [TaskEventFields]
   'worker:stale-messages': [{ count: number }]
   /** the worker started taking tasks from this lane (lane "auto": Redis unreachable, or back) */
-  'worker:lane': [{ workerId: string; lane: 'redis' | 'postgres' }]
+  'worker:lane': [{ workerId: string; lane: 'redis' | 'postgres'; reason: 'redis-unreachable' | 'configured' | 'redis-back' }]
   /** the relay cannot reach Redis (false) or can again (true) */
   'relay:redis': [{ reachable: boolean }]
   'sweeper:run': [{ redispatched: number; leasesReclaimed: number; pruned: number }]

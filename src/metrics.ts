@@ -82,6 +82,9 @@ export function createMetrics(options: MetricsOptions): TaskRelayMetrics {
   const leasesReclaimed = new Counter({ name: 'taskrelay_sweeper_leases_reclaimed_total', help: 'Attempts of lost workers the sweeper retried or failed.', registers })
   const pruned = new Counter({ name: 'taskrelay_sweeper_pruned_total', help: 'Finished tasks deleted after retentionMs.', registers })
   const stale = new Counter({ name: 'taskrelay_worker_stale_messages_total', help: 'Redis messages whose claim matched nothing (duplicates, or re-dispatched since).', registers })
+  // 1 while Redis cannot be reached: the relay waits, workers on lane auto take tasks from Postgres.
+  const redisDown = new Gauge({ name: 'taskrelay_redis_unreachable', help: '1 while this process cannot reach Redis (relay not dispatching, or a worker on the Postgres lane).', labelNames: ['component'], registers })
+  const onPostgresLane = new Gauge({ name: 'taskrelay_worker_postgres_lane', help: '1 while this worker takes tasks straight from Postgres.', registers })
   const errors = new Counter({ name: 'taskrelay_service_errors_total', help: 'Loop iterations that failed (retried with backoff).', labelNames: ['component'], registers })
 
   const seconds = (ms: number) => ms / 1000
@@ -110,6 +113,11 @@ export function createMetrics(options: MetricsOptions): TaskRelayMetrics {
       if (e.pruned > 0) pruned.inc(e.pruned)
     },
     'worker:stale-messages': (e) => stale.inc(e.count),
+    'worker:lane': (e) => {
+      onPostgresLane.set(e.lane === 'postgres' ? 1 : 0)
+      redisDown.set({ component: 'worker' }, e.lane === 'postgres' && e.reason === 'redis-unreachable' ? 1 : 0)
+    },
+    'relay:redis': (e) => redisDown.set({ component: 'relay' }, e.reachable ? 0 : 1),
     'service:error': (e) => errors.inc({ component: e.component }),
   }
   for (const [name, fn] of Object.entries(listeners)) events.on(name as keyof EventListeners, fn as never)

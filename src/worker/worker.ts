@@ -199,7 +199,8 @@ export class Worker extends Service<number> {
     if (lane === this.#lane) return
     const previous = this.#lane
     this.#lane = lane
-    this.events.emit('worker:lane', { workerId: this.workerId, lane })
+    const reason = this.settings.lane !== 'auto' ? 'configured' : lane === 'postgres' ? 'redis-unreachable' : 'redis-back'
+    this.events.emit('worker:lane', { workerId: this.workerId, lane, reason })
     if (this.settings.lane !== 'auto') return
     if (lane === 'postgres') this.log.warn('redis is unreachable: taking tasks straight from Postgres (the Postgres lane) until it is back')
     else if (previous === 'postgres') this.log.info('redis is back: taking tasks from redis again')

@@ -42,7 +42,8 @@ describe('createMetrics', () => {
     const metrics = createMetrics({ events, tr: db.tr, processMetrics: false, queueDepthCacheMs: 0 })
     const keyPrefix = `m${randomBytes(4).toString('hex')}`
     const relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 }, { events })
-    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [ok, bad, retry], queues: ['mq'], leaseMs: 2000, heartbeatMs: 500, blockMs: 200 }, { events })
+    // Lane redis: every task goes through the relay, so its dispatch count is exact (an idle worker on auto may claim from Postgres).
+    const worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [ok, bad, retry], queues: ['mq'], lane: 'redis', leaseMs: 2000, heartbeatMs: 500, blockMs: 200 }, { events })
     const sweeper = new Sweeper(db.tr, { dispatchTimeoutMs: 1000, intervalMs: 100 }, { events })
     try {
       // A dispatched task nobody will claim (its Redis message is gone): the sweeper re-dispatches it.

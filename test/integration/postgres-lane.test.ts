@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { pino } from 'pino'
-import { Relay, Sweeper, Worker, defineTask } from '../../src/index.ts'
+import { Relay, Sweeper, TaskRelayEvents, Worker, createMetrics, defineTask } from '../../src/index.ts'
 import { createTestDb, redisUrl, waitUntil, type TestDb } from '../support/db.ts'
 import { freePort, startRedisServer, stopServers, type RedisServer } from '../support/redis-servers.ts'
 
@@ -69,8 +69,10 @@ describe('the Postgres lane', () => {
     const relayLog = capture()
     const workerLog = capture()
     const keyPrefix = prefix()
-    const relay = new Relay(db.tr, { redis: closed, keyPrefix, pollIntervalMs: 50 }, { logger: relayLog.logger })
-    const worker = new Worker(db.tr, { redis: closed, keyPrefix, tasks: [echo], ...fast }, { logger: workerLog.logger })
+    const events = new TaskRelayEvents()
+    const metrics = createMetrics({ events })
+    const relay = new Relay(db.tr, { redis: closed, keyPrefix, pollIntervalMs: 50 }, { logger: relayLog.logger, events })
+    const worker = new Worker(db.tr, { redis: closed, keyPrefix, tasks: [echo], ...fast }, { logger: workerLog.logger, events })
     started.push(relay, worker)
     await relay.start()
     await worker.start()
@@ -87,6 +89,10 @@ describe('the Postgres lane', () => {
     // The relay left them alone: never dispatched, so nothing churned between pending and dispatched.
     const dispatchedByRelay = relayLog.lines.filter((l) => l.msg === 'dispatched batch')
     expect(dispatchedByRelay).toEqual([])
+    const text = await metrics.registry.metrics()
+    expect(text).toContain('taskrelay_redis_unreachable{component="relay"} 1')
+    expect(text).toContain('taskrelay_redis_unreachable{component="worker"} 1')
+    expect(text).toContain('taskrelay_worker_postgres_lane 1')
   })
 
   it('lane "auto": goes back to Redis when it returns, and a task claimed from Postgres is never run again by its Redis message', async () => {

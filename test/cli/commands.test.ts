@@ -314,7 +314,8 @@ describe('unreachable or unprepared servers', () => {
   it('says which server is unreachable without showing the password, and exits 1', async () => {
     const [pgDown, redisDown] = await Promise.all([
       runCli(['status', '1'], { ...env, DATABASE_URL: 'postgres://postgres:hunter2@127.0.0.1:1/test' }),
-      runCli(['relay', '--log-level', 'silent'], { ...env, REDIS_URL: 'redis://:s3cret@127.0.0.1:1' }),
+      // Only a worker told to use Redis alone refuses to start without it (relays and lane auto start degraded).
+      runCli(['worker', '--lane', 'redis', '--tasks', 'test/cli/fixtures/tasks.ts', '--log-level', 'silent'], { ...env, REDIS_URL: 'redis://:s3cret@127.0.0.1:1' }),
     ])
     expect(pgDown.code).toBe(1)
     expect(pgDown.stderr).toContain('Cannot connect to PostgreSQL at postgres://postgres:***@127.0.0.1:1/test')

@@ -114,7 +114,7 @@ describe('TaskRelay over a Kysely instance', () => {
     expect((await tr.waitFor(shout, shouted.id, { timeoutMs: 20_000 })).result).toBe('HI!')
     // Said once per listening component, at its start.
     const polling = logLines.filter((l) => l.msg.includes('cannot LISTEN'))
-    expect(polling.map((l) => l.component).sort()).toEqual(['relay', undefined].sort())
+    expect(polling.map((l) => l.component).sort()).toEqual(['relay', 'worker', undefined].sort()) // the worker's Postgres lane listens too
   })
 
   it('the scheduler syncs its declared schedules and fires them (woken by polling, not NOTIFY)', async () => {

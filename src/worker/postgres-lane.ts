@@ -14,6 +14,8 @@ const POLL_MS = 1000
  * workers still reading Redis normally claim their own messages first.
  */
 export const STRANDED_AFTER_MS = 2000
+/** Renew the lane's row in relays this often: relays starting up delete rows not seen for a day. */
+const REREGISTER_MS = 3_600_000
 
 /**
  * The worker's Postgres lane: due tasks claimed straight from Postgres
@@ -31,6 +33,8 @@ export class PostgresLane {
   readonly #log: Logger
   #listener: Wakeups | null = null
   #registered = false
+  /** Date.now() of the last (re)registration: relay-register.sql drops rows not seen for a day */
+  #registeredAt = 0
   /** the queue to serve first next time: queues take turns */
   #turn = 0
   #wake: (() => void) | null = null
@@ -50,10 +54,7 @@ export class PostgresLane {
 
   /** Listen for task_ready and register to be woken by enqueues (idempotent). */
   async open(): Promise<void> {
-    if (!this.#registered) {
-      await this.#tr.executor.query(loadSql('relay-register.sql', this.#tr.schema), [this.#relayRowId])
-      this.#registered = true
-    }
+    if (!this.#registered) await this.#register()
     this.#listener ??= this.#tr.connections.listen(
       [this.#tr.channels.taskReady],
       {
@@ -84,6 +85,12 @@ export class PostgresLane {
     this.wake()
   }
 
+  async #register(): Promise<void> {
+    await this.#tr.executor.query(loadSql('relay-register.sql', this.#tr.schema), [this.#relayRowId])
+    this.#registered = true
+    this.#registeredAt = Date.now()
+  }
+
   get #relayRowId(): string {
     return `worker:${this.#workerId}`
   }
@@ -95,6 +102,7 @@ export class PostgresLane {
    * while Redis is unreachable: otherwise they are on their way).
    */
   async claim(limit: number, held: readonly string[], stranded = true): Promise<ClaimedTask[]> {
+    if (this.#registered && Date.now() - this.#registeredAt > REREGISTER_MS) await this.#register()
     const start = this.#turn++ % this.#queues.length
     const queues = [...this.#queues.slice(start), ...this.#queues.slice(0, start)]
     return taskClaimDue(this.#tr.batchExecutor, {

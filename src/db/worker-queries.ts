@@ -35,9 +35,9 @@ export async function taskClaimBatch(
 /** Postgres lane: claim due tasks of these queues straight from Postgres (task-claim-due.sql). */
 export async function taskClaimDue(
   db: Executor,
-  p: { schema: string; queues: readonly string[]; limit: number; leaseMs: number; workerId: string; strandedAfterMs: number | null; held: readonly string[] },
+  p: { schema: string; queues: readonly string[]; limit: number; leaseMs: number; workerId: string; strandedAfterMs: number | null; held: readonly string[]; claimToken: string },
 ): Promise<ClaimedTask[]> {
-  const params = [p.queues, p.limit, p.leaseMs, p.workerId, p.strandedAfterMs, plainArray(p.held)]
+  const params = [p.queues, p.limit, p.leaseMs, p.workerId, p.strandedAfterMs, plainArray(p.held), p.claimToken]
   const res = await db.query<ClaimedTask>(loadSql('task-claim-due.sql', p.schema), params)
   return res.rows
 }

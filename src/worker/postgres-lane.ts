@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { TaskRelayContext } from '../db/context.ts'
 import type { Wakeups } from '../db/poller.ts'
@@ -37,6 +38,10 @@ export class PostgresLane {
   #registeredAt = 0
   /** the queue to serve first next time: queues take turns */
   #turn = 0
+  /** the token of a claim that failed (it may have committed): the next claim sends it again */
+  #retryToken: string | null = null
+  /** the claim under way: claims go one at a time, so two never adopt the same rows */
+  #claiming: Promise<unknown> = Promise.resolve()
   #wake: (() => void) | null = null
   /** a wake-up that came while nobody waited: the next wait returns at once */
   #woken = false
@@ -102,18 +107,34 @@ export class PostgresLane {
    * while Redis is unreachable: otherwise they are on their way).
    */
   async claim(limit: number, held: readonly string[], stranded = true): Promise<ClaimedTask[]> {
+    const claim = this.#claiming.then(() => this.#claimNow(limit, held, stranded))
+    this.#claiming = claim.catch(() => {})
+    return claim
+  }
+
+  async #claimNow(limit: number, held: readonly string[], stranded: boolean): Promise<ClaimedTask[]> {
     if (this.#registered && Date.now() - this.#registeredAt > REREGISTER_MS) await this.#register()
     const start = this.#turn++ % this.#queues.length
     const queues = [...this.#queues.slice(start), ...this.#queues.slice(0, start)]
-    return taskClaimDue(this.#tr.batchExecutor, {
-      schema: this.#tr.schema,
-      queues,
-      limit,
-      leaseMs: this.#leaseMs,
-      workerId: this.#workerId,
-      strandedAfterMs: stranded ? STRANDED_AFTER_MS : null,
-      held,
-    })
+    // A failed claim may have committed with its reply lost: its token, sent again, gets its rows back.
+    const claimToken = this.#retryToken ?? randomUUID()
+    try {
+      const rows = await taskClaimDue(this.#tr.batchExecutor, {
+        schema: this.#tr.schema,
+        queues,
+        limit,
+        leaseMs: this.#leaseMs,
+        workerId: this.#workerId,
+        strandedAfterMs: stranded ? STRANDED_AFTER_MS : null,
+        held,
+        claimToken,
+      })
+      this.#retryToken = null
+      return rows
+    } catch (err) {
+      this.#retryToken = claimToken
+      throw err
+    }
   }
 
   /** Nothing due now: wake when the earliest delayed task falls due, if before the next poll. */

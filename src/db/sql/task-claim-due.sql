@@ -7,15 +7,19 @@
 -- leads with queue). With $5 set, also dispatched rows whose Redis message
 -- has waited over $5 ms: it may sit in a Redis the worker cannot reach. The
 -- claim is the same fenced move as the Redis lane's: attempt + 1, a lease,
--- this worker's id, and the dispatch token cleared, so a message left in
--- Redis for a row claimed here finds no match (task-claim-batch.sql) and is
--- dropped as stale. SKIP LOCKED lets relays and other workers take other
--- rows side by side; a row is claimed by exactly one of them.
+-- this worker's id, and this claim's own token ($7, a fresh UUID per claim),
+-- so a message left in Redis for a row claimed here finds no match
+-- (task-claim-batch.sql) and is dropped as stale. SKIP LOCKED lets relays
+-- and other workers take other rows side by side; a row is claimed by
+-- exactly one of them.
 --
--- Rows this worker instance claimed but does not hold ($4 is unique per
--- instance; $6 the ids it holds) come back as they are, same attempt: a
--- claim whose reply was lost after its commit (a Postgres restart) is not
--- left running with nobody on it until its lease expires.
+-- Idempotent for the claim that sent it: the worker sends a claim whose
+-- reply was lost (a Postgres restart) again with the same token $7, and the
+-- rows it already claimed come back as they are, same attempt, instead of
+-- staying running with nobody on them until the lease expires. Only rows of
+-- that token: a row running under another claim of this worker (one it is
+-- finishing, or one whose outcome a crash undid) is never adopted, so an
+-- attempt never runs twice. $6: ids the worker holds, never adopted either.
 with pending as (
   select c.id
     from unnest($1::text[]) as q(queue)
@@ -51,6 +55,7 @@ with pending as (
     from :"schema".tasks t
    where t.state = 'running'
      and t.worker_id = $4
+     and t.dispatch_token = $7::uuid
      and t.id <> all ($6::bigint[])
      for update skip locked
 ), picked as (
@@ -66,7 +71,7 @@ update :"schema".tasks t
    set state = 'running',
        attempt = case when t.state = 'running' then t.attempt else t.attempt + 1 end,
        dispatched_at = case when t.state = 'pending' then now() else t.dispatched_at end,
-       dispatch_token = null,
+       dispatch_token = $7::uuid,
        started_at = case when t.state = 'running' then t.started_at else now() end,
        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
        worker_id = $4

@@ -5,6 +5,7 @@ import { silentLogger } from './logger.ts'
 import { TaskRelayEvents } from './events.ts'
 import { coerceError } from './errors.ts'
 import { MAX_TIMER_MS } from './duration.ts'
+import { isRedisConnectionLoss } from './redis/failover.ts'
 
 /** What every background service receives besides its settings (never public config). */
 export interface ServiceDeps {
@@ -90,7 +91,10 @@ export abstract class Service<R> {
         this.consecutiveErrors++
         const error = coerceError(thrown)
         delay = errorBackoffMs(this.consecutiveErrors)
-        this.log.error({ err: error, consecutiveErrors: this.consecutiveErrors, retryInMs: delay }, 'loop iteration failed')
+        const fields = { err: error, consecutiveErrors: this.consecutiveErrors, retryInMs: delay }
+        // A failover cuts commands off; that is expected and retried, not an error.
+        if (isRedisConnectionLoss(error)) this.log.warn(fields, 'loop iteration failed: the redis connection was lost (a failover or restart); retrying')
+        else this.log.error(fields, 'loop iteration failed')
         this.events.emit('service:error', { component: this.constructor.name, error })
       }
       if (delay > 0 && !this.#wakeRequested && !this.#stopController.signal.aborted) {

@@ -1,109 +1,11 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import type { ConnectionOptions } from 'node:tls'
 import type { Logger } from 'pino'
-import { ConfigError } from '../errors.ts'
+import { describeRedis, resolveRedisSettings, type RedisConfig, type RedisSettings } from './url.ts'
+import { followSwitch, reconnectDelayMs, sentinelConnectionOptions, watchSwitchMaster } from './failover.ts'
 
-/**
- * How to reach Redis: a URL (`redis://`, `rediss://`,
- * `redis+sentinel://[:password@]host1:26379,host2:26379/mymaster[/db][?sentinelPassword=...&tls=true]`)
- * or explicit settings. Every process builds its connections here.
- */
-export type RedisConfig = string | RedisSettings
-
-export interface RedisSettings {
-  /** plain Redis: host/port (ignored when sentinels are given) */
-  host?: string
-  port?: number
-  /** Sentinel: the sentinels to ask, and the master group name */
-  sentinels?: Array<{ host: string; port: number }>
-  name?: string
-  username?: string
-  password?: string
-  sentinelUsername?: string
-  sentinelPassword?: string
-  /** TLS to Redis (true or tls.connect options) */
-  tls?: boolean | ConnectionOptions
-  /** TLS to the sentinels */
-  sentinelTls?: boolean | ConnectionOptions
-  db?: number
-}
-
-/** Percent-decoding that leaves a stray % as it is (a password may contain one unescaped). */
-function decodeLoosely(text: string): string {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    return text
-  }
-}
-
-export function parseRedisUrl(url: string): RedisSettings {
-  // The password runs to the last @ before the hosts: an unescaped @ in it must not end up in a host name (and in logs).
-  const sentinel = /^redis(s)?\+sentinel:\/\/(?:([^:@/]*)(?::([^?]*))?@)?([^@/?]+)\/([^/?]+)(?:\/(\d+))?(?:\?(.*))?$/.exec(url)
-  if (sentinel) {
-    const [, secure, user, pass, hostList, name, db, query] = sentinel
-    const params = new URLSearchParams(query ?? '')
-    const sentinels = hostList!.split(',').map((hp) => {
-      const [host, port] = hp.split(':')
-      return { host: host!, port: port ? Number(port) : 26379 }
-    })
-    if (sentinels.some((s) => !s.host || !Number.isInteger(s.port))) {
-      // The raw list is not quoted back: a malformed URL may carry a password in it.
-      throw new ConfigError(['REDIS_URL: cannot read the sentinel host list; expected redis+sentinel://host1:26379,host2:26379/mymaster'])
-    }
-    const tls = secure === 's' || params.get('tls') === 'true'
-    return {
-      sentinels,
-      name: decodeLoosely(name!),
-      ...(user ? { username: decodeLoosely(user) } : {}),
-      ...(pass ? { password: decodeLoosely(pass) } : {}),
-      ...(params.get('sentinelPassword') ? { sentinelPassword: params.get('sentinelPassword')! } : {}),
-      ...(params.get('sentinelUsername') ? { sentinelUsername: params.get('sentinelUsername')! } : {}),
-      ...(tls ? { tls: true } : {}),
-      ...(params.get('sentinelTls') === 'true' ? { sentinelTls: true } : {}),
-      ...(db ? { db: Number(db) } : {}),
-    }
-  }
-  const sentinelScheme = /^rediss?\+sentinel:\/\/([^?]*)/.exec(url)
-  if (sentinelScheme) {
-    // The right scheme in the wrong shape; the raw URL is not quoted back (it may carry a password).
-    const path = sentinelScheme[1]!.slice(sentinelScheme[1]!.lastIndexOf('@') + 1).split('/').slice(1)
-    const problem = path.length === 0 || path[0] === '' ? 'the master group name is missing' : 'expected a master group name and an optional database number after the hosts'
-    throw new ConfigError([`REDIS_URL: ${problem}; expected redis+sentinel://host1:26379,host2:26379/mymaster (mymaster: the name the sentinels monitor)`])
-  }
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    throw new ConfigError([`REDIS_URL: not a URL; expected redis://host:6379, rediss://... or redis+sentinel://host1:26379,host2:26379/mymaster`])
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new ConfigError([`REDIS_URL: unsupported scheme "${u.protocol}"; use redis://, rediss:// or redis+sentinel://`])
-  }
-  const db = u.pathname.replace(/^\//, '')
-  if (db !== '' && !/^\d+$/.test(db)) {
-    throw new ConfigError([`REDIS_URL: the path must be a database number (redis://host:6379/0), got "/${db}"`])
-  }
-  return {
-    host: u.hostname || '127.0.0.1',
-    port: u.port ? Number(u.port) : 6379,
-    ...(u.username ? { username: decodeLoosely(u.username) } : {}),
-    ...(u.password ? { password: decodeLoosely(u.password) } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: true } : {}),
-    ...(db ? { db: Number(db) } : {}),
-  }
-}
-
-export function resolveRedisSettings(config: RedisConfig): RedisSettings {
-  return typeof config === 'string' ? parseRedisUrl(config) : config
-}
-
-/** A description safe for logs: no passwords. */
-export function describeRedis(config: RedisConfig): string {
-  const s = resolveRedisSettings(config)
-  if (s.sentinels) return `sentinel ${s.name} via ${s.sentinels.map((x) => `${x.host}:${x.port}`).join(',')}`
-  return `${s.tls ? 'rediss' : 'redis'}://${s.host}:${s.port}${s.db ? `/${s.db}` : ''}`
-}
+export { reconnectDelayMs }
+export { describeRedis, parseRedisUrl, resolveRedisSettings, type RedisConfig, type RedisSettings } from './url.ts'
 
 export interface ConnectionPurpose {
   /** 'commands' for pipelines, 'blocking' for the worker's blocking reads */
@@ -163,8 +65,8 @@ export async function redisPing(config: RedisConfig, timeoutMs = 5000): Promise<
 /**
  * Build an ioredis client. After a Sentinel failover commands reach the new
  * primary without a restart: ioredis re-resolves the master on reconnect,
- * `failoverDetector` reconnects as soon as a sentinel announces
- * +switch-master, and a READONLY reply (we are talking to a demoted primary)
+ * +switch-master makes every client of the set reconnect at once
+ * (followSwitch), and a READONLY reply (we are talking to a demoted primary)
  * forces a reconnect and resends the command.
  */
 export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log: Logger): Redis {
@@ -182,13 +84,19 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
         : 'redis answered READONLY: this server is a replica; reconnecting and resending until it accepts writes. Point the URL at the primary, or use Sentinel',
     )
   }
+  const retries = { last: 0, sinceSwitch: 0 }
   const common: RedisOptions = {
     ...redisAddressOptions(s),
     connectionName: `taskrelay:${purpose.role}`,
     lazyConnect: true,
     enableAutoPipelining: false,
-    // Keep trying forever with capped backoff: a broker outage costs latency, not tasks.
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000) + Math.floor(Math.random() * 100),
+    // Keep trying forever: a broker outage costs latency, not tasks. Counted
+    // from the last +switch-master, so attempts after a promotion are fast.
+    retryStrategy: (times) => {
+      if (times <= retries.last) retries.sinceSwitch = 0 // ioredis starts again at 1 after 'ready'
+      retries.last = times
+      return reconnectDelayMs(times - retries.sinceSwitch)
+    },
     reconnectOnError: (err) => {
       if (!err.message.startsWith('READONLY')) return false
       readOnlyWarning()
@@ -207,14 +115,23 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
     ...(purpose.role === 'blocking' ? { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } : {}),
     keepAlive: 10_000,
   }
-  const options: RedisOptions = s.sentinels
-    ? { ...common, failoverDetector: true, sentinelRetryStrategy: (times) => Math.min(100 * times, 2000) }
-    : common
+  // ioredis's own failoverDetector is off: it cannot shorten a reconnect
+  // wait, and it aborts a reconnect in flight (the 'end' below); followSwitch
+  // does both jobs, over one sentinel subscription per process.
+  const options: RedisOptions = s.sentinels ? { ...common, sentinelRetryStrategy: (times) => reconnectDelayMs(times) } : common
   const redis = new Redis(options)
+  if (s.sentinels) {
+    const stopWatching = watchSwitchMaster(
+      { sentinels: s.sentinels, name: s.name!, connection: sentinelConnectionOptions(s) },
+      (master) => followSwitch(redis, master, () => (retries.sinceSwitch = retries.last)),
+    )
+    unwatch.set(redis, stopWatching)
+  }
+  redis.on('close', () => lastClosedAt.set(redis, performance.now()))
   // ioredis gives a client up for good ('end') when its Sentinel connector is
-  // disconnected mid-resolution, e.g. by the failover detector's
-  // +switch-master while a reconnect is in flight ("Connection is closed.").
-  // Nobody but us may close our clients: revive any that ended otherwise.
+  // disconnected mid-resolution (its failoverDetector did that on
+  // +switch-master: "Connection is closed."). Nobody but us may close our
+  // clients: revive any that ended otherwise.
   redis.on('end', () => {
     if (intentionallyClosed.has(redis)) return
     log.warn({ redis: describeRedis(config) }, 'redis client gave up reconnecting; starting it again')
@@ -222,23 +139,38 @@ export function createRedis(config: RedisConfig, purpose: ConnectionPurpose, log
       if (!intentionallyClosed.has(redis) && redis.status === 'end') redis.connect().catch(() => {})
     }, 250).unref()
   })
-  let lastErrorLogAt = 0
+  // A dead broker emits an error per reconnect attempt, for as long as it is
+  // down: the first error of an outage is a warning, the rest are debug, and
+  // the way back is one info line. The relay and worker say what an outage
+  // means for them in lines of their own.
+  let outageErrors = 0
   redis.on('error', (err) => {
-    // A dead broker emits an error per reconnect attempt; log at most once a second.
-    if (Date.now() - lastErrorLogAt > 1000) {
-      lastErrorLogAt = Date.now()
-      log.warn({ err: { message: err.message, code: (err as { code?: string }).code }, redis: describeRedis(config) }, 'redis connection error')
-    }
+    const fields = { err: { message: err.message, code: (err as { code?: string }).code }, redis: describeRedis(config) }
+    if (outageErrors++ === 0) log.warn(fields, 'redis connection error; reconnecting until it is back')
+    else log.debug({ ...fields, errors: outageErrors }, 'redis connection error; still reconnecting')
+  })
+  redis.on('ready', () => {
+    if (outageErrors > 0) log.info({ errors: outageErrors, redis: describeRedis(config) }, 'redis connection back')
+    outageErrors = 0
   })
   return redis
 }
 
 const intentionallyClosed = new WeakSet<Redis>()
+const unwatch = new WeakMap<Redis, () => void>()
+const lastClosedAt = new WeakMap<Redis, number>()
+
+/** performance.now() when a client made by createRedis last lost its connection (null: never). */
+export function lastConnectionLoss(redis: Redis): number | null {
+  return lastClosedAt.get(redis) ?? null
+}
 
 /** Close a client made by createRedis for good (it is not revived). */
 export function closeRedis(redis: Redis | null | undefined): void {
   if (!redis) return
   intentionallyClosed.add(redis)
+  unwatch.get(redis)?.()
+  unwatch.delete(redis)
   redis.disconnect()
 }
 

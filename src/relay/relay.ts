@@ -110,7 +110,7 @@ export class Relay extends Service<RelayRoundResult> {
       void this.#afterRedisReady(first)
     })
     this.#redis = redis
-    await redis.connect().catch((err) => this.log.warn({ err }, 'redis not reachable yet; will keep retrying'))
+    await redis.connect().catch((err) => this.log.debug({ err }, 'redis not reachable yet; will keep retrying'))
     await checkEvictionPolicy(redis, this.log)
     this.#listener = this.#tr.connections.listen(
       [this.#tr.channels.taskReady],

@@ -56,7 +56,7 @@ export class RedisLane {
     this.#commands = createRedis(this.#o.redis, { role: 'commands', commandTimeoutMs: 5000 }, this.#o.log)
     this.#blocking.on('ready', () => this.#o.onReady())
     await Promise.all([
-      this.#blocking.connect().catch((err: unknown) => this.#o.log.warn({ err }, 'redis not reachable yet; will keep retrying')),
+      this.#blocking.connect().catch((err: unknown) => this.#o.log.debug({ err }, 'redis not reachable yet; will keep retrying')),
       this.#commands.connect().catch(() => {}),
     ])
   }

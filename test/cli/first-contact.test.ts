@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDb, databaseUrl, redisUrl, uniqueSchema, type TestDb } from '../support/db.ts'
 import { MIN, dbNow, makeTask, taskRow } from '../support/factory.ts'
-import { currentMigration, latestMigrationId } from '../../src/db/migrate.ts'
+import { latestMigrationId } from '../../src/db/migrate.ts'
 import { ROOT, baseEnv, runCli, startCli, type CliProcess, type CliResult } from './cli-process.ts'
 
 /**
@@ -193,15 +193,32 @@ describe('smaller first-hour things', () => {
     expect(seen.level).toBe(30) // info: an operator may still want to know Redis came back empty
   })
 
-  it('dev with Redis down changes nothing: a fresh schema stays unmigrated', async () => {
+  it('dev with Redis down starts on the Postgres lane, warns once per outage, and runs a task', async () => {
+    // Issue 17: before, dev refused to start ("Cannot reach Redis at …", exit 1). And once it could,
+    // each Redis client logged "redis connection error" at warn on every reconnect, every second.
     const schema = uniqueSchema('fc_dev')
+    const devEnv = { ...env, TASKRELAY_SCHEMA: schema, REDIS_URL: 'redis://127.0.0.1:1' }
     try {
-      const res = await runCli(['dev', '--log-level', 'silent'], { ...env, TASKRELAY_SCHEMA: schema, REDIS_URL: 'redis://127.0.0.1:1' })
-      expect(res.code).toBe(1)
-      expect(res.stderr).toContain('Cannot reach Redis at redis://127.0.0.1:1')
-      expect(res.stderr).toContain('Nothing was changed')
-      expect(await currentMigration(db.pool, schema)).toBe(0)
+      const dev = startCli(['dev'], devEnv)
+      running.push(dev)
+      await dev.waitForLog((l) => String(l.msg).startsWith('dev ready'), 'dev ready')
+      const enqueued = await runCli(['enqueue', 'email.welcome', '{"userId": 1, "email": "ada@example.com"}'], devEnv)
+      expect(enqueued.code, enqueued.stderr).toBe(0)
+      await dev.waitForLog((l) => l.msg === 'progress' && (l.counts as Record<string, number>).succeeded === 1, 'the task succeeded')
+      // Reconnects go on (ioredis retries every second at most): past three of them, no new warning.
+      const since = Date.now()
+      await new Promise((r) => setTimeout(r, 3500))
+      const warnings = dev.logs.filter((l) => l.level === 40)
+      expect(warnings.filter((l) => Number(l.time) > since).map((l) => l.msg)).toEqual([])
+      expect(warnings.map((l) => `${String(l.component)}: ${String(l.msg)}`).sort()).toEqual([
+        'relay: redis connection error; reconnecting until it is back',
+        'relay: redis is unreachable: not dispatching until it is back; workers take due tasks straight from Postgres meanwhile',
+        'worker: redis connection error; reconnecting until it is back',
+        'worker: redis connection error; reconnecting until it is back',
+        'worker: redis is unreachable: taking tasks straight from Postgres (the Postgres lane) until it is back',
+      ])
     } finally {
+      await Promise.all(running.splice(0).map((p) => p.stop('SIGKILL')))
       await db.pool.query(`drop schema if exists "${schema}" cascade`)
     }
   })

@@ -12,7 +12,7 @@ export const LEDGER_REDIS_DB = Number(process.env.BENCH_LEDGER_DB ?? 15)
 export const SYSTEMS = ['taskrelay', 'bullmq', 'pg-boss', 'graphile-worker'] as const
 export type SystemName = (typeof SYSTEMS)[number]
 
-export const SCENARIOS = ['S1', 'S2', 'S3', 'S4', 'S5', 'S6'] as const
+export const SCENARIOS = ['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7'] as const
 export type ScenarioId = (typeof SCENARIOS)[number]
 
 /** What every benchmark task carries: a sequence number unique within one run, and when its enqueue call began. */
@@ -37,6 +37,13 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   const mid = s.length >> 1
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
+
+/** A figure for the tables: 3 significant-ish digits, thousands separated, "—" for none. */
+export function fmt(x: number | null | undefined, digits?: number): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '—'
+  const d = digits ?? (Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2)
+  return x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d })
 }
 
 /** Nearest-rank percentile (p in 0..100). */

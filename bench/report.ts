@@ -4,9 +4,11 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { median, type ScenarioId, type SystemName } from './common.ts'
+import { fmt, median, type ScenarioId, type SystemName } from './common.ts'
 import { CEILINGS } from './ceilings.ts'
 import { SCENARIO_INFO } from './scenarios.ts'
+import { stageNote } from './stages.ts'
+import { outageNote, targets } from './targets.ts'
 
 export interface Cell {
   scenario: ScenarioId
@@ -62,7 +64,7 @@ export function summarize(result: BenchResult): Row[] {
       const values = ok.map((c) => c.value!)
       const extraKeys = [...new Set(ok.flatMap((c) => Object.keys(c.extra ?? {})))]
       const extra: Record<string, number> = {}
-      for (const k of extraKeys) extra[k] = median(ok.map((c) => c.extra?.[k]).filter((x): x is number => typeof x === 'number'))
+      for (const k of extraKeys) extra[k] = median(ok.map((c) => c.extra?.[k]).filter((x): x is number => typeof x === 'number' && Number.isFinite(x)))
       const bad = cells.filter((c) => !c.valid)
       const note = cells.every((c) => c.skipped)
         ? `not run: ${cells[0]!.skipped}`
@@ -83,7 +85,8 @@ export function summarize(result: BenchResult): Row[] {
       })
     }
     const peers = scenarioRows.filter((r) => r.system !== 'taskrelay' && Number.isFinite(r.median))
-    if (peers.length) {
+    // S7: a peer that stops during the outage makes any ratio to it meaningless.
+    if (peers.length && scenario !== 'S7') {
       const best = info.higherIsBetter ? Math.max(...peers.map((r) => r.median)) : Math.min(...peers.map((r) => r.median))
       for (const r of scenarioRows) {
         if (!Number.isFinite(r.median)) continue
@@ -95,11 +98,6 @@ export function summarize(result: BenchResult): Row[] {
   return rows
 }
 
-export function fmt(x: number | null | undefined, digits?: number): string {
-  if (x === null || x === undefined || !Number.isFinite(x)) return '—'
-  const d = digits ?? (Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2)
-  return x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d })
-}
 
 function figure(r: Row, which: 'median' | 'min' | 'max'): string {
   return fmt(r[which])
@@ -110,60 +108,6 @@ function ceilingRows(result: BenchResult): Array<[string, string, string, string
     const xs = result.ceilings[c.id]!
     return [c.id, c.label, `${fmt(median(xs))} ${c.unit}`, `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}`]
   })
-}
-
-/** taskrelay's targets from the issue, judged on this run's medians. */
-export function targets(result: BenchResult, rows: Row[]): Array<{ target: string; measured: string; met: boolean | null }> {
-  const tr = (s: ScenarioId) => rows.find((r) => r.scenario === s && r.system === 'taskrelay')
-  const c = (id: string) => (result.ceilings[id]?.length ? median(result.ceilings[id]!) : NaN)
-  const out: Array<{ target: string; measured: string; met: boolean | null }> = []
-  const pct = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b) * 100 : NaN)
-  const judge = (ok: boolean, ...xs: number[]) => (xs.every(Number.isFinite) ? ok : null)
-  const s1 = tr('S1')
-  if (s1) {
-    const p = pct(s1.median, c('C1'))
-    out.push({ target: 'S1 ≥ 85 % of pgbench 1-client commits/s', measured: `${fmt(p, 0)} % (${fmt(s1.median)} vs ${fmt(c('C1'))})`, met: judge(p >= 85, p) })
-    if (s1.extra.businessTxPerSec !== undefined) {
-      const q = pct(s1.median, s1.extra.businessTxPerSec)
-      const b = pct(s1.extra.businessTxPerSec, c('C1'))
-      out.push({ target: '(like for like: S1 vs the business tx alone)', measured: `${fmt(q, 0)} % (business tx alone = ${fmt(b, 0)} % of C1)`, met: null })
-    }
-  }
-  const s2 = tr('S2')
-  if (s2) {
-    const p = pct(s2.median, c('C2'))
-    out.push({ target: 'S2 ≥ 80 % of pgbench 16-client commits/s', measured: `${fmt(p, 0)} % (${fmt(s2.median)} vs ${fmt(c('C2'))})`, met: judge(p >= 80, p) })
-  }
-  const s3 = tr('S3')
-  if (s3) out.push({ target: 'S3 ≥ 150,000 tasks/s', measured: `${fmt(s3.median)} tasks/s`, met: judge(s3.median >= 150_000, s3.median) })
-  const s4 = tr('S4')
-  const gw4 = rows.find((r) => r.scenario === 'S4' && r.system === 'graphile-worker')
-  if (s4) {
-    const ratio = gw4 ? s4.median / gw4.median : NaN
-    out.push({ target: 'S4 ≥ 1.0 × graphile-worker', measured: `${fmt(ratio)} ×`, met: judge(ratio >= 1, ratio) })
-  }
-  const s5 = tr('S5')
-  if (s5) {
-    out.push({
-      target: 'S5 p50 ≤ 2 ms and p99 ≤ 5 ms',
-      measured: `p50 ${fmt(s5.extra.p50)} ms, p99 ${fmt(s5.extra.p99)} ms`,
-      met: judge(s5.extra.p50! <= 2 && s5.extra.p99! <= 5, s5.extra.p50 ?? NaN, s5.extra.p99 ?? NaN),
-    })
-    if (Number.isFinite(c('C6'))) {
-      out.push({
-        target: '(floor: one commit at a trickle, C6)',
-        measured: `${fmt(c('C6'))} ms; taskrelay's path commits 3× in series (enqueue, dispatch, claim), graphile-worker's 2×`,
-        met: null,
-      })
-    }
-  }
-  const s6 = tr('S6')
-  const bq6 = rows.find((r) => r.scenario === 'S6' && r.system === 'bullmq')
-  if (s6) {
-    const ratio = bq6 ? s6.median / bq6.median : NaN
-    out.push({ target: 'S6 ≥ 1.0 × BullMQ', measured: `${fmt(ratio)} ×`, met: judge(ratio >= 1, ratio) })
-  }
-  return out
 }
 
 /** Systems whose code changed between cells of this run (taskrelay's working tree can move under a long run). */
@@ -190,9 +134,8 @@ function extraCell(r: Row): string {
   if (r.scenario === 'S1' && r.extra.businessTxPerSec !== undefined) {
     return `business tx alone ${fmt(r.extra.businessTxPerSec)}/s; the enqueue adds ${fmt(r.extra.overheadMsPerTx, 3)} ms per tx (${fmt(r.extra.overheadPct, 0)} % fewer tx/s)`
   }
-  if (r.scenario === 'S5' && r.extra.enqueueToDispatchMs !== undefined) {
-    return `stages p50 (Postgres clock): enqueue tx → relay dispatch ${fmt(r.extra.enqueueToDispatchMs)} ms, dispatch → worker claim ${fmt(r.extra.dispatchToClaimMs)} ms`
-  }
+  if (r.scenario === 'S5' && r.extra.enqueueToDispatchMs !== undefined) return stageNote(r.extra)
+  if (r.scenario === 'S7' && r.extra.rateA !== undefined) return outageNote(r.extra)
   if (r.scenario === 'S6' && r.extra.enqueuePerSec !== undefined) {
     const backlog = r.extra.meanBacklog === undefined ? '' : `, mean backlog ${fmt(r.extra.meanBacklog)}`
     return `enqueued ${fmt(r.extra.enqueuePerSec)}/s${backlog}`
@@ -232,7 +175,7 @@ export function terminalReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets (issue 5), on this run:')
+    out.push('taskrelay targets (issues 5 and 17), on this run:')
     for (const x of t) out.push(`  ${x.met === null ? '    ' : x.met ? '  ok' : 'MISS'}  ${x.target.padEnd(46)} ${x.measured}`)
   }
   return out.join('\n')
@@ -246,7 +189,7 @@ export function markdownReport(result: BenchResult): string {
   out.push(`${result.date} · ${result.machine.cpu}, ${result.machine.cores} cores, ${result.machine.memGiB} GiB · Node ${result.machine.node} · ${result.machine.postgres} · Redis ${result.machine.redis}`)
   out.push('')
   for (const w of versionWarnings(result)) out.push(`> **${w}**\n`)
-  out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50, and min–max is of the p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once); a run that failed the check is not counted and is listed in the notes.`)
+  out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50, and min–max is of the p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once; S7: the run without outage must be clean, the outage run's lost and ran-twice counts are its result, in the notes); a run that failed the check is not counted and is listed in the notes.`)
   out.push('')
   out.push('| scenario | system | median | min–max | vs best peer | valid runs | notes |')
   out.push('| --- | --- | ---: | ---: | ---: | :---: | --- |')
@@ -270,7 +213,7 @@ export function markdownReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets from issue 5, judged on this run:')
+    out.push('taskrelay targets from issues 5 and 17, judged on this run:')
     out.push('')
     out.push('| target | measured | met |')
     out.push('| --- | --- | :---: |')

@@ -1,11 +1,15 @@
 /**
- * The six scenarios. Each takes a producer adapter whose setup() already ran
- * and returns one measurement. Nothing here knows which system it drives.
+ * The scenarios: sizes, titles, S1-S3 (enqueue only) here, S4-S6 in
+ * delivery-scenarios.ts, S7 in outage.ts. Each takes a producer adapter whose
+ * setup() already ran and returns one measurement. Nothing here knows which
+ * system it drives.
  */
-import { fork, type ChildProcess } from 'node:child_process'
-import { nowMs, percentile, runLoops, sleep, type BenchPayload, type ScenarioId } from './common.ts'
-import { dropLedger, ledgerKey, ledgerRedis, verdictText, verifyLedger } from './ledger.ts'
+import { nowMs, runLoops, type BenchPayload, type ScenarioId } from './common.ts'
+import { verdictText } from './ledger.ts'
 import type { ProducerAdapter } from './systems/types.ts'
+import { s4, s5, s6 } from './delivery-scenarios.ts'
+import { s7 } from './outage.ts'
+import type { BenchRedis } from './redis-server.ts'
 
 export interface Sizes {
   s1Tasks: number
@@ -20,6 +24,11 @@ export interface Sizes {
   s6Producers: number
   s6Seconds: number
   s6MaxBacklog: number
+  /** S7: enqueue rate (tasks/s), run length, when Redis is killed and for how long (s) */
+  s7Rate: number
+  s7Seconds: number
+  s7OutageAt: number
+  s7OutageSeconds: number
 }
 
 export const FULL: Sizes = {
@@ -35,6 +44,10 @@ export const FULL: Sizes = {
   s6Producers: 16,
   s6Seconds: 20,
   s6MaxBacklog: 1000,
+  s7Rate: 500,
+  s7Seconds: 45,
+  s7OutageAt: 10,
+  s7OutageSeconds: 30,
 }
 
 export const QUICK: Sizes = {
@@ -50,6 +63,10 @@ export const QUICK: Sizes = {
   s6Producers: 16,
   s6Seconds: 3,
   s6MaxBacklog: 1000,
+  s7Rate: 200,
+  s7Seconds: 12,
+  s7OutageAt: 3,
+  s7OutageSeconds: 6,
 }
 
 export const SCENARIO_INFO: Record<ScenarioId, { title: string; unit: string; higherIsBetter: boolean }> = {
@@ -59,6 +76,7 @@ export const SCENARIO_INFO: Record<ScenarioId, { title: string; unit: string; hi
   S4: { title: 'drain a backlog, 1 worker process, concurrency 50', unit: 'tasks/s', higherIsBetter: true },
   S5: { title: 'latency, 1 task / 10 ms, idle worker', unit: 'ms p50', higherIsBetter: false },
   S6: { title: 'sustained end to end, 16 producers, backlog < 1,000', unit: 'tasks/s', higherIsBetter: true },
+  S7: { title: 'Redis outage (30 s of 45, 500 tasks/s enqueued): done during it ÷ same window without', unit: '×', higherIsBetter: true },
 }
 
 export interface Measurement {
@@ -76,6 +94,8 @@ export interface ScenarioContext {
   onProgress?: (fraction: number) => void
   /** extra node flags for forked processes (profiling) */
   childExecArgv?: string[]
+  /** S7: the scenario's own Redis, which it kills and restarts (the suite starts it before setup) */
+  redis?: BenchRedis
 }
 
 const payloads = (from: number, count: number): BenchPayload[] => Array.from({ length: count }, (_, i) => ({ n: from + i }))
@@ -159,274 +179,4 @@ export async function s3(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
   return { value: rate, ...(await verifyStored(a, n)) }
 }
 
-// ---------------------------------------------------------------------------
-// Worker processes
-
-interface Child {
-  proc: ChildProcess
-  role: string
-  count: number
-  onCount: Set<() => void>
-  waitFor(type: string, timeoutMs?: number): Promise<any>
-  error: string | null
-}
-
-function spawnChild(role: string, a: ProducerAdapter, key: string, ctx: ScenarioContext): Child {
-  const proc = fork(new URL('./worker-child.ts', import.meta.url), [JSON.stringify({ role, opts: a.workerOptions(), ledgerKey: key })], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...(ctx.childExecArgv ?? []).map((f) => f.replace('%ROLE%', `${a.name}-${role}`))],
-  })
-  const waiters = new Map<string, Array<(m: any) => void>>()
-  const child: Child = {
-    proc,
-    role,
-    count: 0,
-    onCount: new Set(),
-    error: null,
-    waitFor(type, timeoutMs = 60_000) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${a.name} ${role}: no "${type}" within ${timeoutMs} ms${child.error ? `: ${child.error}` : ''}`)), timeoutMs)
-        const list = waiters.get(type) ?? []
-        list.push((m) => {
-          clearTimeout(timer)
-          if (m.type === 'error') reject(new Error(`${a.name} ${role}: ${m.message}`))
-          else resolve(m)
-        })
-        waiters.set(type, list)
-      })
-    },
-  }
-  proc.on('message', (m: any) => {
-    if (m.type === 'count') {
-      child.count = m.n
-      for (const f of child.onCount) f()
-      return
-    }
-    if (m.type === 'error') {
-      child.error = m.message
-      for (const list of waiters.values()) for (const w of list.splice(0)) w(m)
-      return
-    }
-    for (const w of (waiters.get(m.type) ?? []).splice(0)) w(m)
-  })
-  proc.on('exit', (code) => {
-    if (code && code !== 0) {
-      child.error ??= `exited with code ${code}`
-      for (const list of waiters.values()) for (const w of list.splice(0)) w({ type: 'error', message: child.error })
-    }
-  })
-  return child
-}
-
-interface Delivery {
-  worker: Child
-  others: Child[]
-  start(): Promise<void>
-  /** resolves when the worker's count reaches n */
-  until(n: number, timeoutMs: number): Promise<boolean>
-  stop(): Promise<{ latencies: number[] }>
-}
-
-async function startDelivery(a: ProducerAdapter, key: string, ctx: ScenarioContext): Promise<Delivery> {
-  const others = (a.extraRoles ?? []).map((r) => spawnChild(r, a, key, ctx))
-  const worker = spawnChild('worker', a, key, ctx)
-  const all = [...others, worker]
-  try {
-    await Promise.all(all.map((c) => c.waitFor('ready')))
-  } catch (err) {
-    for (const c of all) c.proc.kill('SIGKILL')
-    throw err
-  }
-  return {
-    worker,
-    others,
-    async start() {
-      await Promise.all(
-        all.map((c) => {
-          const p = c.waitFor('started')
-          c.proc.send({ type: 'start' })
-          return p
-        }),
-      )
-    },
-    until(n, timeoutMs) {
-      return new Promise((resolve) => {
-        if (worker.count >= n) return resolve(true)
-        const timer = setTimeout(() => {
-          worker.onCount.delete(check)
-          resolve(false)
-        }, timeoutMs)
-        const check = () => {
-          if (worker.count >= n || worker.error) {
-            clearTimeout(timer)
-            worker.onCount.delete(check)
-            resolve(worker.count >= n)
-          }
-        }
-        worker.onCount.add(check)
-      })
-    },
-    async stop() {
-      let latencies: number[] = []
-      // Worker first (it must not be left waiting on a relay that is gone), then the rest.
-      for (const c of [worker, ...others]) {
-        if (c.proc.exitCode !== null) continue
-        try {
-          const p = c.waitFor('stopped', 20_000)
-          c.proc.send({ type: 'stop' })
-          const m = await p
-          if (c === worker) latencies = m.latencies
-        } catch {
-          c.proc.kill('SIGKILL')
-        }
-      }
-      return { latencies }
-    },
-  }
-}
-
-async function enqueueBacklog(a: ProducerAdapter, n: number): Promise<void> {
-  for (let i = 0; i < n; i += 1000) await a.enqueueBulk(payloads(i, Math.min(1000, n - i)))
-}
-
-async function ledgerVerdict(key: string, expected: number) {
-  const redis = ledgerRedis()
-  try {
-    return await verifyLedger(redis, key, expected)
-  } finally {
-    await dropLedger(redis, key)
-    redis.disconnect()
-  }
-}
-
-export async function s4(a: ProducerAdapter, ctx: ScenarioContext): Promise<Measurement> {
-  const n = ctx.sizes.s4Tasks
-  const key = ledgerKey(ctx.tag)
-  await enqueueBacklog(a, n)
-  const d = await startDelivery(a, key, ctx)
-  let elapsed = NaN
-  let finished = false
-  try {
-    const progress = () => ctx.onProgress?.(d.worker.count / n)
-    d.worker.onCount.add(progress)
-    const t0 = nowMs()
-    await d.start()
-    finished = await d.until(n, 300_000)
-    elapsed = nowMs() - t0
-    d.worker.onCount.delete(progress)
-    // Give late duplicates a moment to show up in the ledger.
-    await sleep(250)
-  } finally {
-    await d.stop()
-  }
-  const v = await ledgerVerdict(key, n)
-  if (!finished) return { value: NaN, valid: false, verdict: `INVALID: only ${d.worker.count} of ${n} finished in time; ${v.detail}` }
-  return { value: n / (elapsed / 1000), valid: v.valid, verdict: v.detail }
-}
-
-export async function s5(a: ProducerAdapter, ctx: ScenarioContext): Promise<Measurement> {
-  const key = ledgerKey(ctx.tag)
-  const every = ctx.sizes.s5EveryMs
-  const n = Math.round((ctx.sizes.s5Seconds * 1000) / every)
-  const d = await startDelivery(a, key, ctx)
-  let latencies: number[] = []
-  let finished = false
-  const errors: string[] = []
-  try {
-    await d.start()
-    await sleep(500) // idle and ready
-    const t0 = nowMs()
-    const calls: Promise<void>[] = []
-    for (let i = 0; i < n; i++) {
-      const due = t0 + i * every
-      const wait = due - nowMs()
-      if (wait > 1) await sleep(wait)
-      calls.push(a.enqueueConcurrent({ n: i, t: nowMs() }).catch((e) => void errors.push(String(e))))
-      if ((i & 15) === 0) ctx.onProgress?.(i / n)
-    }
-    await Promise.all(calls)
-    finished = await d.until(n, 30_000)
-    await sleep(250)
-  } finally {
-    latencies = (await d.stop()).latencies
-  }
-  const stages = a.stageBreakdown ? await a.stageBreakdown().catch(() => ({})) : {}
-  const v = await ledgerVerdict(key, n)
-  const valid = v.valid && finished && errors.length === 0
-  const verdict = errors.length ? `INVALID: ${errors.length} enqueue errors (${errors[0]})` : v.detail
-  return {
-    value: percentile(latencies, 50),
-    valid,
-    verdict,
-    extra: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), max: Math.max(...latencies), ...stages },
-  }
-}
-
-export async function s6(a: ProducerAdapter, ctx: ScenarioContext): Promise<Measurement> {
-  const key = ledgerKey(ctx.tag)
-  const { s6Producers, s6Seconds, s6MaxBacklog } = ctx.sizes
-  const d = await startDelivery(a, key, ctx)
-  let started = 0
-  let enqueued = 0
-  let stop = false
-  const errors: string[] = []
-  let windowCount = 0
-  let finished = false
-  // Sampled every 100 ms: tells a drain-bound run (backlog near the bound)
-  // from an enqueue-bound one (backlog near zero).
-  let backlogSum = 0
-  let backlogSamples = 0
-  const room = () => started - d.worker.count < s6MaxBacklog
-  const waitForRoom = () =>
-    new Promise<void>((resolve) => {
-      if (room() || stop) return resolve()
-      const f = () => {
-        if (room() || stop) {
-          d.worker.onCount.delete(f)
-          resolve()
-        }
-      }
-      d.worker.onCount.add(f)
-    })
-  try {
-    await d.start()
-    const t0 = nowMs()
-    const startCount = d.worker.count
-    const loops = Array.from({ length: s6Producers }, async () => {
-      while (!stop) {
-        if (!room()) {
-          await waitForRoom()
-          continue
-        }
-        const i = started++
-        try {
-          await a.enqueueConcurrent({ n: i })
-          enqueued++
-        } catch (e) {
-          errors.push(String(e))
-        }
-      }
-    })
-    const ticker = setInterval(() => {
-      backlogSum += started - d.worker.count
-      backlogSamples++
-      ctx.onProgress?.(Math.min(1, (nowMs() - t0) / (s6Seconds * 1000)))
-    }, 100)
-    await sleep(s6Seconds * 1000)
-    windowCount = d.worker.count - startCount
-    stop = true
-    clearInterval(ticker)
-    for (const f of [...d.worker.onCount]) f()
-    await Promise.all(loops)
-    finished = await d.until(started, 60_000)
-    await sleep(250)
-  } finally {
-    await d.stop()
-  }
-  const v = await ledgerVerdict(key, started)
-  const valid = v.valid && finished && errors.length === 0
-  const verdict = errors.length ? `INVALID: ${errors.length} enqueue errors (${errors[0]})` : !finished ? `INVALID: backlog not drained; ${v.detail}` : v.detail
-  return { value: windowCount / s6Seconds, valid, verdict, extra: { enqueued, enqueuePerSec: enqueued / s6Seconds, meanBacklog: backlogSamples ? backlogSum / backlogSamples : 0 } }
-}
-
-export const RUNNERS: Record<ScenarioId, (a: ProducerAdapter, ctx: ScenarioContext) => Promise<Measurement>> = { S1: s1, S2: s2, S3: s3, S4: s4, S5: s5, S6: s6 }
+export const RUNNERS: Record<ScenarioId, (a: ProducerAdapter, ctx: ScenarioContext) => Promise<Measurement>> = { S1: s1, S2: s2, S3: s3, S4: s4, S5: s5, S6: s6, S7: s7 }

@@ -4,16 +4,18 @@
  * order rotated). Each ceiling is measured once per round right before the
  * scenario it is the ceiling of (C1 before S1, C2 before S2, C3 before S3,
  * C4/C5 before S4, C6 before S5; the rest at the start of the round), then the report.
+ * S7 gets a redis-server of its own per cell (redis-server.ts), since it kills it.
  */
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { resolve } from 'node:path'
 import pg from 'pg'
 import { Redis } from 'ioredis'
-import { DATABASE_URL, REDIS_URL, SCENARIOS, SYSTEMS, runTag, type ScenarioId, type SystemName } from './common.ts'
+import { DATABASE_URL, REDIS_URL, SCENARIOS, SYSTEMS, fmt, runTag, type ScenarioId, type SystemName } from './common.ts'
+import { BenchRedis } from './redis-server.ts'
 import { CEILINGS, measureCeilings, toolsAvailable } from './ceilings.ts'
 import { FULL, QUICK, RUNNERS, SCENARIO_INFO, type ScenarioContext } from './scenarios.ts'
-import { Progress, fmt, markdownReport, terminalReport, writeOutputs, type BenchResult, type Cell } from './report.ts'
+import { Progress, markdownReport, terminalReport, writeOutputs, type BenchResult, type Cell } from './report.ts'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import type { ProducerAdapter } from './systems/types.ts'
 
@@ -171,7 +173,7 @@ export async function main(argv: string[]): Promise<number> {
         progress.begin(label)
         const cellStart = Date.now()
         const cell: Cell = { scenario, system, run, value: null, valid: false, verdict: '', seconds: 0, version: a.version }
-        if (system === 'taskrelay' && ['S4', 'S5', 'S6'].includes(scenario) && !taskrelayDelivery) {
+        if (system === 'taskrelay' && ['S4', 'S5', 'S6', 'S7'].includes(scenario) && !taskrelayDelivery) {
           cell.skipped = 'the delivery pipeline (src/relay/relay.ts, src/worker/worker.ts) is not in this checkout yet'
           cell.verdict = 'not run'
           result.cells.push(cell)
@@ -181,12 +183,15 @@ export async function main(argv: string[]): Promise<number> {
         const tag = runTag(system, scenario, run)
         const ctx: ScenarioContext = { sizes, tag, onProgress: (f) => progress.update(f), childExecArgv }
         let setUp = false
+        let ownRedis: BenchRedis | null = null
         if (checkpoints && !(await checkpoint(admin))) {
           checkpoints = false
           console.error('note: this role may not CHECKPOINT; cells may see checkpoints forced by max_wal_size')
         }
         try {
-          await a.setup(tag)
+          // S7 kills Redis: it gets one of its own, for the producers too.
+          if (scenario === 'S7') ctx.redis = ownRedis = await BenchRedis.start()
+          await a.setup(tag, ownRedis ? { redisUrl: ownRedis.url } : undefined)
           setUp = true
           const m = await RUNNERS[scenario](a, ctx)
           cell.value = Number.isFinite(m.value) ? m.value : null
@@ -198,11 +203,17 @@ export async function main(argv: string[]): Promise<number> {
           cell.verdict = `error: ${cell.error}`
         } finally {
           if (setUp) await a.teardown().catch((e) => console.error(`teardown of ${system} failed: ${e}`))
+          await ownRedis?.kill()
         }
         cell.seconds = (Date.now() - cellStart) / 1000
         result.cells.push(cell)
         const info = SCENARIO_INFO[scenario]
-        const fig = scenario === 'S5' && cell.extra ? `p50 ${fmt(cell.extra.p50)} / p99 ${fmt(cell.extra.p99)} ms` : `${fmt(cell.value)} ${info.unit}`
+        const fig =
+          scenario === 'S5' && cell.extra
+            ? `p50 ${fmt(cell.extra.p50)} / p99 ${fmt(cell.extra.p99)} ms`
+            : scenario === 'S7' && cell.extra
+              ? `${fmt(cell.value)}× (${fmt(cell.extra.rateB)} vs ${fmt(cell.extra.rateA)} tasks/s)`
+              : `${fmt(cell.value)} ${info.unit}`
         progress.end(cell.error ? `ERROR ${cell.error}` : `${cell.valid ? fig : `INVALID (${fig})`} — ${cell.verdict}`)
       }
     }

@@ -3,14 +3,14 @@
  *
  *   parent → child: {type:'start'} | {type:'stop'}
  *   child → parent: {type:'ready'} | {type:'started'} | {type:'count', n} |
- *                   {type:'stopped', count, latencies} | {type:'error', message}
+ *                   {type:'stopped', count, latencies, events} | {type:'error', message}
  *
  * The handler is a no-op that records the task's bench sequence number in the
  * ledger and, when the payload carries the enqueue time (S5), the latency.
  */
 import { LedgerWriter } from './ledger.ts'
 import { nowMs, type BenchPayload } from './common.ts'
-import type { WorkerModule, WorkerOptions } from './systems/types.ts'
+import type { PreparedService, WorkerModule, WorkerOptions } from './systems/types.ts'
 
 interface ChildArgs {
   role: 'worker' | string
@@ -30,7 +30,7 @@ process.on('unhandledRejection', (err) => {
 
 async function main() {
   const mod = (await import(`./systems/${args.opts.system}.ts`)) as { worker: WorkerModule }
-  let service: { start(): Promise<void>; stop(): Promise<void> }
+  let service: PreparedService
   const ledger = args.role === 'worker' ? new LedgerWriter(args.ledgerKey) : null
   const latencies: number[] = []
   let lastSent = -1
@@ -63,7 +63,7 @@ async function main() {
         if (ticker) clearInterval(ticker)
         await service.stop()
         await ledger?.close()
-        send({ type: 'stopped', count: ledger?.count ?? 0, latencies })
+        send({ type: 'stopped', count: ledger?.count ?? 0, latencies, events: service.events?.() ?? [] })
         setTimeout(() => process.exit(0), 50)
       }
     } catch (err) {

@@ -13,10 +13,13 @@ const VERSION = (JSON.parse(readFileSync(new URL('../node_modules/bullmq/package
 const QUEUE = 'bench'
 const JOB_OPTS = { removeOnComplete: true, removeOnFail: 1000 }
 
-function connection(forWorker: boolean): Redis {
-  const u = new URL(REDIS_URL)
+function connection(forWorker: boolean, url = REDIS_URL): Redis {
+  const u = new URL(url)
   // Workers need maxRetriesPerRequest: null (blocking commands); producers fail fast.
-  return new Redis({ host: u.hostname, port: Number(u.port || 6379), maxRetriesPerRequest: forWorker ? null : 3 })
+  const r = new Redis({ host: u.hostname, port: Number(u.port || 6379), maxRetriesPerRequest: forWorker ? null : 3 })
+  // S7 kills Redis: refused reconnects are expected there, and surface as failed calls.
+  r.on('error', () => {})
+  return r
 }
 
 export function createProducer(): ProducerAdapter {
@@ -28,11 +31,12 @@ export function createProducer(): ProducerAdapter {
     name: 'bullmq',
     version: VERSION,
     settings: 'Queue.add (S1, S2, S6), addBulk 1,000 (S3); Worker concurrency 50, removeOnComplete',
-    async setup(t) {
+    async setup(t, o) {
       tag = t
       prefix = `bench:bq:${t}`
-      redis = connection(false)
+      redis = connection(false, o?.redisUrl)
       queue = new Queue<BenchPayload>(QUEUE, { connection: redis, prefix, defaultJobOptions: JOB_OPTS })
+      queue.on('error', () => {})
       await queue.waitUntilReady()
     },
     async teardown() {
@@ -61,7 +65,7 @@ export function createProducer(): ProducerAdapter {
 
 export const worker: WorkerModule = {
   async prepareWorker(opts, onTask) {
-    const redis = connection(true)
+    const redis = connection(true, opts.redisUrl)
     const w = new Worker<BenchPayload>(
       QUEUE,
       async (job) => {

@@ -14,8 +14,10 @@ import type pgTypes from 'pg'
 import { z } from 'zod'
 import { Redis } from 'ioredis'
 import { TaskRelay, defineTask } from '../../src/index.ts'
-import { DATABASE_URL, REDIS_URL, type BenchPayload } from '../common.ts'
-import type { ProducerAdapter, WorkerModule, WorkerOptions } from './types.ts'
+import { DATABASE_URL, REDIS_URL, nowMs, type BenchPayload } from '../common.ts'
+import type { TaskRelayEvents } from '../../src/events.ts'
+import { stageFields, stageSplitSql } from '../stages.ts'
+import type { ProducerAdapter, ServiceEvent, WorkerModule, WorkerOptions } from './types.ts'
 
 const requireFromSrc = createRequire(new URL('../../src/index.ts', import.meta.url))
 const pg = requireFromSrc('pg') as typeof pgTypes
@@ -127,13 +129,9 @@ export function createProducer(): ProducerAdapter {
       await tr.enqueueMany(ps.map((payload) => ({ task, payload })))
     },
     async stageBreakdown() {
-      // created_at = now() of the enqueue transaction, dispatched_at = the relay's
-      // dispatch statement, started_at = the worker's claim statement (one clock: Postgres).
-      const r = await pool.query(`select
-          percentile_cont(0.5) within group (order by extract(epoch from dispatched_at - created_at) * 1000) as enqueue_to_dispatch,
-          percentile_cont(0.5) within group (order by extract(epoch from started_at - dispatched_at) * 1000) as dispatch_to_claim
-        from "${schema}".tasks where started_at is not null`)
-      return { enqueueToDispatchMs: Number(r.rows[0].enqueue_to_dispatch), dispatchToClaimMs: Number(r.rows[0].dispatch_to_claim) }
+      // Per path (direct from Postgres / via the relay): see stages.ts.
+      const r = await pool.query(stageSplitSql(schema))
+      return stageFields(r.rows[0])
     },
     async countStored() {
       const r = await pool.query(`select count(*)::int as total, count(distinct (payload->>'n'))::int as distinct from "${schema}".tasks`)
@@ -146,7 +144,18 @@ export function createProducer(): ProducerAdapter {
 }
 
 
-type Service = { start(): Promise<void> | void; stop(): Promise<void> | void }
+type Service = { start(): Promise<void> | void; stop(): Promise<void> | void; events: TaskRelayEvents }
+
+/** Records what S7 reports: lane switches, stale messages dropped, re-dispatches, the relay losing Redis. */
+function recordEvents(events: TaskRelayEvents): () => ServiceEvent[] {
+  const out: ServiceEvent[] = []
+  const add = (type: string, count = 1, detail?: string) => out.push({ type, at: nowMs(), count, ...(detail ? { detail } : {}) })
+  events.on('worker:lane', (e) => add('worker:lane', 1, e.lane))
+  events.on('worker:stale-messages', (e) => add('worker:stale-messages', e.count))
+  events.on('relay:redispatch', (e) => add('relay:redispatch', e.count, e.reason))
+  events.on('relay:redis', (e) => add('relay:redis', 1, e.reachable ? 'reachable' : 'unreachable'))
+  return () => out
+}
 
 export const worker: WorkerModule = {
   async prepareWorker(opts, onTask) {
@@ -156,7 +165,7 @@ export const worker: WorkerModule = {
     pool.on('error', () => {})
     const tr = new TaskRelay({ db: pool, schema: opts.schema as string })
     const w = new Worker(tr, {
-      redis: REDIS_URL,
+      redis: opts.redisUrl ?? REDIS_URL,
       keyPrefix: opts.keyPrefix as string,
       tasks: [benchTask(onTask)],
       queues: ['default'],
@@ -168,7 +177,18 @@ export const worker: WorkerModule = {
       // For experiments: JSON merged over these options.
       ...JSON.parse(process.env.BENCH_TASKRELAY_WORKER_OPTS ?? '{}'),
     })
+    const events = recordEvents(w.events)
+    // Diagnosis: say when one task id starts twice in this worker (BENCH_TRACE_DUPES=1).
+    if (process.env.BENCH_TRACE_DUPES) {
+      const seen = new Map<string, number>()
+      w.events.on('task:started', (e) => {
+        const prev = seen.get(e.id)
+        if (prev !== undefined) console.error(`DUPLICATE START task ${e.id} attempt ${e.attempt}, ${(nowMs() - prev).toFixed(2)} ms after the first`)
+        seen.set(e.id, nowMs())
+      })
+    }
     return {
+      events,
       async start() {
         await w.start()
       },
@@ -187,8 +207,10 @@ export const worker: WorkerModule = {
     pool.on('error', () => {})
     const tr = new TaskRelay({ db: pool, schema: opts.schema as string })
     // For experiments: JSON merged over these options.
-    const r = new Relay(tr, { redis: REDIS_URL, keyPrefix: opts.keyPrefix as string, ...JSON.parse(process.env.BENCH_TASKRELAY_RELAY_OPTS ?? '{}') })
+    const r = new Relay(tr, { redis: opts.redisUrl ?? REDIS_URL, keyPrefix: opts.keyPrefix as string, ...JSON.parse(process.env.BENCH_TASKRELAY_RELAY_OPTS ?? '{}') })
+    const events = recordEvents(r.events)
     return {
+      events,
       async start() {
         await r.start()
       },

@@ -12,8 +12,8 @@ export interface ProducerAdapter {
   readonly version: string
   /** Settings worth printing beside the numbers. */
   readonly settings: string
-  /** Create this run's own schema / prefix / queue. Not timed. */
-  setup(tag: string): Promise<void>
+  /** Create this run's own schema / prefix / queue. Not timed. `redisUrl`: a Redis of the scenario's own (S7) instead of the bench's. */
+  setup(tag: string, o?: { redisUrl?: string }): Promise<void>
   /** Remove everything setup() created and close connections. Not timed. */
   teardown(): Promise<void>
   /** S1: enqueue one task as its own durable unit (one transaction / one call); calls never overlap. */
@@ -38,6 +38,8 @@ export interface WorkerOptions {
   system: SystemName
   tag: string
   concurrency: number
+  /** S7: the scenario's own Redis; absent: the bench's (REDIS_URL) */
+  redisUrl?: string
   [k: string]: unknown
 }
 
@@ -45,10 +47,28 @@ export interface Stoppable {
   stop(): Promise<void>
 }
 
+/** Something a service reported while it ran (taskrelay: lane switches, stale messages, re-dispatches), for S7. */
+export interface ServiceEvent {
+  /** the event's name, e.g. 'worker:lane' */
+  type: string
+  /** nowMs() when it was emitted */
+  at: number
+  /** its count field, or 1 */
+  count: number
+  /** e.g. the lane switched to, or a re-dispatch's reason */
+  detail?: string
+}
+
+/** A prepared worker or role: start, stop, and optionally what it reported. */
+export interface PreparedService extends Stoppable {
+  start(): Promise<void>
+  events?(): ServiceEvent[]
+}
+
 /** What a worker module exports (loaded inside the child process). */
 export interface WorkerModule {
   /** Connect and get ready, but take no task before start() is called. */
-  prepareWorker(opts: WorkerOptions, onTask: (p: BenchPayload) => void): Promise<{ start(): Promise<void> } & Stoppable>
+  prepareWorker(opts: WorkerOptions, onTask: (p: BenchPayload) => void): Promise<PreparedService>
   /** Other roles (taskrelay's relay). */
-  prepareRole?(role: string, opts: WorkerOptions): Promise<{ start(): Promise<void> } & Stoppable>
+  prepareRole?(role: string, opts: WorkerOptions): Promise<PreparedService>
 }

@@ -28,6 +28,7 @@ import { TaskRelay, defineTask } from '../../src/index.ts'
 import { Relay } from '../../src/relay/relay.ts'
 import { Worker } from '../../src/worker/worker.ts'
 import { DATABASE_URL, REDIS_URL, nowMs, percentile, sleep } from '../common.ts'
+import { stageFields, stageNote, stageSplitSql } from '../stages.ts'
 
 const requireFromSrc = createRequire(new URL('../../src/index.ts', import.meta.url))
 const pg = requireFromSrc('pg') as typeof pgTypes
@@ -158,6 +159,10 @@ async function main() {
   for (const [k, xs] of [...hops].sort(([a], [b]) => a.localeCompare(b))) {
     console.log(`${ms(xs, 50)} ms p50 ${ms(xs, 90)} ms p90 ${ms(xs, 99)} ms p99  (${String(xs.length).padStart(3)})  ${k}`)
   }
+  // The bench's stage split tells the paths apart from the rows alone (dispatched_at = started_at:
+  // claimed straight from Postgres); its counts should match the trace's.
+  const rows = stageFields((await pool.query(stageSplitSql(schema))).rows[0])
+  console.log(`task rows (bench/stages.ts): ${rows.directPct!.toFixed(1)} % with dispatched_at = started_at (direct); ${stageNote(rows)}`)
   await pool.query(`drop schema if exists ${schema} cascade`)
   await tr.close()
   await pool.end()

@@ -5,6 +5,7 @@ import { delayMs, maxAttemptsSchema, prioritySchema, queueNameSchema, strictOpti
 import { clampDelayMs } from './duration.ts'
 import type { TaskRecord } from './task-record.ts'
 import type { TaskScheduleSpec } from './scheduler/spec.ts'
+import type { Queryable } from './db/executor.ts'
 
 /** How long to wait before attempt n+1 after attempt n failed. */
 export type BackoffPolicy =
@@ -23,6 +24,18 @@ export interface TaskContext {
   readonly log: Logger
   /** Renew the lease now (leases are also renewed automatically). Throws LeaseLostError if it is gone. */
   heartbeat(): Promise<void>
+  /**
+   * Finish this attempt as succeeded with `result`, inside your own
+   * transaction on taskrelay's database (a Kysely Transaction or a pg client
+   * after BEGIN): your writes, tasks enqueued in it and this task's success
+   * commit together or not at all. Throws LeaseLostError when the attempt is
+   * no longer current (its lease expired and another attempt took the task,
+   * or it was cancelled), so your transaction rolls back. The worker writes
+   * no outcome of its own afterwards: the handler's return value is ignored,
+   * and if the transaction did not commit, the task is retried once its lease
+   * expires.
+   */
+  complete(trx: Queryable, result?: unknown): Promise<void>
 }
 
 /**

@@ -148,8 +148,8 @@ export class NonRetryableError extends TaskRelayError {
  * (lease expired and the task was handed to someone else, or it was cancelled).
  */
 export class LeaseLostError extends TaskRelayError {
-  constructor(taskId: string, attempt: number) {
-    super('LEASE_LOST', `task ${taskId} attempt ${attempt} is no longer owned by this worker`)
+  constructor(taskId: string, attempt: number, why?: string) {
+    super('LEASE_LOST', `task ${taskId} attempt ${attempt} is no longer owned by this worker${why ? `: ${why}` : ''}`)
   }
 }
 

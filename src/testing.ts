@@ -12,7 +12,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import { validatePayload, type Task, type TaskContext, type PayloadOf, type ResultOf } from './define-task.ts'
 import { PayloadValidationError, TaskRelayError } from './errors.ts'
-import { toExecutor, type Queryable } from './db/executor.ts'
+import { toExecutor, transactionExecutor, type Queryable } from './db/executor.ts'
 import { taskListEnqueued } from './db/admin-queries.ts'
 import { silentLogger } from './logger.ts'
 
@@ -71,6 +71,8 @@ export async function runInline<T extends Task>(
     task: { id: '0', name: task.name, queue: task.policy.queue, attempt, maxAttempts: task.policy.maxAttempts, priority: task.policy.priority, createdAt: new Date() },
     log: context.log ?? silentLogger(),
     heartbeat: async () => {},
+    // Checks that trx is a transaction, as a worker does; the success is the handler's to return here.
+    complete: async (trx) => void transactionExecutor(trx),
   }
   return (await task.run(parsed.value, ctx)) as ResultOf<T>
 }

@@ -4,7 +4,8 @@ import type { Executor } from '../db/executor.ts'
 import type { Task } from '../define-task.ts'
 import type { WorkerSettings } from '../config.ts'
 import { LeaseLostError, ShutdownError } from '../errors.ts'
-import { ABORT_GRACE_MAX_MS, runAttempt, type AttemptOutcome } from './run-attempt.ts'
+import { ABORT_GRACE_MAX_MS, runAttempt, type AttemptResult } from './run-attempt.ts'
+import { InTransactionCompletions } from './complete-in-transaction.ts'
 import { Attempt, settledWithin, type AttemptHost } from './attempt.ts'
 import type { ClaimedTask } from '../db/worker-queries.ts'
 import { Completer } from './completer.ts'
@@ -57,6 +58,7 @@ export class AttemptRunner {
   readonly #guard: LeaseGuard | null
   /** launchReady is on the stack (a synchronous handler re-enters it) */
   #launching = false
+  readonly #inTransaction: InTransactionCompletions
 
   constructor(o: AttemptRunnerOptions) {
     this.#settings = o.settings
@@ -68,20 +70,14 @@ export class AttemptRunner {
     this.#slots = new Slots(o.settings.concurrency, o.settings.prefetch ?? o.settings.concurrency)
     this.#handBacks = new HandBacks(o.batchDb, o.schema, o.workerId, o.log, o.events)
     logTaskOutcomes(o.events, o.log, o.workerId)
+    this.#inTransaction = new InTransactionCompletions({ ...o, db: o.batchDb, log: (a) => this.#host.log(a) })
     this.#completer = new Completer(o.transitionDb, o.schema, o.settings.flushIntervalMs, o.log)
     const { leaseMs, heartbeatMs, presenceMs, lostAfterMs } = o.settings
     // The guard stands in for both renewals while the loop is blocked: it acts after the shorter one is missed.
     const guardData = { connection: o.guardConnection!, schema: o.schema, workerId: o.workerId, leaseMs, heartbeatMs: Math.min(heartbeatMs, presenceMs), presenceTtlMs: lostAfterMs }
     this.#guard = o.guardConnection ? new LeaseGuard(guardData, o.log) : null
-    this.#leases = new LeaseKeeper({
-      db: o.batchDb,
-      schema: o.schema,
-      leaseMs,
-      heartbeatMs,
-      log: o.log,
-      attempts: () => this.#inflight.values(),
-      renewedElsewhereAt: this.renewedElsewhereAt,
-    })
+    const attempts = () => this.#inflight.values()
+    this.#leases = new LeaseKeeper({ db: o.batchDb, schema: o.schema, leaseMs, heartbeatMs, log: o.log, attempts, renewedElsewhereAt: this.renewedElsewhereAt })
   }
 
   start(): void {
@@ -163,7 +159,7 @@ export class AttemptRunner {
     this.#slots.busy++
     const task = this.#tasks.get(attempt.claimed.name)! // accept() deferred the others
     if (this.events.listenerCount('task:started') > 0) this.events.emit('task:started', eventFields(attempt, this.#workerId))
-    let outcome: AttemptOutcome | Promise<AttemptOutcome>
+    let outcome: AttemptResult | Promise<AttemptResult>
     try {
       outcome = runAttempt(attempt, task, this.#host)
     } catch (err) {
@@ -188,8 +184,9 @@ export class AttemptRunner {
     this.#retire(attempt)
   }
 
-  #record(attempt: Attempt, outcome: AttemptOutcome): void {
+  #record(attempt: Attempt, outcome: AttemptResult): void {
     if (!attempt.active) return this.#retire(attempt) // handed back at shutdown
+    if (outcome.state === 'completed-in-transaction') return void this.#inTransaction.confirm(attempt).finally(() => this.#retire(attempt))
     attempt.recording = true
     // `written` is what the row got: a plain failure when Postgres refused the outcome.
     this.#completer.record(attempt.id, attempt.attempt, outcome, (recorded, written) => {
@@ -249,6 +246,7 @@ export class AttemptRunner {
       if (!owned.has(attempt.id)) throw new LeaseLostError(attempt.id, attempt.attempt)
     },
     handlerDone: (attempt) => this.#freeSlot(attempt),
+    complete: (attempt, trx, result) => this.#inTransaction.complete(attempt, trx, result),
   }
 
   /** How many messages to pop: waits until there is room (or stop began). */

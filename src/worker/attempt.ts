@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import type { TaskContext } from '../define-task.ts'
+import type { Queryable } from '../db/executor.ts'
 import type { LeasedAttempt } from './lease-keeper.ts'
 import type { ClaimedTask } from '../db/worker-queries.ts'
 
@@ -12,6 +13,8 @@ export interface AttemptHost {
   heartbeat(attempt: Attempt): Promise<void>
   /** the handler's own code has settled: its concurrency slot is free */
   handlerDone(attempt: Attempt): void
+  /** ctx.complete(trx, result): the success written in the caller's transaction (complete-in-transaction.ts) */
+  complete(attempt: Attempt, trx: Queryable, result: unknown): Promise<void>
 }
 
 /**
@@ -36,6 +39,8 @@ export class Attempt implements LeasedAttempt {
   handlerStarted = false
   /** the handler's code has settled */
   handlerDone = false
+  /** ctx.complete() wrote this attempt's success in the handler's transaction: the worker writes no outcome */
+  completedInTransaction = false
   /** the worker has given this attempt's concurrency slot back */
   slotFreed = false
   /** the child logger, once built (AttemptHost.log) */
@@ -131,6 +136,10 @@ export class AttemptContext implements TaskContext {
   // A bound function, so `const { heartbeat } = ctx` works like the other fields.
   get heartbeat(): () => Promise<void> {
     return (this.#heartbeat ??= () => this.#host.heartbeat(this.#attempt))
+  }
+
+  complete(trx: Queryable, result?: unknown): Promise<void> {
+    return this.#host.complete(this.#attempt, trx, result)
   }
 }
 

@@ -15,6 +15,11 @@ export type AttemptOutcome =
   | { state: 'succeeded'; result: string }
   | { state: 'pending' | 'failed'; error: TaskErrorRecord; delayMs: number }
 
+/** What runAttempt decided: an outcome to write, or none (ctx.complete() wrote it in the handler's transaction). */
+export type AttemptResult = AttemptOutcome | { state: 'completed-in-transaction' }
+
+const COMPLETED_IN_TRANSACTION: AttemptResult = { state: 'completed-in-transaction' }
+
 /** Largest handler result stored, as JSON bytes; a larger one fails the attempt (invalid_result). */
 export const MAX_RESULT_BYTES = 1024 * 1024
 /** Longest stored error message, in characters; longer ones are cut and marked. */
@@ -59,7 +64,7 @@ function readText(read: () => unknown, fallback: string): string {
  * directly when the handler returned without a promise. Handler errors become
  * outcomes; it throws (or rejects) only on a bug in taskrelay's own code.
  */
-export function runAttempt(attempt: Attempt, task: Task, host: AttemptHost): AttemptOutcome | Promise<AttemptOutcome> {
+export function runAttempt(attempt: Attempt, task: Task, host: AttemptHost): AttemptResult | Promise<AttemptResult> {
   // A schema that throws is the task's failure, like its handler's; an async one costs a promise.
   let check: PayloadCheck | Promise<PayloadCheck>
   try {
@@ -74,7 +79,7 @@ export function runAttempt(attempt: Attempt, task: Task, host: AttemptHost): Att
   )
 }
 
-function runChecked(attempt: Attempt, task: Task, host: AttemptHost, check: PayloadCheck): AttemptOutcome | Promise<AttemptOutcome> {
+function runChecked(attempt: Attempt, task: Task, host: AttemptHost, check: PayloadCheck): AttemptResult | Promise<AttemptResult> {
   const { claimed } = attempt
   if (!check.ok) {
     return failed(
@@ -94,7 +99,7 @@ function runChecked(attempt: Attempt, task: Task, host: AttemptHost, check: Payl
   }
   if (!isPromiseLike(returned)) {
     attempt.markHandlerDone(host)
-    return resolved(returned, claimed)
+    return returnedOutcome(attempt, returned)
   }
   return awaitHandler(attempt, task, host, returned)
 }
@@ -105,14 +110,14 @@ function runChecked(attempt: Attempt, task: Task, host: AttemptHost, check: Payl
  * grace. A handler that ignores its signal keeps its slot (markHandlerDone
  * waits for it), but its outcome is recorded on time.
  */
-function awaitHandler(attempt: Attempt, task: Task, host: AttemptHost, handler: PromiseLike<unknown>): Promise<AttemptOutcome> {
+function awaitHandler(attempt: Attempt, task: Task, host: AttemptHost, handler: PromiseLike<unknown>): Promise<AttemptResult> {
   const { claimed } = attempt
   const timeoutMs = task.policy.timeoutMs
-  return new Promise<AttemptOutcome>((resolve, reject) => {
+  return new Promise<AttemptResult>((resolve, reject) => {
     let finished = false
     let timer: NodeJS.Timeout | undefined
     let timedOut: TaskTimeoutError | undefined
-    const finish = (outcome: () => AttemptOutcome) => {
+    const finish = (outcome: () => AttemptResult) => {
       if (finished) return
       finished = true
       if (timer) clearTimeout(timer)
@@ -128,7 +133,7 @@ function awaitHandler(attempt: Attempt, task: Task, host: AttemptHost, handler: 
     handler.then(
       (value) => {
         attempt.markHandlerDone(host)
-        finish(timedOut ? timeoutOutcome : () => resolved(value, claimed))
+        finish(timedOut ? timeoutOutcome : () => returnedOutcome(attempt, value))
       },
       (error: unknown) => {
         attempt.markHandlerDone(host)
@@ -159,8 +164,12 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function'
 }
 
+function returnedOutcome(attempt: Attempt, value: unknown): AttemptResult {
+  return attempt.completedInTransaction ? COMPLETED_IN_TRANSACTION : storableResult(value, attempt.claimed)
+}
+
 /** A result Postgres cannot store, or larger than MAX_RESULT_BYTES, fails this attempt alone (invalid_result). */
-function resolved(value: unknown, claimed: ClaimedTask): AttemptOutcome {
+export function storableResult(value: unknown, claimed: ClaimedTask): AttemptOutcome {
   let json: string
   try {
     json = JSON.stringify(value ?? null) ?? 'null'

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { pino } from 'pino'
 import { NonRetryableError, defineTask, type Task } from '../../src/index.ts'
 import { Attempt, type AttemptHost } from '../../src/worker/attempt.ts'
-import { MAX_RESULT_BYTES, runAttempt, type AttemptOutcome } from '../../src/worker/run-attempt.ts'
+import { MAX_RESULT_BYTES, runAttempt, type AttemptResult } from '../../src/worker/run-attempt.ts'
 import { TaskTimeoutError } from '../../src/errors.ts'
 
 /**
@@ -21,6 +21,7 @@ function fakeHost() {
     log: () => silent,
     heartbeat: async () => {},
     handlerDone: (a) => void done.push(a.id),
+    complete: async () => {},
   }
   return { host, done }
 }
@@ -39,8 +40,8 @@ async function outcomeOf(run: Task['run'], opts: { attempt?: number; maxAttempts
   return { outcome, done }
 }
 
-function errorOf(outcome: AttemptOutcome) {
-  if (outcome.state === 'succeeded') throw new Error('expected a failure')
+function errorOf(outcome: AttemptResult) {
+  if (outcome.state === 'succeeded' || outcome.state === 'completed-in-transaction') throw new Error('expected a failure')
   return outcome.error
 }
 

@@ -55,6 +55,28 @@ export class InvalidOptionsError extends TaskRelayError {
   }
 }
 
+/** A workflow that cannot be enqueued (an empty group, a step that is no task, too many steps, …); nothing was written. */
+export class InvalidWorkflowError extends TaskRelayError {
+  readonly problems: readonly string[]
+  constructor(problems: readonly string[]) {
+    super('WORKFLOW_INVALID', `invalid workflow, nothing was enqueued:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.problems = problems
+  }
+}
+
+/** Thrown by waitForWorkflow when a step failed or the workflow was cancelled. */
+export class WorkflowFailedError extends TaskRelayError {
+  readonly workflowId: string
+  readonly state: string
+  readonly failedTaskId: string | null
+  constructor(workflowId: string, state: string, failedTaskId: string | null, message: string | null) {
+    super('WORKFLOW_FAILED', `workflow ${workflowId} ${state}${failedTaskId ? ` at task ${failedTaskId}` : ''}${message ? `: ${message}` : ''}`)
+    this.workflowId = workflowId
+    this.state = state
+    this.failedTaskId = failedTaskId
+  }
+}
+
 /** Configuration could not be resolved; every problem is listed. */
 export class ConfigError extends TaskRelayError {
   readonly problems: readonly string[]

@@ -31,7 +31,14 @@ export {
   ScheduleError,
   ScheduleNotFoundError,
   ShutdownError,
+  InvalidWorkflowError,
+  WorkflowFailedError,
 } from './errors.ts'
+export { step, chain, group, chord, previousResult } from './workflow/canvas.ts'
+export type { WorkflowNode, StepNode, ChainNode, GroupNode, StepOptions, WorkflowOptions } from './workflow/canvas.ts'
+export type { WorkflowDetail } from './workflow/workflows.ts'
+export type { WorkflowRecord, WorkflowTask } from './db/workflow-queries.ts'
+export { MAX_WORKFLOW_STEPS } from './workflow/plan.ts'
 export { createLogger } from './logger.ts'
 export { createMetrics } from './metrics.ts'
 export type { MetricsOptions, TaskRelayMetrics } from './metrics.ts'

@@ -17,6 +17,8 @@ import { parseTaskId, toTaskRecord, type TaskRecord } from './task-record.ts'
 import { taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
 import { ScheduleManager } from './scheduler/schedule-manager.ts'
+import type { WorkflowNode, WorkflowOptions } from './workflow/canvas.ts'
+import { cancelWorkflow, enqueueWorkflow, getWorkflow, waitForWorkflow, type WorkflowDetail } from './workflow/workflows.ts'
 
 export type { WaitForOptions }
 
@@ -223,6 +225,35 @@ export class TaskRelay implements TaskRelayContext {
     options.signal?.throwIfAborted()
     this.#listener ??= new TaskListener(this.connections, this.schema, this.channels.taskFinished, this.logger)
     return this.#listener.waitFor(taskId, () => this.getTask(taskId).then((record) => checkTaskName(record, task)), options)
+  }
+
+  /**
+   * Enqueue a workflow (chain, group, chord, nested; src/workflow/canvas.ts)
+   * in one statement: with `trx`, in the caller's transaction. Everything is
+   * checked first (InvalidWorkflowError, nothing written). Returns the
+   * workflow's id, which every one of its tasks carries, and the task ids.
+   */
+  enqueueWorkflow(trx: Queryable, flow: WorkflowNode<unknown, unknown>, options?: WorkflowOptions): Promise<{ id: string; taskIds: string[] }>
+  enqueueWorkflow(flow: WorkflowNode<unknown, unknown>, options?: WorkflowOptions): Promise<{ id: string; taskIds: string[] }>
+  enqueueWorkflow(...args: unknown[]): Promise<{ id: string; taskIds: string[] }> {
+    const own = typeof args[0] === 'object' && args[0] !== null && 'kind' in args[0]
+    const [db, flow, options] = own ? [this.#executor, ...args] : [transactionExecutor(args[0] as Queryable), ...args.slice(1)]
+    return enqueueWorkflow(this, db as Executor, flow as WorkflowNode<unknown, unknown>, options as WorkflowOptions | undefined)
+  }
+
+  /** A workflow's state, counts per state, failed step and tasks; null when there is none. */
+  getWorkflow(id: string): Promise<WorkflowDetail | null> {
+    return getWorkflow(this, id)
+  }
+
+  /** Resolve with the workflow's result; WorkflowFailedError when a step failed or it was cancelled. */
+  waitForWorkflow(id: string, options?: WaitForOptions): Promise<unknown> {
+    return waitForWorkflow(this, id, options)
+  }
+
+  /** Cancel every unfinished task of a workflow; returns how many were cancelled. */
+  cancelWorkflow(id: string): Promise<number> {
+    return cancelWorkflow(this, id)
   }
 
   /** Close what this instance opened (its pool when it made one, its listener). */

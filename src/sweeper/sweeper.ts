@@ -3,6 +3,7 @@ import type { TaskRelayContext } from '../db/context.ts'
 import { parseSettings, sweeperSettingsSchema, type SweeperSettings } from '../config.ts'
 import { InvalidOptionsError } from '../errors.ts'
 import { loadSql } from '../db/sql.ts'
+import { WorkflowSettler } from './workflow-settler.ts'
 
 export type SweeperOptions = Partial<SweeperSettings>
 
@@ -17,6 +18,10 @@ export interface SweepResult {
   dependentsCancelled: number
   /** waiting tasks made pending: all their dependencies had succeeded */
   dependentsReleased: number
+  /** workflows whose failed step got its compensations and error callback enqueued */
+  workflowsFailed: number
+  /** workflows closed: nothing of them left to run */
+  workflowsFinished: number
 }
 
 const BATCH = 1000
@@ -32,11 +37,13 @@ export class Sweeper extends Service<SweepResult> {
   readonly #tr: TaskRelayContext
   /** settle-waiting pass: the last waiting task id looked at ('0': start over) */
   #waitingCursor = '0'
+  readonly #workflows: WorkflowSettler
 
   constructor(tr: TaskRelayContext, options: SweeperOptions = {}, deps: ServiceDeps = {}) {
     super('sweeper', { logger: tr.logger, ...deps })
     this.settings = parseSettings(sweeperSettingsSchema, options, 'sweeper options', (w, p) => new InvalidOptionsError(w, p))
     this.#tr = tr
+    this.#workflows = new WorkflowSettler(tr)
   }
 
   protected override async onStart(): Promise<void> {
@@ -59,6 +66,7 @@ export class Sweeper extends Service<SweepResult> {
       this.settings.lostWorkerRetryDelayMs,
     ])
     const waiting = await this.#settleWaiting()
+    const workflows = await this.#workflows.settle()
     let pruned = 0
     for (;;) {
       const res = await db.query(loadSql('sweeper-prune-finished.sql', schema), [this.settings.retentionMs, this.settings.pruneBatchSize])
@@ -72,9 +80,10 @@ export class Sweeper extends Service<SweepResult> {
       pruned,
       dependentsCancelled: waiting.cancelled,
       dependentsReleased: waiting.promoted,
+      workflowsFailed: workflows.failuresHandled,
+      workflowsFinished: workflows.finished,
     }
-    const acted =
-      result.redispatched + result.leasesReclaimed + result.leasesFailed + result.pruned + result.dependentsCancelled + result.dependentsReleased > 0
+    const acted = Object.values(result).some((n) => n > 0)
     if (acted) this.log.info(result, 'sweep done')
     else this.log.debug(result, 'sweep done')
     this.events.emit('sweeper:run', { redispatched: result.redispatched, leasesReclaimed: result.leasesReclaimed + result.leasesFailed, pruned })

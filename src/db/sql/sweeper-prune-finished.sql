@@ -1,7 +1,9 @@
 -- Sweeper: delete finished tasks older than the retention, one small batch
 -- per statement so pruning never holds many locks or bloats one transaction.
--- A task that a waiting task depends on stays until that one is settled:
--- deleting it would drop the edge (0008) and free the dependent to run.
+-- A task that an unfinished task depends on stays until that one finishes:
+-- deleting it would drop the edge (0008) and free a waiting dependent to
+-- run, and a workflow step (0012) reads its predecessors' results when it
+-- is claimed.
 with old as (
   select f.id
     from :"schema".tasks f
@@ -11,7 +13,7 @@ with old as (
                        from :"schema".task_dependencies d
                        join :"schema".tasks w on w.id = d.task_id
                       where d.depends_on = f.id
-                        and w.state = 'waiting')
+                        and w.state in ('waiting', 'pending', 'dispatched', 'running'))
    limit $2
      for update skip locked
 )

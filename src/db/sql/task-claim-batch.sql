@@ -15,7 +15,10 @@ update :"schema".tasks t
        attempt = case when t.state = 'dispatched' then t.attempt + 1 else t.attempt end,
        started_at = case when t.state = 'dispatched' then now() else t.started_at end,
        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
-       worker_id = $4
+       worker_id = $4,
+       -- A workflow step fed by its predecessors (0012): their results become its payload.
+       payload = case when t.input is null then t.payload else :"schema".task_input(t.id, t.input) end,
+       input = null
   from unnest($1::bigint[], $2::uuid[]) as m(id, token)
  where t.id = m.id
    and t.dispatch_token = m.token

@@ -74,7 +74,10 @@ update :"schema".tasks t
        dispatch_token = $7::uuid,
        started_at = case when t.state = 'running' then t.started_at else now() end,
        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
-       worker_id = $4
+       worker_id = $4,
+       -- A workflow step fed by its predecessors (0012): their results become its payload.
+       payload = case when t.input is null then t.payload else :"schema".task_input(t.id, t.input) end,
+       input = null
  where t.id = any (array(select id from picked))
 returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,
           (extract(epoch from t.created_at) * 1000)::float8 as created_ms

@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto'
+import type { Executor } from '../db/executor.ts'
+import { workflowCancel, workflowGet, workflowInsert, workflowTasks, type WorkflowRecord, type WorkflowTask } from '../db/workflow-queries.ts'
+import { InvalidOptionsError, TaskFailedError, WaitTimeoutError, WorkflowFailedError } from '../errors.ts'
+import type { WaitForOptions } from '../db/task-listener.ts'
+import type { TaskRecord } from '../task-record.ts'
+import type { WorkflowNode, WorkflowOptions } from './canvas.ts'
+import { planWorkflow } from './plan.ts'
+
+/** What the workflow functions need of TaskRelay. */
+export interface WorkflowHost {
+  readonly schema: string
+  readonly maxPayloadBytes: number
+  readonly executor: Executor
+  waitFor(id: string, options?: WaitForOptions): Promise<TaskRecord>
+}
+
+/** A workflow with its tasks (getWorkflow). */
+export interface WorkflowDetail extends WorkflowRecord {
+  tasks: WorkflowTask[]
+}
+
+/** Check, then write the workflow and all its tasks in one statement on `db`. */
+export async function enqueueWorkflow(
+  host: WorkflowHost,
+  db: Executor,
+  flow: WorkflowNode<unknown, unknown>,
+  options: WorkflowOptions = {},
+): Promise<{ id: string; taskIds: string[] }> {
+  const plan = await planWorkflow(flow, options ?? {}, host.maxPayloadBytes)
+  const id = randomUUID()
+  const taskIds = await workflowInsert(db, { schema: host.schema, id, plan })
+  return { id, taskIds }
+}
+
+/** The workflow's status and its tasks, or null when no workflow has this id. */
+export async function getWorkflow(host: WorkflowHost, id: string): Promise<WorkflowDetail | null> {
+  checkId(id)
+  const record = await workflowGet(host.executor, { schema: host.schema, id })
+  if (!record) return null
+  return { ...record, tasks: await workflowTasks(host.executor, { schema: host.schema, id }) }
+}
+
+/** Cancel every unfinished task of the workflow; returns how many. */
+export function cancelWorkflow(host: WorkflowHost, id: string): Promise<number> {
+  checkId(id)
+  return workflowCancel(host.executor, { schema: host.schema, id })
+}
+
+/**
+ * Resolve with the workflow's result (its last step's, or the list of a
+ * final group's) once it succeeded; reject with WorkflowFailedError naming
+ * the failed step when a step failed or the workflow was cancelled.
+ */
+export async function waitForWorkflow(host: WorkflowHost, id: string, options: WaitForOptions = {}): Promise<unknown> {
+  checkId(id)
+  const record = await workflowGet(host.executor, { schema: host.schema, id })
+  if (!record) throw new InvalidOptionsError('waitForWorkflow call', [`no workflow has the id ${id}`])
+  const deadline = options.timeoutMs === undefined ? null : Date.now() + options.timeoutMs
+  const results: unknown[] = []
+  try {
+    for (const taskId of record.resultTaskIds) {
+      const timeoutMs = deadline === null ? undefined : Math.max(1, deadline - Date.now())
+      results.push((await host.waitFor(taskId, { ...options, ...(timeoutMs === undefined ? {} : { timeoutMs }) })).result)
+    }
+  } catch (err) {
+    if (!(err instanceof TaskFailedError) || err instanceof WaitTimeoutError) throw err
+    const now = await workflowGet(host.executor, { schema: host.schema, id })
+    throw new WorkflowFailedError(id, now?.state ?? 'failed', now?.failedTaskId ?? null, now?.failedError ?? err.message)
+  }
+  return record.resultIsList ? results : results[0]
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+function checkId(id: string): void {
+  if (typeof id !== 'string' || !UUID.test(id)) throw new InvalidOptionsError('workflow id', [`expected a workflow id (a UUID), got ${JSON.stringify(id)}`])
+}

@@ -224,3 +224,27 @@ begin
   end if;
   return done;
 end $$;
+
+-- task_status (0001) with the workflow a task belongs to, as its last column.
+create or replace view :"schema".task_status as
+select
+  id,
+  name,
+  queue,
+  state,
+  attempt,
+  max_attempts,
+  priority,
+  created_at,
+  run_at,
+  started_at,
+  finished_at,
+  finished_at - started_at        as run_duration,
+  coalesce(started_at, now()) - created_at as waited,
+  worker_id,
+  last_error ->> 'message'        as error,
+  result,
+  payload,
+  idempotency_key,
+  workflow_id
+from :"schema".tasks;

@@ -4,6 +4,7 @@ import { storableText } from '../jsonb.ts'
 import { MAX_DELAY_MS, formatDuration, parseDuration } from '../duration.ts'
 import { TASK_STATES, type TaskState } from '../task-state.ts'
 import type { AdminContext } from './context.ts'
+import { isWorkflowId } from '../workflow/workflows.ts'
 
 /** Which tasks to list, and which page: newest first, by offset or by keyset cursor (`after`). */
 export interface ListFilters {
@@ -17,10 +18,12 @@ export interface ListFilters {
   offset: number
   /** only tasks older than this id (keyset paging) */
   after: string | null
+  /** only tasks of this workflow */
+  workflow: string | null
 }
 
 /** The filter fields as text, as a command line or a query string gives them. */
-export type ListInput = Partial<Record<'state' | 'task' | 'queue' | 'since' | 'olderThan' | 'limit' | 'offset' | 'after', string>>
+export type ListInput = Partial<Record<'state' | 'task' | 'queue' | 'since' | 'olderThan' | 'limit' | 'offset' | 'after' | 'workflow', string>>
 
 export interface ListedTask {
   id: string
@@ -88,6 +91,12 @@ export function parseListInput(input: ListInput): ListFilters {
     limit: int('limit', 1, 1000) ?? 50,
     offset: int('offset', 0, 10_000_000) ?? 0,
     after: null,
+    workflow: null,
+  }
+  const workflow = str('workflow')
+  if (workflow !== null) {
+    if (!isWorkflowId(workflow)) problem(`expected a workflow id (a UUID), got "${workflow}"`, 'workflow')
+    else filters.workflow = workflow
   }
   const after = str('after')
   if (after !== null) {
@@ -104,7 +113,7 @@ export async function listTasks(ctx: Pick<AdminContext, 'executor' | 'schema'>, 
   const rows = await taskList(ctx.executor, {
     schema: ctx.schema,
     // An empty name or queue means no filter, as an empty query parameter does.
-    filter: { states: f.states, name: f.task || null, queue: f.queue || null, createdWithinMs: f.sinceMs, createdBeforeMs: f.olderThanMs, beforeId: f.after },
+    filter: { states: f.states, name: f.task || null, queue: f.queue || null, createdWithinMs: f.sinceMs, createdBeforeMs: f.olderThanMs, beforeId: f.after, workflowId: f.workflow },
     // One more than asked tells whether there is a next page.
     limit: f.limit + 1,
     offset: f.offset,

@@ -84,6 +84,7 @@ export function registerInspectCommands(program: Command): void {
     .option('--limit <n>', 'rows per page (1-1000)', '50')
     .option('--offset <n>', 'skip this many rows (simple paging)')
     .option('--after <id>', 'rows older than task <id> (cursor paging: pass the id printed at the end of a page)')
+    .option('--workflow <id>', 'only tasks of this workflow')
     .option('--json', 'print JSON: { tasks, nextAfter }')
     .addHelpText(
       'after',

@@ -4,6 +4,7 @@ import { TaskRelayError, ConfigError, InvalidOptionsError, PayloadValidationErro
 import { CliError, EXIT } from './errors.ts'
 import { registerServiceCommands } from './services.ts'
 import { registerInspectCommands } from './inspect.ts'
+import { registerWorkflowCommand } from './workflow-command.ts'
 import { registerManageCommands } from './manage.ts'
 import { registerDevCommand } from './dev.ts'
 import { registerScheduleCommands } from './schedules.ts'
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerServiceCommands(program)
   registerDevCommand(program)
   registerInspectCommands(program)
+  registerWorkflowCommand(program)
   registerManageCommands(program)
   registerScheduleCommands(program)
   registerDashboardCommand(program)

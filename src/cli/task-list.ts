@@ -4,7 +4,7 @@ import { CliError, EXIT } from './errors.ts'
 import { formatAge, renderTable } from './format.ts'
 
 /** `taskrelay list`: filters from flags (checked in src/admin/task-list.ts), and the table. */
-const FIELDS = ['state', 'task', 'queue', 'since', 'olderThan', 'limit', 'offset', 'after'] as const
+const FIELDS = ['state', 'task', 'queue', 'since', 'olderThan', 'limit', 'offset', 'after', 'workflow'] as const
 
 /** The flag that sets a filter field: olderThan → --older-than. */
 const flagName = (field: string) => `--${field.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`

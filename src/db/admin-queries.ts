@@ -19,6 +19,8 @@ export interface TaskFilterParams {
   finishedWithinMs?: number | null
   /** keyset cursor: only ids below this one */
   beforeId?: string | null
+  /** only tasks of this workflow (a uuid) */
+  workflowId?: string | null
 }
 
 /** `where …` (or '') for the filter, with its values numbered from $1. */
@@ -37,6 +39,7 @@ function taskWhere(f: TaskFilterParams): { where: string; values: unknown[] } {
   if (f.createdWithinMs != null) add("created_at >= now() - ? * interval '1 millisecond'", f.createdWithinMs)
   if (f.createdBeforeMs != null) add("created_at < now() - ? * interval '1 millisecond'", f.createdBeforeMs)
   if (f.beforeId) add('id < ?::bigint', f.beforeId)
+  if (f.workflowId) add('workflow_id = ?::uuid', f.workflowId)
   return { where: clauses.length ? 'where ' + clauses.join(' and ') : '', values }
 }
 

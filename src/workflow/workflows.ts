@@ -34,7 +34,7 @@ export async function enqueueWorkflow(
 }
 
 /** The workflow's status and its tasks, or null when no workflow has this id. */
-export async function getWorkflow(host: WorkflowHost, id: string): Promise<WorkflowDetail | null> {
+export async function getWorkflow(host: Pick<WorkflowHost, 'schema' | 'executor'>, id: string): Promise<WorkflowDetail | null> {
   checkId(id)
   const record = await workflowGet(host.executor, { schema: host.schema, id })
   if (!record) return null
@@ -42,7 +42,7 @@ export async function getWorkflow(host: WorkflowHost, id: string): Promise<Workf
 }
 
 /** Cancel every unfinished task of the workflow; returns how many. */
-export function cancelWorkflow(host: WorkflowHost, id: string): Promise<number> {
+export function cancelWorkflow(host: Pick<WorkflowHost, 'schema' | 'executor'>, id: string): Promise<number> {
   checkId(id)
   return workflowCancel(host.executor, { schema: host.schema, id })
 }
@@ -71,8 +71,11 @@ export async function waitForWorkflow(host: WorkflowHost, id: string, options: W
   return record.resultIsList ? results : results[0]
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+/** Whether `id` has the form of a workflow id (a UUID). */
+export function isWorkflowId(id: unknown): id is string {
+  return typeof id === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
+}
 
 function checkId(id: string): void {
-  if (typeof id !== 'string' || !UUID.test(id)) throw new InvalidOptionsError('workflow id', [`expected a workflow id (a UUID), got ${JSON.stringify(id)}`])
+  if (!isWorkflowId(id)) throw new InvalidOptionsError('workflow id', [`expected a workflow id (a UUID), got ${JSON.stringify(id)}`])
 }

@@ -1,7 +1,39 @@
 import type { Executor } from './executor.ts'
 import { loadSql, plainArray } from './sql.ts'
-import type { PlannedWorkflow } from '../workflow/plan.ts'
 import type { TaskState } from '../task-state.ts'
+
+/** A compensating or error-callback task, as the sweeper enqueues it (0012 workflow_compensate). */
+export interface StoredStep {
+  name: string
+  payload: unknown
+  queue: string
+  priority: number
+  maxAttempts: number
+}
+
+/** One task row of a workflow, in insertion order: a row depends only on rows before it. */
+export interface PlannedRow {
+  name: string
+  queue: string
+  payloadJson: string
+  priority: number
+  maxAttempts: number
+  delayMs: number
+  /** indexes of the rows it waits for, in the order their results are listed */
+  dependsOn: number[]
+  /** 'result': its payload is the one predecessor's result; 'results': the list of them; null: its own payload */
+  input: 'result' | 'results' | null
+  compensation: StoredStep | null
+}
+
+export interface PlannedWorkflow {
+  name: string
+  rows: PlannedRow[]
+  /** rows whose results are the workflow's (the last step, or a final group's members) */
+  resultRows: number[]
+  resultIsList: boolean
+  onError: StoredStep | null
+}
 
 /** Insert a planned workflow and its tasks (workflow-insert.sql); task ids come back in row order. */
 export async function workflowInsert(db: Executor, p: { schema: string; id: string; plan: PlannedWorkflow }): Promise<string[]> {

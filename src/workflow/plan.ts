@@ -2,42 +2,12 @@ import { isTask } from '../define-task.ts'
 import { parseEnqueueOptions, prepareTaskAwaitable } from '../enqueue.ts'
 import { InvalidWorkflowError, TaskRelayError } from '../errors.ts'
 import type { AnyNode, StepNode, WorkflowOptions } from './canvas.ts'
+import type { PlannedRow, PlannedWorkflow, StoredStep } from '../db/workflow-queries.ts'
+
+export type { PlannedRow, PlannedWorkflow, StoredStep }
 
 /** Most steps one workflow may hold (compensations and the error callback included). */
 export const MAX_WORKFLOW_STEPS = 1000
-
-/** A compensating or error-callback task, as the sweeper enqueues it (0012 workflow_compensate). */
-export interface StoredStep {
-  name: string
-  payload: unknown
-  queue: string
-  priority: number
-  maxAttempts: number
-}
-
-/** One task row of a workflow, in insertion order: a row depends only on rows before it. */
-export interface PlannedRow {
-  name: string
-  queue: string
-  payloadJson: string
-  priority: number
-  maxAttempts: number
-  delayMs: number
-  /** indexes of the rows it waits for, in the order their results are listed */
-  dependsOn: number[]
-  /** 'result': its payload is the one predecessor's result; 'results': the list of them; null: its own payload */
-  input: 'result' | 'results' | null
-  compensation: StoredStep | null
-}
-
-export interface PlannedWorkflow {
-  name: string
-  rows: PlannedRow[]
-  /** rows whose results are the workflow's (the last step, or a final group's members) */
-  resultRows: number[]
-  resultIsList: boolean
-  onError: StoredStep | null
-}
 
 /** What precedes a node: nothing, one step, or a group's members (their results form a list). */
 interface Tail {

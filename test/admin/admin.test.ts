@@ -31,7 +31,7 @@ describe('parseListInput', () => {
   })
 
   it('fills in the defaults', () => {
-    expect(parseListInput({})).toEqual({ states: null, task: null, queue: null, sinceMs: null, olderThanMs: null, limit: 50, offset: 0, after: null })
+    expect(parseListInput({})).toEqual({ states: null, task: null, queue: null, sinceMs: null, olderThanMs: null, limit: 50, offset: 0, after: null, workflow: null })
   })
 })
 

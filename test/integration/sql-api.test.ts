@@ -347,6 +347,7 @@ describe('<schema>.task_status view', () => {
       'result',
       'payload',
       'idempotency_key',
+      'workflow_id',
       'run_s',
       'waited_s',
     ])

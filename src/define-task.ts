@@ -19,7 +19,10 @@ export interface TaskContext {
   readonly signal: AbortSignal
   /** 1 for the first attempt. */
   readonly attempt: number
-  readonly task: Pick<TaskRecord, 'id' | 'name' | 'queue' | 'attempt' | 'maxAttempts' | 'priority' | 'createdAt'>
+  readonly task: Pick<TaskRecord, 'id' | 'name' | 'queue' | 'attempt' | 'maxAttempts' | 'priority' | 'createdAt'> & {
+    /** the workflow this task is a step of (null: none); add steps to it with enqueueWorkflow(trx, flow, { addTo }) */
+    readonly workflowId: string | null
+  }
   /** Child logger carrying taskId, task name, queue and attempt. */
   readonly log: Logger
   /** Renew the lease now (leases are also renewed automatically). Throws LeaseLostError if it is gone. */

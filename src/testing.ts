@@ -68,7 +68,7 @@ export async function runInline<T extends Task>(
   const ctx: TaskContext = {
     signal: context.signal ?? new AbortController().signal,
     attempt,
-    task: { id: '0', name: task.name, queue: task.policy.queue, attempt, maxAttempts: task.policy.maxAttempts, priority: task.policy.priority, createdAt: new Date() },
+    task: { id: '0', name: task.name, queue: task.policy.queue, attempt, maxAttempts: task.policy.maxAttempts, priority: task.policy.priority, createdAt: new Date(), workflowId: null },
     log: context.log ?? silentLogger(),
     heartbeat: async () => {},
     // Checks that trx is a transaction, as a worker does; the success is the handler's to return here.

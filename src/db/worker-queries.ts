@@ -21,6 +21,8 @@ export interface ClaimedTask {
   max_attempts: number
   /** epoch milliseconds (a float parses far cheaper than a timestamptz) */
   created_ms: number
+  /** the workflow it is a step of (0012), or null */
+  workflow_id: string | null
 }
 
 /** Claim the dispatched rows whose messages were popped (task-claim-batch.sql). */

@@ -126,6 +126,7 @@ export class AttemptContext implements TaskContext {
       maxAttempts: c.max_attempts,
       priority: c.priority,
       createdAt: new Date(Number(c.created_ms)),
+      workflowId: c.workflow_id ?? null,
     })
   }
 

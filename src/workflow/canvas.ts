@@ -117,4 +117,11 @@ export interface WorkflowOptions {
    * `workflowId`, `failedTaskId` and `error` (the failed step's message) added.
    */
   onError?: StepNode<unknown, unknown>
+  /**
+   * Add these steps to an existing, unfinished workflow instead of starting
+   * a new one (a handler growing its own workflow: `addTo: ctx.task.workflowId`,
+   * in the transaction it completes in with ctx.complete). The workflow keeps
+   * its name, error callback and result; `name` and `onError` are refused.
+   */
+  addTo?: string
 }

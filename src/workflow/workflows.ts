@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Executor } from '../db/executor.ts'
 import { workflowCancel, workflowGet, workflowInsert, workflowTasks, type WorkflowRecord, type WorkflowTask } from '../db/workflow-queries.ts'
-import { InvalidOptionsError, TaskFailedError, WaitTimeoutError, WorkflowFailedError } from '../errors.ts'
+import { InvalidOptionsError, InvalidWorkflowError, TaskFailedError, WaitTimeoutError, WorkflowFailedError } from '../errors.ts'
 import type { WaitForOptions } from '../db/task-listener.ts'
 import type { TaskRecord } from '../task-record.ts'
 import type { WorkflowNode, WorkflowOptions } from './canvas.ts'
@@ -28,9 +28,24 @@ export async function enqueueWorkflow(
   options: WorkflowOptions = {},
 ): Promise<{ id: string; taskIds: string[] }> {
   const plan = await planWorkflow(flow, options ?? {}, host.maxPayloadBytes)
-  const id = randomUUID()
+  const addTo = options?.addTo
+  if (addTo !== undefined) await checkGrowable(db, host.schema, addTo, options)
+  const id = addTo ?? randomUUID()
   const taskIds = await workflowInsert(db, { schema: host.schema, id, plan })
   return { id, taskIds }
+}
+
+/** addTo: an existing workflow, still open (on `db`: inside the caller's transaction, it sees that transaction's rows). */
+async function checkGrowable(db: Executor, schema: string, addTo: string, options: WorkflowOptions): Promise<void> {
+  const problems: string[] = []
+  if (!isWorkflowId(addTo)) problems.push(`addTo: expected a workflow id (a UUID), got ${JSON.stringify(addTo)}`)
+  if (options.name !== undefined || options.onError !== undefined) problems.push('addTo: the workflow keeps its own name and onError; leave them out')
+  if (problems.length === 0) {
+    const row = await workflowGet(db, { schema, id: addTo })
+    if (!row) problems.push(`addTo: no workflow has the id ${addTo}`)
+    else if (row.finishedAt !== null || row.state === 'cancelled') problems.push(`addTo: workflow ${addTo} is ${row.state === 'cancelled' ? 'cancelled' : 'finished'}; start a new one`)
+  }
+  if (problems.length > 0) throw new InvalidWorkflowError(problems)
 }
 
 /** The workflow's status and its tasks, or null when no workflow has this id. */

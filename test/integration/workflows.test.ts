@@ -58,8 +58,26 @@ const alert = defineTask({
   run: (p) => void ran.push(`alert ${p.error}`),
 })
 
+/** Item 5: a step that grows its own workflow, atomically with its completion. */
+const grow = defineTask({
+  name: 'wf.grow',
+  queue: 'wf',
+  payload: z.object({ by: z.number() }),
+  async run({ by }, ctx) {
+    const client = await db.pool.connect()
+    try {
+      await client.query('begin')
+      await db.tr.enqueueWorkflow(client, chain(step(add, { a: by, b: 2 }), step(double)), { addTo: ctx.task.workflowId! })
+      await ctx.complete(client, 'grown')
+      await client.query('commit')
+    } finally {
+      client.release()
+    }
+  },
+})
+
 async function start(): Promise<void> {
-  const worker = new Worker(db.tr, { tasks: [add, double, describeIt, sum, book, unbook, alert], lane: 'postgres', concurrency: 4 })
+  const worker = new Worker(db.tr, { tasks: [add, double, describeIt, sum, book, unbook, alert, grow], lane: 'postgres', concurrency: 4 })
   const sweeper = new Sweeper(db.tr, { intervalMs: 200 })
   started.push(worker, sweeper)
   await worker.start()
@@ -140,6 +158,18 @@ describe('workflows', () => {
     expect(cancelled.state).toBe('cancelled')
     expect(cancelled.counts.cancelled).toBe(3)
     await expect(db.tr.waitForWorkflow(slow, { timeoutMs: 5000 })).rejects.toThrow(WorkflowFailedError)
+  })
+
+  it('a step adds steps to its own workflow in the transaction it completes in', async () => {
+    await start()
+    const { id } = await db.tr.enqueueWorkflow(step(grow, { by: 40 }))
+    expect(await db.tr.waitForWorkflow(id, { timeoutMs: 20_000 })).toBe('grown')
+    await waitUntil(async () => (await db.tr.getWorkflow(id))!.counts.succeeded === 3, { what: 'the added steps ran', timeoutMs: 20_000 })
+    const wf = (await db.tr.getWorkflow(id))!
+    expect(wf.tasks.map((t) => t.name)).toEqual(['wf.grow', 'wf.add', 'wf.double'])
+    const doubled = await db.pool.query(`select result from "${db.schema}".tasks where workflow_id = $1 and name = 'wf.double'`, [id])
+    expect(doubled.rows).toEqual([{ result: 84 }])
+    await expect(db.tr.enqueueWorkflow(step(add, { a: 1, b: 1 }), { addTo: '00000000-0000-4000-8000-000000000000' })).rejects.toThrow(/no workflow has the id/)
   })
 
   it('refuses bad workflows with a typed error before writing anything', async () => {

@@ -27,7 +27,7 @@ function fakeHost() {
 }
 
 function claimed(attempt = 1, maxAttempts = 3, payload: unknown = { n: 1 }) {
-  return new Attempt({ id: '42', name: 'unit.task', queue: 'default', payload, priority: 0, attempt, max_attempts: maxAttempts, created_ms: Date.now() })
+  return new Attempt({ id: '42', name: 'unit.task', queue: 'default', payload, priority: 0, attempt, max_attempts: maxAttempts, created_ms: Date.now(), workflow_id: null })
 }
 
 function task(run: Task['run'], extra: Record<string, unknown> = {}): Task {

@@ -17,13 +17,14 @@ with input as materialized (
   select $1::uuid, $2, $3::jsonb,
          array(select i.id from unnest($4::int[]) with ordinality r(idx, pos) join input i on i.ord = r.idx + 1 order by r.pos),
          $5
-  returning id
+  -- addTo (a handler growing its own workflow): the row exists; it is kept as it is.
+  on conflict (id) do nothing
 ), inserted as (
   insert into :"schema".tasks (id, name, queue, payload, priority, max_attempts, run_at, state, workflow_id, input, compensation)
   select i.id, i.name, i.queue, i.payload, i.priority, i.max_attempts,
          now() + i.delay_ms * interval '1 millisecond',
          case when cardinality(i.depends_on) > 0 then 'waiting' else 'pending' end,
-         (select id from workflow), i.input, i.compensation
+         $1::uuid, i.input, i.compensation
     from input i
    order by i.ord
   returning id, state

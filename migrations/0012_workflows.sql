@@ -248,3 +248,92 @@ select
   idempotency_key,
   workflow_id
 from :"schema".tasks;
+
+-- The SQL API's simple workflows: a chain of steps, where a step is
+-- {"task", "payload"?, "queue"?, "priority"?, "maxAttempts"?, "compensate"?}
+-- or {"group": [steps]}. A step without "payload" is fed its predecessor's
+-- result (after a group, the list of the members' results). "compensate" and
+-- on_error are {"task", "payload"?}. Call it inside your transaction:
+--   select taskrelay.enqueue_workflow('[{"task": "image.resize", "payload": {"id": 7}}, {"task": "image.publish"}]');
+-- Returns the workflow's id. Bad input raises SQLSTATE 22023 with a hint.
+create function :"schema".workflow_stored_step(step jsonb) returns jsonb
+language sql immutable
+as $$
+  select case when step is null then null
+              else jsonb_strip_nulls(jsonb_build_object('name', step ->> 'task', 'payload', coalesce(step -> 'payload', '{}'::jsonb),
+                                                        'queue', step ->> 'queue', 'priority', step -> 'priority',
+                                                        'maxAttempts', step -> 'maxAttempts')) end
+$$;
+
+create function :"schema".workflow_add_step(workflow_id uuid, step jsonb, after bigint[], after_group boolean) returns bigint
+language plpgsql
+set search_path = :"schema", pg_temp
+as $$
+declare
+  fed    boolean := not (step ? 'payload');
+  new_id bigint;
+begin
+  if jsonb_typeof(step) <> 'object' or coalesce(step ->> 'task', '') = '' then
+    raise exception 'taskrelay.enqueue_workflow: each step needs a "task" name, got %', step
+      using errcode = '22023', hint = 'A step is {"task": "name", "payload": {...}} or {"group": [steps]}.';
+  end if;
+  if fed and cardinality(after) = 0 then
+    raise exception 'taskrelay.enqueue_workflow: step "%" takes its predecessor''s result, but nothing comes before it', step ->> 'task'
+      using errcode = '22023', hint = 'Give the first step a "payload".';
+  end if;
+  new_id := enqueue(step ->> 'task', case when fed then '{}'::jsonb else step -> 'payload' end, step ->> 'queue',
+                    (step ->> 'priority')::int, null, null, (step ->> 'maxAttempts')::int);
+  update tasks t
+     set workflow_id = workflow_add_step.workflow_id,
+         input = case when not fed then null when after_group then 'results' else 'result' end,
+         compensation = workflow_stored_step(step -> 'compensate'),
+         state = case when cardinality(after) > 0 then 'waiting' else t.state end
+   where t.id = new_id;
+  insert into task_dependencies (task_id, depends_on, position)
+  select new_id, d, o from unnest(after) with ordinality as u(d, o);
+  return new_id;
+end $$;
+
+create function :"schema".enqueue_workflow(steps jsonb, name text default null, on_error jsonb default null) returns uuid
+language plpgsql
+set search_path = :"schema", pg_temp
+as $$
+declare
+  wf         uuid := gen_random_uuid();
+  el         jsonb;
+  member     jsonb;
+  ids        bigint[];
+  after      bigint[] := '{}';
+  after_group boolean := false;
+  n          integer := 0;
+begin
+  if jsonb_typeof(steps) is distinct from 'array' or jsonb_array_length(steps) = 0 then
+    raise exception 'taskrelay.enqueue_workflow: steps must be a non-empty JSON array, got %', coalesce(steps::text, 'NULL')
+      using errcode = '22023', hint = 'Pass a chain: [{"task": "a", "payload": {...}}, {"task": "b"}].';
+  end if;
+  insert into workflows (id, name, on_error)
+  values (wf, coalesce(enqueue_workflow.name, steps -> 0 ->> 'task', 'workflow'), workflow_stored_step(on_error));
+  for el in select value from jsonb_array_elements(steps) loop
+    if el ? 'group' then
+      if jsonb_typeof(el -> 'group') is distinct from 'array' or jsonb_array_length(el -> 'group') = 0 then
+        raise exception 'taskrelay.enqueue_workflow: an empty group' using errcode = '22023', hint = 'Give a group at least one step.';
+      end if;
+      ids := '{}';
+      for member in select value from jsonb_array_elements(el -> 'group') loop
+        ids := ids || workflow_add_step(wf, member, after, after_group);
+        n := n + 1;
+      end loop;
+      after := ids;
+      after_group := true;
+    else
+      after := array[workflow_add_step(wf, el, after, after_group)];
+      after_group := false;
+      n := n + 1;
+    end if;
+  end loop;
+  if n > 1000 then
+    raise exception 'taskrelay.enqueue_workflow: % steps; a workflow holds at most 1000', n using errcode = '22023';
+  end if;
+  update workflows w set result_task_ids = after, result_is_list = after_group where w.id = wf;
+  return wf;
+end $$;

@@ -172,6 +172,30 @@ describe('workflows', () => {
     await expect(db.tr.enqueueWorkflow(step(add, { a: 1, b: 1 }), { addTo: '00000000-0000-4000-8000-000000000000' })).rejects.toThrow(/no workflow has the id/)
   })
 
+  it('from SQL: a chain with a group, fed results, and 22023 for bad input with nothing written', async () => {
+    await start()
+    const client = await db.pool.connect()
+    let id: string
+    try {
+      await client.query('begin')
+      id = (
+        await client.query<{ id: string }>(`select "${db.schema}".enqueue_workflow($1::jsonb, 'from sql') as id`, [
+          JSON.stringify([{ task: 'wf.add', payload: { a: 1, b: 2 } }, { group: [{ task: 'wf.double' }, { task: 'wf.double' }] }, { task: 'wf.sum' }]),
+        ])
+      ).rows[0]!.id
+      await client.query('commit')
+    } finally {
+      client.release()
+    }
+    expect(await db.tr.waitForWorkflow(id, { timeoutMs: 20_000 })).toBe(12)
+    expect((await db.tr.getWorkflow(id))!.name).toBe('from sql')
+    const before = (await db.pool.query(`select count(*)::int as n from "${db.schema}".workflows`)).rows[0].n
+    for (const bad of ['[]', '[{"task": "wf.double"}]', '[{"group": []}]', '[{"payload": {}}]']) {
+      await expect(db.pool.query(`select "${db.schema}".enqueue_workflow($1::jsonb)`, [bad])).rejects.toMatchObject({ code: '22023' })
+    }
+    expect((await db.pool.query(`select count(*)::int as n from "${db.schema}".workflows`)).rows[0].n).toBe(before)
+  })
+
   it('refuses bad workflows with a typed error before writing anything', async () => {
     const before = (await db.pool.query(`select count(*)::int as n from "${db.schema}".workflows`)).rows[0].n
     const bad = [

@@ -44,6 +44,28 @@ describe('taskrelay workflow', () => {
     expect(json.counts.total).toBe(4)
   })
 
+  it('the SQL view, the CLI and getWorkflow agree', async () => {
+    // Move one member on, so the counts are not all at their start.
+    await db.pool.query(`update "${db.schema}".tasks set state = 'succeeded', finished_at = now(), result = '1' where id = $1`, [taskIds[0]])
+    const view = (
+      await db.pool.query(
+        `select id::text, name, state, total, waiting, pending, dispatched, running, succeeded, failed, cancelled, failed_task_id::text
+           from "${db.schema}".workflow_status where id = $1`,
+        [workflowId],
+      )
+    ).rows[0]
+    const cli = JSON.parse((await runCli(['workflow', workflowId, '--json'], env)).stdout) as Record<string, unknown>
+    const code = (await db.tr.getWorkflow(workflowId))!
+    const fromView = { id: view.id, name: view.name, state: view.state, failedTaskId: view.failed_task_id }
+    const countsFromView = { total: view.total, waiting: view.waiting, pending: view.pending, dispatched: view.dispatched, running: view.running, succeeded: view.succeeded, failed: view.failed, cancelled: view.cancelled }
+    expect({ id: code.id, name: code.name, state: code.state, failedTaskId: code.failedTaskId }).toEqual(fromView)
+    expect({ id: cli.id, name: cli.name, state: cli.state, failedTaskId: cli.failedTaskId }).toEqual(fromView)
+    expect(code.counts).toEqual(countsFromView)
+    expect(cli.counts).toEqual(countsFromView)
+    expect(countsFromView).toMatchObject({ total: 4, succeeded: 1, pending: 1, waiting: 2 })
+    expect((cli.tasks as Array<{ id: string; state: string }>).map((t) => [t.id, t.state])).toEqual(code.tasks.map((t) => [t.id, t.state]))
+  })
+
   it('list --workflow lists only its tasks', async () => {
     const res = await runCli(['list', '--workflow', workflowId, '--json'], env)
     expect(res.code, res.stderr).toBe(0)

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { LeaseLostError, TransactionRequiredError, Worker, defineTask } from '../../src/index.ts'
+import { Kysely, PostgresDialect, sql } from 'kysely'
 import { createTestDb, waitUntil, type TestDb } from '../support/db.ts'
 
 /**
@@ -77,8 +78,23 @@ const step = defineTask({
   },
 })
 
+/** The same through a Kysely transaction, as the README shows. */
+const kyselyStep = defineTask({
+  name: 'cit.kysely',
+  queue: 'cit',
+  payload: z.object({}),
+  async run(_p, ctx) {
+    const kdb = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool: db.pool }) })
+    await kdb.transaction().execute(async (trx) => {
+      await sql`insert into ${sql.table(`${db.schema}.ledger`)} values (${ctx.task.id}, 'kysely')`.execute(trx)
+      await db.tr.enqueue(trx, followUp, { of: ctx.task.id })
+      await ctx.complete(trx, { via: 'kysely' })
+    })
+  },
+})
+
 async function startWorker(): Promise<void> {
-  const worker = new Worker(db.tr, { tasks: [step, followUp], lane: 'postgres', leaseMs: 2000, heartbeatMs: 300 })
+  const worker = new Worker(db.tr, { tasks: [step, followUp, kyselyStep], lane: 'postgres', leaseMs: 2000, heartbeatMs: 300 })
   started.push(worker)
   await worker.start()
 }
@@ -94,6 +110,14 @@ describe('ctx.complete(trx, result)', () => {
     expect(await ledgerOf(id)).toEqual(['attempt 1'])
     const followUps = await db.pool.query(`select state from "${db.schema}".tasks where name = 'cit.follow-up' and payload ->> 'of' = $1`, [id])
     expect(followUps.rows.length).toBe(1)
+  })
+
+  it('works in a Kysely transaction too', async () => {
+    await startWorker()
+    const { id } = await db.tr.enqueue(kyselyStep, {})
+    await waitUntil(async () => (await row(id)).state === 'succeeded', { what: 'the Kysely step succeeded' })
+    expect((await row(id)).result).toEqual({ via: 'kysely' })
+    expect(await ledgerOf(id)).toEqual(['kysely'])
   })
 
   it('a transaction rolled back after ctx.complete() leaves nothing of the step, and the task runs again', async () => {

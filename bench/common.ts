@@ -12,7 +12,7 @@ export const LEDGER_REDIS_DB = Number(process.env.BENCH_LEDGER_DB ?? 15)
 export const SYSTEMS = ['taskrelay', 'bullmq', 'pg-boss', 'graphile-worker'] as const
 export type SystemName = (typeof SYSTEMS)[number]
 
-export const SCENARIOS = ['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7'] as const
+export const SCENARIOS = ['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'] as const
 export type ScenarioId = (typeof SCENARIOS)[number]
 
 /** What every benchmark task carries: a sequence number unique within one run, and when its enqueue call began. */

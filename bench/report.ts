@@ -1,6 +1,6 @@
 /**
- * Output: a progress bar while the suite runs, the table on the terminal, the
- * JSON record of every run, and the Markdown summary.
+ * Output: the table on the terminal, the JSON record of every run, and the
+ * Markdown summary (the progress bar while the suite runs: progress.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -9,6 +9,9 @@ import { CEILINGS } from './ceilings.ts'
 import { SCENARIO_INFO } from './scenarios.ts'
 import { stageNote } from './stages.ts'
 import { outageNote, targets } from './targets.ts'
+import { chordNote } from './workflow-scenario.ts'
+
+export { Progress } from './progress.ts'
 
 export interface Cell {
   scenario: ScenarioId
@@ -136,6 +139,7 @@ function extraCell(r: Row): string {
   }
   if (r.scenario === 'S5' && r.extra.enqueueToDispatchMs !== undefined) return stageNote(r.extra)
   if (r.scenario === 'S7' && r.extra.rateA !== undefined) return outageNote(r.extra)
+  if (r.scenario === 'S8' && r.extra.ms !== undefined) return chordNote(r.extra)
   if (r.scenario === 'S6' && r.extra.enqueuePerSec !== undefined) {
     const backlog = r.extra.meanBacklog === undefined ? '' : `, mean backlog ${fmt(r.extra.meanBacklog)}`
     return `enqueued ${fmt(r.extra.enqueuePerSec)}/s${backlog}`
@@ -175,7 +179,7 @@ export function terminalReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets (issues 5 and 17), on this run:')
+    out.push('taskrelay targets (issues 5, 15 and 17), on this run:')
     for (const x of t) out.push(`  ${x.met === null ? '    ' : x.met ? '  ok' : 'MISS'}  ${x.target.padEnd(46)} ${x.measured}`)
   }
   return out.join('\n')
@@ -189,7 +193,7 @@ export function markdownReport(result: BenchResult): string {
   out.push(`${result.date} · ${result.machine.cpu}, ${result.machine.cores} cores, ${result.machine.memGiB} GiB · Node ${result.machine.node} · ${result.machine.postgres} · Redis ${result.machine.redis}`)
   out.push('')
   for (const w of versionWarnings(result)) out.push(`> **${w}**\n`)
-  out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50, and min–max is of the p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once; S7: the run without outage must be clean, the outage run's lost and ran-twice counts are its result, in the notes); a run that failed the check is not counted and is listed in the notes.`)
+  out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50, and min–max is of the p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once; S8: each member and callback ran exactly once and each callback got every result; S7: the run without outage must be clean, the outage run's lost and ran-twice counts are its result, in the notes); a run that failed the check is not counted and is listed in the notes.`)
   out.push('')
   out.push('| scenario | system | median | min–max | vs best peer | valid runs | notes |')
   out.push('| --- | --- | ---: | ---: | ---: | :---: | --- |')
@@ -213,7 +217,7 @@ export function markdownReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets from issues 5 and 17, judged on this run:')
+    out.push('taskrelay targets from issues 5, 15 and 17, judged on this run:')
     out.push('')
     out.push('| target | measured | met |')
     out.push('| --- | --- | :---: |')
@@ -237,59 +241,4 @@ export function writeOutputs(result: BenchResult, outDir: string): { json: strin
   writeFileSync(json, JSON.stringify(result, null, 2) + '\n')
   writeFileSync(md, markdownReport(result))
   return { json, md }
-}
-
-/** A one-line progress bar on stderr (redrawn in place on a TTY, a plain line per cell otherwise). */
-export class Progress {
-  readonly #total: number
-  readonly #tty = process.stderr.isTTY === true
-  readonly #t0 = Date.now()
-  #done = 0
-  #label = ''
-  #fraction = 0
-  #lastDraw = 0
-
-  constructor(total: number) {
-    this.#total = total
-  }
-
-  begin(label: string): void {
-    this.#label = label
-    this.#fraction = 0
-    if (!this.#tty) process.stderr.write(`[${this.#done + 1}/${this.#total}] ${label} ...\n`)
-    this.draw(true)
-  }
-
-  update(fraction: number): void {
-    this.#fraction = Math.max(0, Math.min(1, fraction))
-    this.draw(false)
-  }
-
-  end(summary: string): void {
-    this.#done++
-    this.#fraction = 0
-    if (this.#tty) {
-      process.stderr.write(`\r\x1b[2K  ${this.#label}: ${summary}\n`)
-      this.draw(true)
-    } else {
-      process.stderr.write(`      ${summary}\n`)
-    }
-  }
-
-  draw(force: boolean): void {
-    if (!this.#tty) return
-    const now = Date.now()
-    if (!force && now - this.#lastDraw < 80) return
-    this.#lastDraw = now
-    const width = 30
-    const overall = (this.#done + this.#fraction) / this.#total
-    const filled = Math.round(overall * width)
-    const secs = Math.round((now - this.#t0) / 1000)
-    const bar = '█'.repeat(filled) + '░'.repeat(width - filled)
-    process.stderr.write(`\r\x1b[2K${bar} ${String(Math.round(overall * 100)).padStart(3)}%  ${this.#done}/${this.#total}  ${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, '0')}  ${this.#label}`)
-  }
-
-  finish(): void {
-    if (this.#tty) process.stderr.write('\r\x1b[2K')
-  }
 }

@@ -173,11 +173,17 @@ export async function main(argv: string[]): Promise<number> {
         progress.begin(label)
         const cellStart = Date.now()
         const cell: Cell = { scenario, system, run, value: null, valid: false, verdict: '', seconds: 0, version: a.version }
-        if (system === 'taskrelay' && ['S4', 'S5', 'S6', 'S7'].includes(scenario) && !taskrelayDelivery) {
-          cell.skipped = 'the delivery pipeline (src/relay/relay.ts, src/worker/worker.ts) is not in this checkout yet'
+        const skip =
+          system === 'taskrelay' && ['S4', 'S5', 'S6', 'S7', 'S8'].includes(scenario) && !taskrelayDelivery
+            ? 'the delivery pipeline (src/relay/relay.ts, src/worker/worker.ts) is not in this checkout yet'
+            : scenario === 'S8' && !a.prepareChord
+              ? `${system} has no chord / flow API`
+              : null
+        if (skip) {
+          cell.skipped = skip
           cell.verdict = 'not run'
           result.cells.push(cell)
-          progress.end('skipped: delivery pipeline not there yet')
+          progress.end(`skipped: ${skip}`)
           continue
         }
         const tag = runTag(system, scenario, run)
@@ -213,7 +219,9 @@ export async function main(argv: string[]): Promise<number> {
             ? `p50 ${fmt(cell.extra.p50)} / p99 ${fmt(cell.extra.p99)} ms`
             : scenario === 'S7' && cell.extra
               ? `${fmt(cell.value)}× (${fmt(cell.extra.rateB)} vs ${fmt(cell.extra.rateA)} tasks/s)`
-              : `${fmt(cell.value)} ${info.unit}`
+              : scenario === 'S8' && cell.extra
+                ? `${fmt(cell.value)} tasks/s (${fmt(cell.extra.ms)} ms to the callback)`
+                : `${fmt(cell.value)} ${info.unit}`
         progress.end(cell.error ? `ERROR ${cell.error}` : `${cell.valid ? fig : `INVALID (${fig})`} — ${cell.verdict}`)
       }
     }

@@ -1,6 +1,6 @@
 /**
- * taskrelay's targets (issue 5's, then issue 17's), judged on one run's
- * medians, and S7's note. Moved out of report.ts, which prints them.
+ * taskrelay's targets (issue 5's, then issues 15's and 17's), judged on one
+ * run's medians, and S7's note. Moved out of report.ts, which prints them.
  */
 import { fmt, median, type ScenarioId } from './common.ts'
 import type { BenchResult, Row } from './report.ts'
@@ -58,6 +58,13 @@ export function targets(result: BenchResult, rows: Row[]): Target[] {
   if (s6) {
     const ratio = bq6 ? s6.median / bq6.median : NaN
     out.push({ target: 'S6 ≥ 1.0 × BullMQ', measured: `${fmt(ratio)} ×`, met: judge(ratio >= 1, ratio) })
+  }
+  const s8 = tr('S8')
+  const bq8 = rows.find((r) => r.scenario === 'S8' && r.system === 'bullmq')
+  if (s8) {
+    const ratio = bq8 ? s8.median / bq8.median : NaN
+    const ms = bq8 ? `; ${fmt(s8.extra.ms, 0)} vs ${fmt(bq8.extra.ms, 0)} ms to the callback` : ''
+    out.push({ target: 'S8 chord ≥ 1.0 × BullMQ FlowProducer (issue 15)', measured: `${fmt(ratio)} × (${fmt(s8.median)} vs ${fmt(bq8?.median)} tasks/s${ms})`, met: judge(ratio >= 1, ratio) })
   }
   return out
 }

@@ -17,6 +17,7 @@ import { TaskRelay, defineTask } from '../../src/index.ts'
 import { DATABASE_URL, REDIS_URL, nowMs, type BenchPayload } from '../common.ts'
 import type { TaskRelayEvents } from '../../src/events.ts'
 import { stageFields, stageSplitSql } from '../stages.ts'
+import { chordTasks, prepareChord } from './taskrelay-chord.ts'
 import type { ProducerAdapter, ServiceEvent, WorkerModule, WorkerOptions } from './types.ts'
 
 const requireFromSrc = createRequire(new URL('../../src/index.ts', import.meta.url))
@@ -25,6 +26,9 @@ const pg = requireFromSrc('pg') as typeof pgTypes
 const ROOT = new URL('../../', import.meta.url)
 const RELAY_FILE = new URL('src/relay/relay.ts', ROOT)
 const WORKER_FILE = new URL('src/worker/worker.ts', ROOT)
+
+/** For experiments: JSON merged over every TaskRelay's options here, e.g. {"durableTransitions":true}. */
+const TR_OPTS = JSON.parse(process.env.BENCH_TASKRELAY_OPTS ?? '{}') as object
 
 const payloadSchema = z.object({ n: z.number().int(), t: z.number().optional() })
 
@@ -75,14 +79,16 @@ export function createProducer(): ProducerAdapter {
     get version() {
       return version()
     },
-    settings: 'enqueue in caller tx (S1) / own pool autocommit, concurrent calls sharing commits (enqueueCoalescing 2, the default; S2, S6), enqueueMany (S3); relay process + worker process, concurrency 50, prefetch 450 (500 tasks in hand, as graphile-worker\'s localQueue)',
+    settings:
+      'enqueue in caller tx (S1) / own pool autocommit, concurrent calls sharing commits (enqueueCoalescing 2, the default; S2, S6), enqueueMany (S3), enqueueWorkflow(chord(group(...), step(callback))) + waitFor(callback) (S8); relay process + worker process, concurrency 50, prefetch 450 (500 tasks in hand, as graphile-worker\'s localQueue)' +
+      (process.env.BENCH_TASKRELAY_OPTS ? `; TaskRelay options ${process.env.BENCH_TASKRELAY_OPTS}` : ''),
     extraRoles: ['relay'],
     async setup(t) {
       tag = t
       schema = `bench_tr_${t}`
       pool = new pg.Pool({ connectionString: DATABASE_URL, max: 17 })
       pool.on('error', () => {})
-      tr = new TaskRelay({ db: pool, schema })
+      tr = new TaskRelay({ db: pool, schema, ...TR_OPTS })
       await pool.query(`drop schema if exists "${schema}" cascade`)
       await tr.migrate()
       // The caller's own table for S1: one business row per transaction.
@@ -133,6 +139,9 @@ export function createProducer(): ProducerAdapter {
       const r = await pool.query(stageSplitSql(schema))
       return stageFields(r.rows[0])
     },
+    async prepareChord(members, base) {
+      return prepareChord(tr, pool, schema, members, base)
+    },
     async countStored() {
       const r = await pool.query(`select count(*)::int as total, count(distinct (payload->>'n'))::int as distinct from "${schema}".tasks`)
       return r.rows[0]
@@ -163,11 +172,13 @@ export const worker: WorkerModule = {
     const { Worker } = (await import(WORKER_FILE.href)) as { Worker: new (tr: TaskRelay, o: object) => Service }
     const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 12 })
     pool.on('error', () => {})
-    const tr = new TaskRelay({ db: pool, schema: opts.schema as string })
+    const tr = new TaskRelay({ db: pool, schema: opts.schema as string, ...TR_OPTS })
+    // S8: the chord's member and callback tasks as well.
+    const chord = opts.chordMembers ? chordTasks(onTask, opts.chordMembers as number) : null
     const w = new Worker(tr, {
       redis: opts.redisUrl ?? REDIS_URL,
       keyPrefix: opts.keyPrefix as string,
-      tasks: [benchTask(onTask)],
+      tasks: chord ? [benchTask(onTask), chord.member, chord.callback] : [benchTask(onTask)],
       queues: ['default'],
       concurrency: opts.concurrency,
       // The documented setting for many short tasks (README, "Tuning for
@@ -205,7 +216,7 @@ export const worker: WorkerModule = {
     const { Relay } = (await import(RELAY_FILE.href)) as { Relay: new (tr: TaskRelay, o: object) => Service }
     const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
     pool.on('error', () => {})
-    const tr = new TaskRelay({ db: pool, schema: opts.schema as string })
+    const tr = new TaskRelay({ db: pool, schema: opts.schema as string, ...TR_OPTS })
     // For experiments: JSON merged over these options.
     const r = new Relay(tr, { redis: opts.redisUrl ?? REDIS_URL, keyPrefix: opts.keyPrefix as string, ...JSON.parse(process.env.BENCH_TASKRELAY_RELAY_OPTS ?? '{}') })
     const events = recordEvents(r.events)

@@ -32,6 +32,20 @@ export interface ProducerAdapter {
   stageBreakdown?(): Promise<Record<string, number>>
   /** Processes besides the worker this system needs for delivery (taskrelay: 'relay'). */
   readonly extraRoles?: readonly string[]
+  /**
+   * S8: a chord (taskrelay) / flow (BullMQ) of `members` no-op tasks with n =
+   * base..base+members-1 and a callback / parent with n = base+members fed
+   * their results, built here (not timed). Systems without one skip S8.
+   */
+  prepareChord?(members: number, base: number): Promise<ChordRun>
+}
+
+/** One S8 chord: enqueue() is the timed call; completed() resolves when the system says the callback finished. */
+export interface ChordRun {
+  enqueue(): Promise<void>
+  completed(timeoutMs: number): Promise<void>
+  /** after the clock: what the system's own records say (a problem, or null) and stage timings in ms */
+  inspect(): Promise<{ problem: string | null; stages: Record<string, number> }>
 }
 
 export interface WorkerOptions {

@@ -331,8 +331,8 @@ begin
       n := n + 1;
     end if;
   end loop;
-  if n > 1000 then
-    raise exception 'taskrelay.enqueue_workflow: % steps; a workflow holds at most 1000', n using errcode = '22023';
+  if n > 10000 then
+    raise exception 'taskrelay.enqueue_workflow: % steps; a workflow holds at most 10000', n using errcode = '22023';
   end if;
   update workflows w set result_task_ids = after, result_is_list = after_group where w.id = wf;
   return wf;

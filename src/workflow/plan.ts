@@ -7,7 +7,7 @@ import type { PlannedRow, PlannedWorkflow, StoredStep } from '../db/workflow-que
 export type { PlannedRow, PlannedWorkflow, StoredStep }
 
 /** Most steps one workflow may hold (compensations and the error callback included). */
-export const MAX_WORKFLOW_STEPS = 1000
+export const MAX_WORKFLOW_STEPS = 10_000
 
 /** What precedes a node: nothing, one step, or a group's members (their results form a list). */
 interface Tail {

@@ -147,7 +147,10 @@ export class AttemptRunner {
     this.#launching = true
     try {
       while (this.#slots.canStart && this.#ready.length > 0 && !this.#stopSignal().aborted) {
-        this.#launch(this.#ready.shift()!)
+        const attempt = this.#ready.shift()!
+        // Given up while it waited (its lease lost): another worker may run it now, so never start it here.
+        if (attempt.aborted) this.#retire(Object.assign(attempt, { slotFreed: true }))
+        else this.#launch(attempt)
       }
     } finally {
       this.#launching = false
@@ -280,9 +283,8 @@ export class AttemptRunner {
       e.active = false
       e.abort(new ShutdownError())
     }
-    // Hand back only handlers that really stopped. One that ignores its abort
-    // keeps its lease (no longer renewed): the sweeper retries it once the
-    // lease expires, so no other worker runs it meanwhile.
+    // Hand back only handlers that really stopped. One that ignores its abort keeps its
+    // lease (no longer renewed): the sweeper retries it once it expires, never meanwhile.
     const stopped = await settledWithin(unfinished, ABORT_GRACE_MAX_MS)
     const stillRunning = unfinished.filter((e) => !stopped.has(e))
     if (stillRunning.length > 0) {

@@ -67,6 +67,11 @@ export class Attempt implements LeasedAttempt {
     return this.#controller.signal
   }
 
+  /** abort() was called: the attempt must not start (or go on) here */
+  get aborted(): boolean {
+    return this.#abortReason !== undefined
+  }
+
   abort(reason: Error): void {
     if (this.#abortReason) return
     this.#abortReason = reason

@@ -110,3 +110,8 @@ export function parseTaskId(id: string | number | bigint): bigint {
   if (n !== null) return n
   throw new InvalidOptionsError('task id', [`expected a positive integer, got ${JSON.stringify(String(id))}`])
 }
+
+/** Whether `value` is a UUID in its text form: Redis message tokens, workflow ids. */
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)
+}

@@ -19,7 +19,7 @@ export function registerWorkflowCommand(program: Command): void {
     if (!isWorkflowId(id)) throw new CliError(`expected a workflow id (a UUID such as 0b6f5c1e-3d1a-4c8e-9f00-5e2b7a1c9d42), got "${id}".`, EXIT.usage)
     return withDatabase(ONE_SHOT, flags, 'workflow', async (db, s) => {
       const wf = await getWorkflow(db.tr, id)
-      if (!wf) throw new CliError(`workflow ${id} does not exist in schema "${s.process.schema}"; find workflows with: select * from ${s.process.schema}.workflow_status.`)
+      if (!wf) throw new CliError(`workflow ${id} does not exist in schema "${s.process.schema}"; the ${s.process.schema}.workflow_status view lists every workflow.`)
       console.log(flags.json ? toJson(wf) : renderWorkflow(wf))
     })
   })

@@ -1,3 +1,5 @@
+import { isUuid } from '../task-record.ts'
+
 /**
  * Redis key names. Each queue's keys carry a hash tag ({queue}) so they live
  * in one Redis Cluster slot; the prefix separates deployments sharing a Redis.
@@ -25,7 +27,6 @@ export function encodeMessage(id: string, token: string): string {
   return `${id}:${token}`
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const MAX_BIGINT = 9223372036854775807n
 
 export function decodeMessage(message: string): { id: string; token: string } | null {
@@ -35,6 +36,6 @@ export function decodeMessage(message: string): { id: string; token: string } | 
   const token = message.slice(sep + 1)
   // Checked as strictly as Postgres will cast them (bigint, uuid): one bad message in a
   // batch must not fail the claim of the others.
-  if (!/^\d{1,19}$/.test(id) || BigInt(id) > MAX_BIGINT || !UUID.test(token)) return null
+  if (!/^\d{1,19}$/.test(id) || BigInt(id) > MAX_BIGINT || !isUuid(token)) return null
   return { id, token }
 }

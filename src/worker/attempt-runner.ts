@@ -148,7 +148,7 @@ export class AttemptRunner {
     try {
       while (this.#slots.canStart && this.#ready.length > 0 && !this.#stopSignal().aborted) {
         const attempt = this.#ready.shift()!
-        // Given up while it waited (its lease lost): another worker may run it now, so never start it here.
+        // Given up while it waited (lease lost; it never took a slot): another worker may run it now.
         if (attempt.aborted) this.#retire(Object.assign(attempt, { slotFreed: true }))
         else this.#launch(attempt)
       }

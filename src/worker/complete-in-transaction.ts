@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import { LeaseLostError, NonRetryableError } from '../errors.ts'
 import { transactionExecutor, type Executor, type Queryable } from '../db/executor.ts'
 import { loadSql } from '../db/sql.ts'
+import { taskGetRow } from '../db/task-queries.ts'
 import type { TaskRelayEvents } from '../events.ts'
 import type { Attempt } from './attempt.ts'
 import { reportOutcome } from './outcome-report.ts'
@@ -97,9 +98,8 @@ export async function completeInTransaction(
   if (finished.rows.length !== 1) throw new LeaseLostError(p.id, p.attempt, 'the fenced write matched nothing; roll this transaction back')
 }
 
-/** After the handler returned: whether its transaction committed this attempt's success. */
+/** After the handler returned: whether its transaction committed this attempt's success (a plain read, never waits on a lock). */
 export async function completedInTransaction(db: Executor, p: { schema: string; id: string; attempt: number }): Promise<boolean> {
-  const res = await db.query<{ state: string; attempt: number }>(loadSql('task-outcome-read.sql', p.schema), [p.id])
-  const row = res.rows[0]
+  const row = await taskGetRow(db, p)
   return row !== undefined && row.state === 'succeeded' && row.attempt === p.attempt
 }

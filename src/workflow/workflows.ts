@@ -3,7 +3,7 @@ import type { Executor } from '../db/executor.ts'
 import { workflowCancel, workflowGet, workflowInsert, workflowTasks, type WorkflowRecord, type WorkflowTask } from '../db/workflow-queries.ts'
 import { InvalidOptionsError, InvalidWorkflowError, TaskFailedError, WaitTimeoutError, WorkflowFailedError } from '../errors.ts'
 import type { WaitForOptions } from '../db/task-listener.ts'
-import type { TaskRecord } from '../task-record.ts'
+import { isUuid, type TaskRecord } from '../task-record.ts'
 import type { WorkflowNode, WorkflowOptions } from './canvas.ts'
 import { planWorkflow } from './plan.ts'
 
@@ -87,9 +87,7 @@ export async function waitForWorkflow(host: WorkflowHost, id: string, options: W
 }
 
 /** Whether `id` has the form of a workflow id (a UUID). */
-export function isWorkflowId(id: unknown): id is string {
-  return typeof id === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)
-}
+export const isWorkflowId = isUuid
 
 function checkId(id: string): void {
   if (!isWorkflowId(id)) throw new InvalidOptionsError('workflow id', [`expected a workflow id (a UUID), got ${JSON.stringify(id)}`])

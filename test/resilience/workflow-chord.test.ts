@@ -1,10 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { chord, group, step } from '../../src/index.ts'
 import { markProcessDead, recordProduced } from '../support/ledger.ts'
 import { cleanupShared, createShared } from '../support/resilience.ts'
-import { Child, Pipeline, allReady, expectDelivered, withAppName } from './fixtures/pipeline-harness.ts'
+import { allReady, expectDelivered, type Child, type Pipeline } from './fixtures/pipeline-harness.ts'
 import { CALLBACK_N, CALLBACK_TASK, MEMBER_TASK, createCallbackTable, memberMs, memberOutput, workflowTasks } from './fixtures/workflow-tasks.ts'
 
 /**
@@ -24,32 +22,9 @@ const expected = Array.from({ length: MEMBERS }, (_, i) => memberOutput(i))
  * more pass (2 s), plus a margin. 15 s when nothing was stuck (asserted below).
  */
 const CALLBACK_BOUND_MS = 30_000 + 2_000 + 8_000
-const FIXTURES = join(new URL('.', import.meta.url).pathname, 'fixtures')
-
-/** Workers started here, SIGKILLed if the test process exits without cleaning up (a crash). */
-const running = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const c of running) c.kill('SIGKILL')
-})
-
 /** A workflow-worker.ts child, with Pipeline.spawn's environment, kept in p.children (cleanup, expectDelivered). */
 function spawnWorker(p: Pipeline, name: string): Child {
-  const env: Record<string, string> = {
-    ...(process.env as Record<string, string>),
-    DATABASE_URL: withAppName(p.databaseUrl, `${p.appPrefix}worker`),
-    LEDGER_DATABASE_URL: p.databaseUrl,
-    TR_SCHEMA: p.schema,
-    REDIS_URL: p.redisUrl,
-    TR_KEY_PREFIX: p.keyPrefix,
-    TR_NAME: name,
-    LOG_LEVEL: process.env.TR_RES_LOG_LEVEL ?? 'warn',
-  }
-  const proc = spawn(process.execPath, ['--no-warnings', join(FIXTURES, 'workflow-worker.ts')], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  running.add(proc)
-  proc.once('exit', () => running.delete(proc))
-  const child = new Child(name, 'worker', proc, join(p.logDir, `${name}.log`))
-  p.children.push(child)
-  return child
+  return p.spawn('worker', { name, script: 'workflow-worker.ts' })
 }
 
 /**

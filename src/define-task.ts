@@ -2,6 +2,7 @@ import { z } from 'zod/v4'
 import type { Logger } from 'pino'
 import { InvalidOptionsError } from './errors.ts'
 import { delayMs, maxAttemptsSchema, prioritySchema, queueNameSchema, strictOptions, taskNameSchema, timerMs, zodProblems } from './config.ts'
+import { parseQueueSettings, type QueueSettings, type QueueSettingsRow } from './queue-settings.ts'
 import { clampDelayMs } from './duration.ts'
 import type { TaskRecord } from './task-record.ts'
 import type { TaskScheduleSpec } from './scheduler/spec.ts'
@@ -39,6 +40,13 @@ export interface TaskContext {
    * expires.
    */
   complete(trx: Queryable, result?: unknown): Promise<void>
+  /**
+   * The remote side rate-limits (an HTTP 429, say): end this attempt and run
+   * the task again after `retryAfterMs` (0 .. 24 h) without spending an
+   * attempt; its group (or queue, for a task with no group) starts nothing
+   * before then, on every worker. Throws, so nothing after it runs.
+   */
+  rateLimited(retryAfterMs: number): never
 }
 
 /**
@@ -114,6 +122,12 @@ export interface TaskDefinition<S extends StandardSchemaV1, R> extends Partial<T
   run(payload: InferOutput<S>, ctx: TaskContext): R | Promise<R>
   /** Periodic schedules synced by the scheduler at start (see src/scheduler). */
   schedules?: ReadonlyArray<Omit<TaskScheduleSpec, 'payload'> & { payload?: InferInput<S> }>
+  /**
+   * The queue's flow settings (limits, rates), synced into Postgres when a
+   * worker starts; settings changed at run time (configure(), the CLI, SQL)
+   * are kept. Tasks of one queue that declare settings must declare the same.
+   */
+  queueSettings?: QueueSettings
 }
 
 const TASK_BRAND: unique symbol = Symbol.for('taskrelay.task')
@@ -125,6 +139,8 @@ export interface Task<S extends StandardSchemaV1 = StandardSchemaV1, R = unknown
   readonly payload: S
   readonly policy: Readonly<TaskPolicy>
   readonly schedules: ReadonlyArray<TaskScheduleSpec>
+  /** the queue settings it declares, in stored form (null: none) */
+  readonly queueSettings: QueueSettingsRow | null
   // A method, so a Task of any schema is a Task (its parameter is then bivariant).
   run(payload: InferOutput<S>, ctx: TaskContext): R | Promise<R>
 }
@@ -160,6 +176,8 @@ const definitionSchema = strictOptions({
   timeoutMs: timerMs(0).default(0),
   // Checked in depth by the scheduler (cron syntax, time zone, payload).
   schedules: z.array(z.looseObject({ name: z.string().min(1) })).default([]),
+  // Checked in depth by parseQueueSettings below.
+  queueSettings: z.looseObject({}).optional(),
 })
 
 /**
@@ -179,12 +197,15 @@ export function defineTask<S extends StandardSchemaV1, R>(definition: TaskDefini
     throw new InvalidOptionsError(`task definition${typeof definition?.name === 'string' ? ` "${definition.name}"` : ''}`, zodProblems(parsed.error))
   }
   const d = parsed.data
+  const where = `queueSettings of task "${d.name}"`
+  const queueSettings = definition.queueSettings === undefined ? null : Object.freeze(parseQueueSettings(where, definition.queueSettings))
   return Object.freeze({
     [TASK_BRAND]: true as const,
     name: d.name,
     payload: definition.payload,
     run: definition.run,
     schedules: Object.freeze([...(definition.schedules ?? [])]) as ReadonlyArray<TaskScheduleSpec>,
+    queueSettings,
     policy: Object.freeze({
       queue: d.queue,
       priority: d.priority,

@@ -118,7 +118,7 @@ export class EnqueueCoalescer {
 
   async #writeAlone(p: Pending): Promise<void> {
     try {
-      p.resolve(await taskInsertOne(this.#db, this.#schema, p.task))
+      p.resolve((await taskInsertOne(this.#db, this.#schema, p.task)).id)
     } catch (err) {
       p.reject(err)
     }

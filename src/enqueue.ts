@@ -4,7 +4,7 @@ import { validatePayload, type PayloadCheck, type PayloadOf, type Task } from '.
 import { delayMs, maxAttemptsSchema, prioritySchema, queueNameSchema, strictOptions, zodProblems } from './config.ts'
 import { toTaskId } from './task-record.ts'
 import { InvalidOptionsError, PayloadNotSerializableError, PayloadTooLargeError, PayloadValidationError } from './errors.ts'
-import { MAX_DELAY_MS } from './duration.ts'
+import { MAX_DELAY_MS, parseDuration } from './duration.ts'
 import { jsonbProblem } from './jsonb.ts'
 
 /** Per-call enqueue options; each overrides the task's own policy. */
@@ -30,6 +30,42 @@ export interface EnqueueOptions {
    * cancelled, it is cancelled without running.
    */
   dependsOn?: ReadonlyArray<string | number | bigint>
+  /**
+   * The task's group within its queue, such as a tenant id (1-200
+   * characters). Groups take turns, and the queue's groupConcurrency and
+   * groupRateLimit apply to each group (tr.queue(name).configure()).
+   */
+  groupKey?: string
+  /**
+   * With idempotencyKey: the key dedupes only this long after the first
+   * enqueue (ms, or a duration such as '10m'); a later enqueue creates a new task.
+   */
+  idempotencyWindow?: number | string
+  /**
+   * At most one unfinished (waiting, pending or running) task of this task
+   * name per key: a second enqueue returns the first task's id with
+   * outcome 'existing' and writes nothing.
+   */
+  singletonKey?: string
+  /**
+   * Debounce: the task runs `delay` after the last enqueue with this key,
+   * with the last payload. An enqueue while the key's task is still pending
+   * (not started) replaces its payload and pushes its run time back, but
+   * never past `maxWait` after the first enqueue; it returns that task's id
+   * with outcome 'debounced'. Once the task has started, a new one is created.
+   */
+  debounce?: { key: string; delay: number | string; maxWait?: number | string }
+}
+
+/** What enqueue returns: the task's id, and whether this call created it. */
+export interface EnqueueResult {
+  id: string
+  /**
+   * 'created': a new task. 'existing': an earlier task with the same
+   * idempotencyKey (within its window) or singletonKey; this payload was not
+   * used. 'debounced': the key's pending task now carries this payload.
+   */
+  outcome: 'created' | 'existing' | 'debounced'
 }
 
 const MAX_DEPENDENCIES = 1000
@@ -50,25 +86,69 @@ function checkRunAt(d: Date, ctx: z.RefinementCtx): void {
   ctx.addIssue({ code: 'custom', message })
 }
 
+/** A key Postgres can store: 1-500 well-formed characters, no NUL. */
+function keySchema(max: number) {
+  return z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((k) => !k.includes('\u0000'), 'contains the NUL character (\\u0000), which PostgreSQL cannot store; remove it')
+    .refine((k) => k.isWellFormed(), 'contains a lone UTF-16 surrogate, which PostgreSQL cannot store; make it well-formed with str.toWellFormed()')
+}
+
+/** A duration in ms or as text ('10m'), within 1 ms .. MAX_DELAY_MS. */
+const windowSchema = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const ms = typeof v === 'number' ? v : parseDuration(v)
+  if (ms === null || !Number.isFinite(ms) || ms < 1 || ms > MAX_DELAY_MS) {
+    ctx.addIssue({ code: 'custom', message: `expected milliseconds (1 .. 10 years) or a duration such as "30s", "10m"; got ${JSON.stringify(v)}` })
+    return z.NEVER
+  }
+  return Math.round(ms)
+})
+
+const debounceSchema = z.object(
+  {
+    key: keySchema(500),
+    delay: windowSchema,
+    maxWait: windowSchema.optional(),
+  },
+  { error: 'expected { key, delay, maxWait? }' },
+).strict()
+
 const enqueueOptionsSchema = strictOptions({
   runAt: z.date().refine((d) => !Number.isNaN(d.getTime()), 'invalid date').superRefine(checkRunAt).optional(),
   delayMs: delayMs(0).optional(),
   priority: prioritySchema.optional(),
   queue: queueNameSchema.optional(),
   maxAttempts: maxAttemptsSchema.optional(),
-  idempotencyKey: z
-    .string()
-    .min(1)
-    .max(500)
-    .refine((k) => !k.includes('\u0000'), 'contains the NUL character (\\u0000), which PostgreSQL cannot store; remove it')
-    .refine((k) => k.isWellFormed(), 'contains a lone UTF-16 surrogate, which PostgreSQL cannot store; make it well-formed with str.toWellFormed()')
+  idempotencyKey: keySchema(500)
     .refine((k) => !k.startsWith(RESERVED_KEY_PREFIX), `the prefix "${RESERVED_KEY_PREFIX}" is reserved for the scheduler's fires; use another prefix`)
     .optional(),
+  groupKey: keySchema(200).optional(),
+  idempotencyWindow: windowSchema.optional(),
+  singletonKey: keySchema(500).optional(),
+  debounce: debounceSchema.optional(),
   dependsOn: z.array(taskId).min(1, 'give at least one id, or leave dependsOn out').max(MAX_DEPENDENCIES).readonly().optional(),
 })
   .refine((o) => o.runAt === undefined || o.delayMs === undefined, {
     message: 'give runAt or delayMs, not both',
     path: ['delayMs'],
+  })
+  .refine((o) => o.idempotencyWindow === undefined || o.idempotencyKey !== undefined, {
+    message: 'a window needs an idempotencyKey to apply to',
+    path: ['idempotencyWindow'],
+  })
+  .refine((o) => [o.idempotencyKey, o.singletonKey, o.debounce].filter((k) => k !== undefined).length <= 1, {
+    message: 'give one of idempotencyKey, singletonKey and debounce',
+    path: ['singletonKey'],
+  })
+  .refine((o) => o.debounce === undefined || (o.runAt === undefined && o.delayMs === undefined), {
+    message: 'a debounced task runs debounce.delay after the last enqueue; leave runAt and delayMs out',
+    path: ['debounce'],
+  })
+  .refine((o) => o.dependsOn === undefined || (o.singletonKey === undefined && o.debounce === undefined && o.idempotencyWindow === undefined), {
+    message: 'a task with dependsOn cannot be a singleton, debounced or have an idempotencyWindow',
+    path: ['dependsOn'],
   })
 
 /** One enqueue of a batch. */
@@ -142,11 +222,23 @@ export function prepareTaskAwaitable(
         maxAttempts: opts.maxAttempts ?? task.policy.maxAttempts,
         runAt: opts.runAt ?? null,
         delayMs: opts.delayMs ?? 0,
-        idempotencyKey: opts.idempotencyKey ?? null,
+        idempotencyKey: opts.idempotencyWindow === undefined ? (opts.idempotencyKey ?? null) : null,
+        groupKey: opts.groupKey ?? '',
+        keyed: keyedEnqueue(opts),
         dependsOn: opts.dependsOn ? [...new Set(opts.dependsOn.map((id) => String(toTaskId(id))))] : null,
       }
     })
   })
+}
+
+/** The enqueue_keyed() call an option asks for (a windowed idempotency key, a singleton, a debounce), or null. */
+function keyedEnqueue(o: z.output<typeof enqueueOptionsSchema>): PreparedTask['keyed'] {
+  if (o.idempotencyKey !== undefined && o.idempotencyWindow !== undefined) {
+    return { kind: 'idempotency', key: o.idempotencyKey, windowMs: o.idempotencyWindow, maxWaitMs: null }
+  }
+  if (o.singletonKey !== undefined) return { kind: 'singleton', key: o.singletonKey, windowMs: null, maxWaitMs: null }
+  if (o.debounce !== undefined) return { kind: 'debounce', key: o.debounce.key, windowMs: o.debounce.delay, maxWaitMs: o.debounce.maxWait ?? null }
+  return null
 }
 
 function then<R>(check: PayloadCheck | Promise<PayloadCheck>, next: (check: PayloadCheck) => R | Promise<R>): R | Promise<R> {

@@ -166,6 +166,20 @@ export class NonRetryableError extends TaskRelayError {
 }
 
 /**
+ * Thrown by `ctx.rateLimited(retryAfterMs)` (or by a handler itself): the
+ * remote side said "too many requests". The task goes back to pending and
+ * runs again after retryAfterMs without spending an attempt, and its group
+ * (or its queue, for a task with no group) starts nothing before then.
+ */
+export class RateLimitedError extends TaskRelayError {
+  readonly retryAfterMs: number
+  constructor(retryAfterMs: number, message = `rate-limited by the remote side: retry in ${Math.round(retryAfterMs)} ms`) {
+    super('RATE_LIMITED', message)
+    this.retryAfterMs = retryAfterMs
+  }
+}
+
+/**
  * A fenced write matched nothing: this worker no longer owns the attempt
  * (lease expired and the task was handed to someone else, or it was cancelled).
  */

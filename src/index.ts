@@ -6,7 +6,10 @@ export { TaskRelay } from './task-relay.ts'
 export type { TaskRelayOptions, WaitForOptions } from './task-relay.ts'
 export { defineTask } from './define-task.ts'
 export type { Task, TaskDefinition, TaskContext, TaskPolicy, BackoffPolicy, PayloadOf, ResultOf, StandardSchemaV1, InferInput, InferOutput } from './define-task.ts'
-export type { EnqueueOptions, EnqueueItem, EnqueueItems } from './enqueue.ts'
+export type { EnqueueOptions, EnqueueItem, EnqueueItems, EnqueueResult } from './enqueue.ts'
+export type { QueueSettings, RateLimit } from './queue-settings.ts'
+export { QueueHandle } from './admin/queues.ts'
+export type { QueueInfo, StoredRateLimit } from './admin/queues.ts'
 export type { TaskRecord, TaskErrorRecord } from './task-record.ts'
 export { TASK_STATES, FINAL_STATES } from './task-state.ts'
 export type { TaskState } from './task-state.ts'
@@ -33,6 +36,7 @@ export {
   ShutdownError,
   InvalidWorkflowError,
   WorkflowFailedError,
+  RateLimitedError,
 } from './errors.ts'
 export { step, chain, group, chord, previousResult } from './workflow/canvas.ts'
 export type { WorkflowNode, StepNode, ChainNode, GroupNode, StepOptions, WorkflowOptions } from './workflow/canvas.ts'

@@ -2,7 +2,8 @@ import type pg from 'pg'
 import type { Kysely } from 'kysely'
 import type { Logger } from 'pino'
 import { type Task, type PayloadOf, type ResultOf, isTask } from './define-task.ts'
-import { prepareTaskAwaitable, type EnqueueItem, type EnqueueItems, type EnqueueOptions } from './enqueue.ts'
+import { prepareTaskAwaitable, type EnqueueItem, type EnqueueItems, type EnqueueOptions, type EnqueueResult } from './enqueue.ts'
+import { QueueHandle, listQueues, type QueueInfo } from './admin/queues.ts'
 import { taskInsertMany, taskInsertOne } from './db/task-insert.ts'
 import { EnqueueCoalescer } from './enqueue-coalescer.ts'
 import { transactionExecutor, type Executor, type Queryable } from './db/executor.ts'
@@ -152,9 +153,9 @@ export class TaskRelay implements TaskRelayContext {
    * BEGIN) the row commits or rolls back with the caller's work; without it,
    * it commits at once on taskrelay's pool.
    */
-  enqueue<T extends Task>(trx: Queryable, task: T, payload: PayloadOf<T>, options?: EnqueueOptions): Promise<{ id: string }>
-  enqueue<T extends Task>(task: T, payload: PayloadOf<T>, options?: EnqueueOptions): Promise<{ id: string }>
-  async enqueue(...args: unknown[]): Promise<{ id: string }> {
+  enqueue<T extends Task>(trx: Queryable, task: T, payload: PayloadOf<T>, options?: EnqueueOptions): Promise<EnqueueResult>
+  enqueue<T extends Task>(task: T, payload: PayloadOf<T>, options?: EnqueueOptions): Promise<EnqueueResult>
+  async enqueue(...args: unknown[]): Promise<EnqueueResult> {
     const [executor, task, payload, options] = this.#splitArgs(args, 'enqueue')
     let prepared = prepareTaskAwaitable(task, payload, options as EnqueueOptions | undefined, this.maxPayloadBytes)
     // Awaited only when the schema is async: a call made before close() must reach the coalescer first.
@@ -163,10 +164,21 @@ export class TaskRelay implements TaskRelayContext {
     // dependencies is checked and written alone (a missing dependency must
     // not fail its neighbours), and so is one with an idempotency key (its
     // INSERT waits for any open transaction that holds the same key).
-    if (executor === this.#executor && this.#coalescer && !this.#closed && prepared.dependsOn === null && prepared.idempotencyKey === null) {
-      return { id: await this.#coalescer.add(prepared) }
+    const keyed = prepared.dependsOn !== null || prepared.idempotencyKey !== null || prepared.keyed !== null
+    if (executor === this.#executor && this.#coalescer && !this.#closed && !keyed) {
+      return { id: await this.#coalescer.add(prepared), outcome: 'created' }
     }
-    return { id: await taskInsertOne(executor, this.schema, prepared) }
+    return taskInsertOne(executor, this.schema, prepared)
+  }
+
+  /** A queue's flow settings and state: configure(), pause(), resume(), info(). */
+  queue(name: string): QueueHandle {
+    return new QueueHandle(this, name)
+  }
+
+  /** Every queue with tasks, settings or registered task types, with its settings and counts. */
+  queues(): Promise<QueueInfo[]> {
+    return listQueues(this)
   }
 
   /** Enqueue many tasks in one INSERT statement; ids come back in input order. */

@@ -11,7 +11,7 @@
  */
 import { isDeepStrictEqual } from 'node:util'
 import { validatePayload, type Task, type TaskContext, type PayloadOf, type ResultOf } from './define-task.ts'
-import { PayloadValidationError, TaskRelayError } from './errors.ts'
+import { PayloadValidationError, RateLimitedError, TaskRelayError } from './errors.ts'
 import { toExecutor, transactionExecutor, type Queryable } from './db/executor.ts'
 import { taskListEnqueued } from './db/admin-queries.ts'
 import { silentLogger } from './logger.ts'
@@ -73,6 +73,10 @@ export async function runInline<T extends Task>(
     heartbeat: async () => {},
     // Checks that trx is a transaction, as a worker does; the success is the handler's to return here.
     complete: async (trx) => void transactionExecutor(trx),
+    // As on a worker: the attempt ends with a RateLimitedError (runInline rejects with it).
+    rateLimited: (retryAfterMs) => {
+      throw new RateLimitedError(retryAfterMs)
+    },
   }
   return (await task.run(parsed.value, ctx)) as ResultOf<T>
 }

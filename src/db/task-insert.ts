@@ -12,6 +12,10 @@ export interface PreparedTask {
   runAt: Date | null
   delayMs: number
   idempotencyKey: string | null
+  /** the group within the queue ('' for none) */
+  groupKey: string
+  /** a windowed idempotency key, a singleton or a debounce (enqueue_keyed(), 0013); null: none */
+  keyed: { kind: 'idempotency' | 'singleton' | 'debounce'; key: string; windowMs: number | null; maxWaitMs: number | null } | null
   /** ids, deduplicated; null: depends on nothing */
   dependsOn: string[] | null
 }
@@ -50,34 +54,69 @@ function columnParams(tasks: readonly PreparedTask[]): unknown[][] {
   return rows[0]!.map((_, column) => rows.map((row) => row[column]))
 }
 
+/** An inserted (or found) task: its id, and whether this insert created it (EnqueueResult's outcome). */
+export interface InsertedTask {
+  id: string
+  outcome: 'created' | 'existing' | 'debounced'
+}
+
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
-export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<string> {
-  if (t.dependsOn !== null) return (await taskInsertDependent(db, schema, [t]))[0]!
+export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<InsertedTask> {
+  if (t.keyed !== null) return taskInsertKeyed(db, schema, t)
+  if (t.dependsOn !== null) return { id: (await taskInsertDependent(db, schema, [t]))[0]!, outcome: 'created' }
   if (t.idempotencyKey === null) {
-    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), rowParams(t))
-    return String(plain.rows[0]!.id)
+    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), [...rowParams(t), t.groupKey])
+    return { id: String(plain.rows[0]!.id), outcome: 'created' }
   }
-  const res = await run<{ id: string }>(db, enqueueStatement('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey])
+  const res = await run<{ id: string }>(db, enqueueStatement('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey, t.groupKey])
   const id = res.rows[0]?.id
-  if (id !== undefined) return String(id)
+  if (id !== undefined) return { id: String(id), outcome: 'created' }
   const found = (await taskFindByIdempotencyKeys(db, schema, [t])).get(keyOf(t.name, t.idempotencyKey))
   if (found === undefined) throw new Error(`idempotency key ${t.idempotencyKey} of task ${t.name} conflicted but no task holds it`)
-  return found
+  return { id: found, outcome: 'existing' }
+}
+
+/** A windowed idempotency key, a singleton or a debounce: enqueue_keyed() (task-insert-keyed.sql). */
+async function taskInsertKeyed(db: Executor, schema: string, t: PreparedTask): Promise<InsertedTask> {
+  const k = t.keyed!
+  const res = await run<InsertedTask>(db, enqueueStatement('task-insert-keyed.sql', schema), [
+    ...rowParams(t),
+    t.groupKey,
+    k.kind,
+    k.key,
+    k.windowMs,
+    k.maxWaitMs,
+  ])
+  const row = res.rows[0]!
+  return { id: String(row.id), outcome: row.outcome }
 }
 
 /** Insert many prepared tasks in one statement; ids come back in input order. */
 export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   if (tasks.length === 0) return []
+  // Singletons, debounces and windowed keys go one by one (each takes its key's lock), the rest in one statement.
+  if (tasks.some((t) => t.keyed !== null)) return insertKeyedApart(db, schema, tasks)
   if (tasks.some((t) => t.dependsOn !== null)) return taskInsertDependent(db, schema, tasks)
+  const groupKeys = tasks.map((t) => t.groupKey)
   if (tasks.every((t) => t.idempotencyKey === null)) {
-    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-many-plain.sql', schema), columnParams(tasks))
+    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-many-plain.sql', schema), [...columnParams(tasks), groupKeys])
     return plain.rows.map((r) => String(r.id))
   }
   const res = await run<KeyedRow>(db, enqueueStatement('task-insert-many.sql', schema), [
     ...columnParams(tasks),
     tasks.map((t) => t.idempotencyKey),
+    groupKeys,
   ])
   return idsInInputOrder(db, schema, tasks, res.rows)
+}
+
+async function insertKeyedApart(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
+  const rest = tasks.filter((t) => t.keyed === null)
+  const restIds = await taskInsertMany(db, schema, rest)
+  const ids: string[] = []
+  let next = 0
+  for (const t of tasks) ids.push(t.keyed === null ? restIds[next++]! : (await taskInsertKeyed(db, schema, t)).id)
+  return ids
 }
 
 /**
@@ -94,6 +133,7 @@ async function taskInsertDependent(db: Executor, schema: string, tasks: readonly
     ...columnParams(tasks),
     tasks.map((t) => t.idempotencyKey),
     tasks.map((t) => plainArray(t.dependsOn ?? [])),
+    tasks.map((t) => t.groupKey),
   ])
   return idsInInputOrder(db, schema, tasks, res.rows)
 }

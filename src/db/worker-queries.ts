@@ -37,11 +37,34 @@ export async function taskClaimBatch(
 /** Postgres lane: claim due tasks of these queues straight from Postgres (task-claim-due.sql). */
 export async function taskClaimDue(
   db: Executor,
-  p: { schema: string; queues: readonly string[]; limit: number; leaseMs: number; workerId: string; strandedAfterMs: number | null; held: readonly string[]; claimToken: string },
+  p: {
+    schema: string
+    queues: readonly string[]
+    limit: number
+    leaseMs: number
+    workerId: string
+    strandedAfterMs: number | null
+    held: readonly string[]
+    claimToken: string
+    /** tasks flowTake() dispatched with claimToken, claimed first */
+    flowIds: readonly string[]
+  },
 ): Promise<ClaimedTask[]> {
-  const params = [p.queues, p.limit, p.leaseMs, p.workerId, p.strandedAfterMs, plainArray(p.held), p.claimToken]
+  const params = [p.queues, p.limit, p.leaseMs, p.workerId, p.strandedAfterMs, plainArray(p.held), p.claimToken, plainArray(p.flowIds)]
   const res = await db.query<ClaimedTask>(loadSql('task-claim-due.sql', p.schema), params)
   return res.rows
+}
+
+/** Dispatch up to `limit` due tasks of these flow-controlled queues within their settings, with `token` (task-flow-take.sql). */
+export async function flowTake(db: Executor, p: { schema: string; queues: readonly string[]; limit: number; token: string }): Promise<string[]> {
+  const res = await db.query<{ id: string }>(loadSql('task-flow-take.sql', p.schema), [p.queues, p.limit, p.token])
+  return res.rows.map((r) => String(r.id))
+}
+
+/** Which of `queues` have settings (queues-with-settings.sql). */
+export async function queuesWithSettings(db: Executor, schema: string, queues: readonly string[]): Promise<string[]> {
+  const res = await db.query<{ name: string }>(loadSql('queues-with-settings.sql', schema), [queues])
+  return res.rows.map((r) => r.name)
 }
 
 /** Back to pending, runnable at once, no attempt used (task-hand-back.sql); returns the ids it matched. */

@@ -3,6 +3,10 @@ import type { TaskContext } from '../define-task.ts'
 import type { Queryable } from '../db/executor.ts'
 import type { LeasedAttempt } from './lease-keeper.ts'
 import type { ClaimedTask } from '../db/worker-queries.ts'
+import { InvalidOptionsError, RateLimitedError } from '../errors.ts'
+
+/** The longest ctx.rateLimited() wait: a day. */
+const MAX_RATE_LIMITED_MS = 86_400_000
 
 
 /** What an attempt needs from the worker that runs it; one object per worker, not per attempt. */
@@ -137,6 +141,13 @@ export class AttemptContext implements TaskContext {
 
   get log(): Logger {
     return this.#host.log(this.#attempt)
+  }
+
+  rateLimited(retryAfterMs: number): never {
+    if (!(Number.isFinite(retryAfterMs) && retryAfterMs >= 0 && retryAfterMs <= MAX_RATE_LIMITED_MS)) {
+      throw new InvalidOptionsError('ctx.rateLimited()', [`retryAfterMs: expected 0 .. ${MAX_RATE_LIMITED_MS} (24 h) milliseconds, got ${String(retryAfterMs)}`])
+    }
+    throw new RateLimitedError(retryAfterMs)
   }
 
   // A bound function, so `const { heartbeat } = ctx` works like the other fields.

@@ -13,7 +13,7 @@ export function reportOutcome(events: TaskRelayEvents, workerId: string, attempt
     events.emit('task:lease-lost', eventFields(attempt, workerId))
   } else if (outcome.state === 'succeeded') {
     if (events.listenerCount('task:succeeded') > 0) events.emit('task:succeeded', { ...eventFields(attempt, workerId), durationMs })
-  } else if (outcome.state === 'pending') {
+  } else if (outcome.state === 'pending' || outcome.state === 'throttled') {
     events.emit('task:retried', { ...eventFields(attempt, workerId), durationMs, delayMs: outcome.delayMs, error: outcome.error.message })
   } else {
     events.emit('task:failed', { ...eventFields(attempt, workerId), durationMs, error: outcome.error.message, kind: outcome.error.kind })

@@ -4,7 +4,7 @@ import type { TaskRelayContext } from '../db/context.ts'
 import type { Wakeups } from '../db/poller.ts'
 import { loadSql } from '../db/sql.ts'
 import { tasksNextDueInMs } from '../db/task-queries.ts'
-import { taskClaimDue, type ClaimedTask } from '../db/worker-queries.ts'
+import { flowTake, queuesWithSettings, taskClaimDue, type ClaimedTask } from '../db/worker-queries.ts'
 import { TaskReadyWakeups } from '../wake-timer.ts'
 
 /** Safety-net poll of the Postgres lane when no NOTIFY comes (a Kysely db cannot LISTEN; a notification lost in a reconnect). */
@@ -15,6 +15,8 @@ const POLL_MS = 1000
  * workers still reading Redis normally claim their own messages first.
  */
 export const STRANDED_AFTER_MS = 2000
+/** How long the lane trusts its list of queues with settings: a queue given settings is honoured within this. */
+const FLOW_QUEUES_TTL_MS = 500
 /** Renew the lane's row in relays this often: relays starting up delete rows not seen for a day. */
 const REREGISTER_MS = 3_600_000
 
@@ -40,6 +42,11 @@ export class PostgresLane {
   #turn = 0
   /** the token of a claim that failed (it may have committed): the next claim sends it again */
   #retryToken: string | null = null
+  /** the tasks flow_take() gave the failed claim: sent again with its token */
+  #retryFlowIds: string[] = []
+  /** this worker's queues that have settings, as of #flowCheckedAt (Date.now()) */
+  #flowQueues: string[] = []
+  #flowCheckedAt = -Infinity
   /** the claim under way: claims go one at a time, so two never adopt the same rows */
   #claiming: Promise<unknown> = Promise.resolve()
   #wake: (() => void) | null = null
@@ -118,7 +125,9 @@ export class PostgresLane {
     const queues = [...this.#queues.slice(start), ...this.#queues.slice(0, start)]
     // A failed claim may have committed with its reply lost: its token, sent again, gets its rows back.
     const claimToken = this.#retryToken ?? randomUUID()
+    let flowIds = this.#retryFlowIds
     try {
+      if (flowIds.length === 0) flowIds = await this.#flowTake(queues, limit, claimToken)
       const rows = await taskClaimDue(this.#tr.batchExecutor, {
         schema: this.#tr.schema,
         queues,
@@ -128,13 +137,27 @@ export class PostgresLane {
         strandedAfterMs: stranded ? STRANDED_AFTER_MS : null,
         held,
         claimToken,
+        flowIds,
       })
       this.#retryToken = null
+      this.#retryFlowIds = []
       return rows
     } catch (err) {
       this.#retryToken = claimToken
+      this.#retryFlowIds = flowIds
       throw err
     }
+  }
+
+  /** Queues with settings go through flow_take() first (task-flow-take.sql), in this claim's queue order. */
+  async #flowTake(queues: readonly string[], limit: number, token: string): Promise<string[]> {
+    if (Date.now() - this.#flowCheckedAt >= FLOW_QUEUES_TTL_MS) {
+      this.#flowQueues = await queuesWithSettings(this.#tr.executor, this.#tr.schema, this.#queues)
+      this.#flowCheckedAt = Date.now()
+    }
+    const flow = queues.filter((q) => this.#flowQueues.includes(q))
+    if (flow.length === 0) return []
+    return flowTake(this.#tr.batchExecutor, { schema: this.#tr.schema, queues: flow, limit, token })
   }
 
   /** Nothing due now: wake when the earliest delayed task falls due, if before the next poll. */

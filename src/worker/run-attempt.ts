@@ -1,5 +1,5 @@
 import { backoffDelay, formatIssues, validatePayload, type PayloadCheck, type Task } from '../define-task.ts'
-import { NonRetryableError, TaskTimeoutError, coerceError } from '../errors.ts'
+import { NonRetryableError, RateLimitedError, TaskTimeoutError, coerceError } from '../errors.ts'
 import type { TaskErrorRecord } from '../task-record.ts'
 import { clampDelayMs } from '../duration.ts'
 import { jsonbProblem, storableText, truncateText } from '../jsonb.ts'
@@ -13,7 +13,7 @@ import type { ClaimedTask } from '../db/worker-queries.ts'
  */
 export type AttemptOutcome =
   | { state: 'succeeded'; result: string }
-  | { state: 'pending' | 'failed'; error: TaskErrorRecord; delayMs: number }
+  | { state: 'pending' | 'failed' | 'throttled'; error: TaskErrorRecord; delayMs: number }
 
 /** What runAttempt decided: an outcome to write, or none (ctx.complete() wrote it in the handler's transaction). */
 export type AttemptResult = AttemptOutcome | { state: 'completed-in-transaction' }
@@ -200,6 +200,10 @@ function rejected(task: Task, attempt: Attempt, thrown: unknown): AttemptOutcome
     error = new Error('the handler threw a value that cannot be read as an error')
   }
   if (error instanceof NonRetryableError) return failed(error, attempt.claimed, 'non_retryable')
+  // Not a failure: runs again later, the attempt not spent (task-finish-batch.sql).
+  if (error instanceof RateLimitedError) {
+    return { state: 'throttled', error: errorRecord(error, attempt.claimed.attempt, 'rate_limited'), delayMs: clampDelayMs(error.retryAfterMs) }
+  }
   return retryOrFail(task, attempt.claimed, error, 'error')
 }
 

@@ -10,6 +10,8 @@ import { redisKeys } from '../redis/keys.ts'
 import { AttemptRunner } from './attempt-runner.ts'
 import { LeaseGuard } from './lease-guard.ts'
 import { registerTaskTypes } from './hand-back.ts'
+import { declaredQueueSettings, type QueueSettingsRow } from '../queue-settings.ts'
+import { queuesSyncCode } from '../db/queue-queries.ts'
 import { WorkerPresence } from './presence.ts'
 import { PostgresLane } from './postgres-lane.ts'
 import { RedisLane } from './redis-lane.ts'
@@ -59,6 +61,8 @@ export class Worker extends Service<number> {
   readonly workerId: string
   readonly #tr: TaskRelayContext
   readonly #tasks: ReadonlyMap<string, Task>
+  /** queue settings the tasks declare (defineTask's queueSettings), synced at start */
+  readonly #declaredQueues: Map<string, QueueSettingsRow>
   /** null with lane "postgres" */
   readonly #redisLane: RedisLane | null
   readonly #runner: AttemptRunner
@@ -83,6 +87,8 @@ export class Worker extends Service<number> {
     const { byName, conflicts } = tasksByName(tasks)
     if (conflicts.length > 0) throw new InvalidOptionsError('worker options', [`tasks: two different tasks are named "${conflicts[0]!.name}"`])
     this.#tasks = byName
+    // Two tasks of one queue declaring different settings: refused here, before anything starts.
+    this.#declaredQueues = declaredQueueSettings([...byName.values()])
     this.#tr = tr
     this.workerId = `${workerId ?? `${hostname()}:${process.pid}`}:${randomBytes(3).toString('hex')}`
     // Only tasks it will run: a task on a queue it does not serve is not served by it.
@@ -134,6 +140,8 @@ export class Worker extends Service<number> {
   protected override async onStart(): Promise<void> {
     await this.#tr.assertSchemaCurrent()
     await registerTaskTypes(this.#tr.executor, this.#tr.schema, [...this.#tasks.values()])
+    const kept = await queuesSyncCode(this.#tr.executor, { schema: this.#tr.schema, declared: this.#declaredQueues })
+    if (kept.length > 0) this.log.info({ queues: kept }, 'these queues keep the settings changed at run time; the queueSettings declared in code do not apply to them')
     await this.#presence.start()
     await this.#redisLane?.open()
     await this.#postgresLane?.open()

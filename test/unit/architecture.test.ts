@@ -24,7 +24,7 @@ const SRC = new URL('../../src/', import.meta.url).pathname
 const LAYERS: ReadonlyArray<readonly [layer: string, paths: readonly string[]]> = [
   ['core', ['errors.ts', 'duration.ts', 'jsonb.ts', 'task-state.ts', 'task-record.ts', 'clock.ts', 'wake-timer.ts', 'events.ts', 'logger.ts', 'config.ts', 'config/', 'redis/']],
   ['db', ['db/']],
-  ['tasks', ['define-task.ts', 'enqueue.ts', 'enqueue-coalescer.ts', 'scheduler/spec.ts']],
+  ['tasks', ['define-task.ts', 'queue-settings.ts', 'enqueue.ts', 'enqueue-coalescer.ts', 'scheduler/spec.ts']],
   // Workflows as data (canvas, plan, status): the facade, admin and CLI use them.
   ['workflows', ['workflow/']],
   // Schedules as data (validation, CRUD, firing): the facade's schedule() uses them.

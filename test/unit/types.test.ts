@@ -48,7 +48,7 @@ describe('defineTask / enqueue type inference', () => {
     expectTypeOf<PayloadOf<typeof welcome>>().toEqualTypeOf<{ userId: number; locale?: string | undefined }>()
     expectTypeOf<ResultOf<typeof welcome>>().toEqualTypeOf<{ sent: boolean }>()
     // Types only: these calls are never made.
-    expectTypeOf<Awaited<ReturnType<typeof tr.enqueue<typeof welcome>>>>().toEqualTypeOf<{ id: string }>()
+    expectTypeOf<Awaited<ReturnType<typeof tr.enqueue<typeof welcome>>>>().toEqualTypeOf<{ id: string; outcome: 'created' | 'existing' | 'debounced' }>()
     expectTypeOf<Awaited<ReturnType<typeof tr.enqueueMany>>>().toEqualTypeOf<{ ids: string[] }>()
     expectTypeOf(tr.getTask).returns.resolves.toEqualTypeOf<TaskRecord | null>()
   })
@@ -90,6 +90,10 @@ describe('defineTask / enqueue type inference', () => {
       maxAttempts?: number
       idempotencyKey?: string
       dependsOn?: ReadonlyArray<string | number | bigint>
+      groupKey?: string
+      idempotencyWindow?: number | string
+      singletonKey?: string
+      debounce?: { key: string; delay: number | string; maxWait?: number | string }
     }>()
   })
 

@@ -11,6 +11,9 @@
 -- tasks_pending_idx leading with queue (0006), they cost one index probe,
 -- not a read past their backlog.
 -- SKIP LOCKED lets several relays claim side by side without waiting.
+-- Queues with settings (a row in queues, 0013: limits, groups, pause) are
+-- left to flow_take(), which dispatches their tasks within those settings;
+-- its rows come back with their turn order (ord) between groups.
 -- The commit happens BEFORE the Redis push on purpose: a worker can only
 -- claim a committed dispatch, and a crash between commit and push is
 -- repaired by the sweeper's dispatch timeout (or the relay's own revert).
@@ -45,9 +48,12 @@ with recursive after_cursor as (
     from up_to_cursor q
    where q.queue <= $6
 ), rotation as (
-  select queue, 1 as lap from after_cursor where queue is not null and queue <> all ($2::text[])
-  union all
-  select queue, 2 as lap from up_to_cursor where queue <= $6 and queue <> all ($2::text[])
+  select r.queue, r.lap
+    from (select queue, 1 as lap from after_cursor where queue is not null
+          union all
+          select queue, 2 as lap from up_to_cursor where queue <= $6) r
+   where r.queue <> all ($2::text[])
+     and not exists (select 1 from :"schema".queues c where c.name = r.queue)
 ), due as (
   -- Each queue's best due rows, queue after queue, until the batch is full.
   -- Nothing is sorted across queues, so the walk stops as soon as it has
@@ -76,15 +82,20 @@ with recursive after_cursor as (
          dispatch_token = $1::uuid
    where t.id = any (array(select id from due))
   returning t.id, t.queue, t.priority, t.run_at
+), flowed as (
+  select f.id, f.queue, f.ord
+    from :"schema".flow_take(null, $2::text[], :batch_size, $1::uuid) f
 ), busy as (
   update :"schema".relays
      set busy_until = clock_timestamp() + $3::bigint * interval '1 millisecond', seen_at = now()
    where relay_id = $4
-     and (select count(*) from moved) >= $5
+     and (select count(*) from moved) + (select count(*) from flowed) >= $5
 )
 -- RETURNING order is unspecified: hand the rows back best first, the order
 -- they are pushed in, each with the queue the walk ended on (the next $6).
 select id, queue,
-       (select d.queue from due d order by d.lap desc, d.queue desc limit 1) as last_queue
-  from moved
- order by priority desc, run_at, id
+       coalesce((select d.queue from due d order by d.lap desc, d.queue desc limit 1), $6) as last_queue
+  from (select m.id, m.queue, m.priority, m.run_at, 0::bigint as ord from moved m
+        union all
+        select f.id, f.queue, 0, null, f.ord from flowed f) r
+ order by ord, priority desc, run_at, id

@@ -20,6 +20,10 @@
 -- that token: a row running under another claim of this worker (one it is
 -- finishing, or one whose outcome a crash undid) is never adopted, so an
 -- attempt never runs twice. $6: ids the worker holds, never adopted either.
+--
+-- Queues with settings (0013) are not read here: flow_take() moved their
+-- tasks, within the queues' limits, to dispatched with this claim's token
+-- just before (task-flow-take.sql), and $8 lists them; they are claimed first.
 with pending as (
   select c.id
     from unnest($1::text[]) as q(queue)
@@ -33,7 +37,15 @@ with pending as (
       limit $2
         for update skip locked
    ) c
+   where not exists (select 1 from :"schema".queues f where f.name = q.queue)
    limit $2
+), flowed as (
+  select t.id
+    from :"schema".tasks t
+   where t.id = any ($8::bigint[])
+     and t.state = 'dispatched'
+     and t.dispatch_token = $7::uuid
+     for update skip locked
 ), stranded as (
   select c.id
     from unnest($1::text[]) as q(queue)
@@ -59,7 +71,9 @@ with pending as (
      and t.id <> all ($6::bigint[])
      for update skip locked
 ), picked as (
-  -- Orphans, then stranded rows: they have waited longest.
+  -- Rows flow_take() gave this claim, orphans, then stranded rows: they have waited longest.
+  select id from flowed
+  union all
   select id from orphaned
   union all
   select id from stranded

@@ -1,7 +1,11 @@
 -- Worker: record the outcomes of many attempts in one statement (group
 -- commit). Each outcome is fenced by (id, attempt, state = 'running'): an
 -- attempt whose lease was taken over, or a cancelled task, matches nothing.
--- state is 'succeeded', 'failed', or 'pending' (retry after delay_ms).
+-- state is 'succeeded', 'failed', 'pending' (retry after delay_ms) or
+-- 'throttled': the handler said the remote side rate-limits (ctx.rateLimited);
+-- the task goes back to pending after delay_ms without spending an attempt
+-- (max_attempts grows with attempt), and its group (or queue) starts
+-- nothing before then (0013).
 -- Finished ids are announced on <schema>.task_finished for waitFor(),
 -- comma-separated, in one or more notifications; retries on task_ready.
 with outcome as (
@@ -10,18 +14,42 @@ with outcome as (
       as o(id, attempt, state, result, error, delay_ms)
 ), done as (
   update :"schema".tasks t
-     set state = o.state,
+     set state = case when o.state = 'throttled' then 'pending' else o.state end,
          result = o.result,
          last_error = coalesce(o.error, t.last_error),
-         finished_at = case when o.state = 'pending' then null else now() end,
-         run_at = case when o.state = 'pending' then now() + o.delay_ms * interval '1 millisecond' else t.run_at end,
+         finished_at = case when o.state in ('pending', 'throttled') then null else now() end,
+         run_at = case when o.state in ('pending', 'throttled') then now() + o.delay_ms * interval '1 millisecond' else t.run_at end,
+         max_attempts = case when o.state = 'throttled' then t.max_attempts + 1 else t.max_attempts end,
          lease_expires_at = null,
          dispatch_token = null
     from outcome o
    where t.id = o.id
      and t.attempt = o.attempt
      and t.state = 'running'
-  returning t.id, t.state
+  returning t.id, t.state, t.queue, t.group_key
+), throttled as (
+  select d.queue, d.group_key, max(now() + o.delay_ms * interval '1 millisecond') as until
+    from done d
+    join outcome o on o.id = d.id
+   where o.state = 'throttled'
+   group by d.queue, d.group_key
+), throttled_queues as (
+  -- A queue (with no group) slowed by its handler; the row makes it flow-controlled.
+  -- (Inserted for a group's throttle too: queue_groups rows need their queue.)
+  insert into :"schema".queues as c (name, throttled_until)
+  select queue, max(until) filter (where group_key = '') from throttled group by queue
+  on conflict (name) do update
+     set throttled_until = greatest(c.throttled_until, excluded.throttled_until)
+), throttled_groups as (
+  insert into :"schema".queue_groups as g (queue, group_key, throttled_until)
+  select queue, group_key, until from throttled where group_key <> ''
+  on conflict (queue, group_key) do update
+     set throttled_until = greatest(g.throttled_until, excluded.throttled_until)
+), slots_freed as (
+  -- A task of a queue with settings left its slot: wake the relays, which
+  -- may dispatch the next one (it waited for that slot, or for this pause).
+  select pg_notify(:'schema' || '.task_ready', '')
+   where exists (select 1 from :"schema".queues c where c.name = any (array(select distinct queue from done)))
 ), unblocked as (
   -- Tasks waiting on what just succeeded (dependsOn) whose other
   -- dependencies have all succeeded become pending. Rows finished by this
@@ -67,5 +95,6 @@ with outcome as (
   having count(*) > 0
 )
 select id, state,
-       (select count(*) from announced) + (select count(*) from retry_due) + (select count(*) from unblocked_due) as notified
+       (select count(*) from announced) + (select count(*) from retry_due) + (select count(*) from unblocked_due)
+         + (select count(*) from slots_freed) as notified
   from done

@@ -2,11 +2,11 @@
 -- wake-up is added by enqueueStatement(): at most one NOTIFY for the batch).
 -- No ON CONFLICT: see task-insert-one-plain.sql.
 -- Rows are inserted and returned in input order (ORDER BY ord).
-insert into :"schema".tasks (name, queue, payload, priority, max_attempts, run_at)
+insert into :"schema".tasks (name, queue, payload, priority, max_attempts, run_at, group_key)
 select name, queue, payload, priority, max_attempts,
-       coalesce(run_at, now() + delay_ms * interval '1 millisecond')
+       coalesce(run_at, now() + delay_ms * interval '1 millisecond'), group_key
   from unnest($1::text[], $2::text[], $3::jsonb[], $4::smallint[], $5::int[],
-              $6::timestamptz[], $7::bigint[])
-       with ordinality as input(name, queue, payload, priority, max_attempts, run_at, delay_ms, ord)
+              $6::timestamptz[], $7::bigint[], $8::text[])
+       with ordinality as input(name, queue, payload, priority, max_attempts, run_at, delay_ms, group_key, ord)
  order by ord
 returning id

@@ -458,8 +458,8 @@ begin
   end if;
 end $$;
 
--- Why a due pending task is not running yet, in words, or null when nothing
--- holds it back (it is on its way). Read by `taskrelay status`, the admin
+-- Why a pending task is not running yet, in words, or null when nothing
+-- holds it back (it is on its way, or waits for a relay or worker). Read by `taskrelay status`, the admin
 -- API and the dashboard; costs a few index probes.
 create function :"schema".task_flow_reason(task_id bigint) returns text
 language plpgsql stable
@@ -514,7 +514,7 @@ begin
                     to_char(clock_timestamp() + (1 - tok) * q.group_rate_per_ms / q.group_rate_limit * interval '1 millisecond', 'HH24:MI:SS.MS'));
     end if;
   end if;
-  return format('waiting for its turn in queue %s', q.name);
+  return null;
 end $$;
 
 -- Every queue with tasks or settings: its settings, pause state and what is

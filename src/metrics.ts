@@ -177,7 +177,7 @@ function registerQueueDepth(tr: TaskRelayContext, registry: Registry, cacheMs: n
   })
   const depth = new Gauge({
     name: 'taskrelay_tasks',
-    help: 'Unfinished tasks by queue and state (waiting, pending, dispatched, running), read from Postgres.',
+    help: 'Unfinished tasks by queue and state (waiting, pending, dispatched, running), read from Postgres; held_back: the due pending tasks a queue setting holds now (paused, at its limit, out of rate tokens).',
     labelNames: ['queue', 'state'],
     registers: [registry],
     async collect() {

@@ -1,4 +1,5 @@
 import { taskDependencyList, workerCountServing } from '../db/admin-queries.ts'
+import { taskFlowReason } from '../db/queue-queries.ts'
 import type { TaskRecord } from '../task-record.ts'
 import type { TaskState } from '../task-state.ts'
 import type { AdminContext } from './context.ts'
@@ -8,13 +9,25 @@ export interface TaskDetail {
   task: TaskRecord
   /** the tasks it depends on, with each one's state, by id */
   dependsOn: Array<{ id: string; name: string; state: TaskState }>
+  /** its group in the queue (enqueue's groupKey), or null */
+  groupKey: string | null
+  /**
+   * Why a pending task does not run yet, or null: "queue emails is paused",
+   * "queue emails at its limit of 5", "group tenant-7 of queue imports
+   * rate-limited (10 per 60000 ms) until 12:00:03", "delayed until …".
+   */
+  heldBack: string | null
 }
 
 /** The task and its dependencies, or null when no task has this id. */
 export async function readTaskDetail(ctx: AdminContext, id: string): Promise<TaskDetail | null> {
   const task = await ctx.getTask(id)
   if (!task) return null
-  return { task, dependsOn: await taskDependencyList(ctx.executor, { schema: ctx.schema, taskId: id }) }
+  const [dependsOn, flow] = await Promise.all([
+    taskDependencyList(ctx.executor, { schema: ctx.schema, taskId: id }),
+    taskFlowReason(ctx.executor, { schema: ctx.schema, id }),
+  ])
+  return { task, dependsOn, groupKey: flow.groupKey, heldBack: flow.reason }
 }
 
 export interface QueueWorkers {

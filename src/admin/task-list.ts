@@ -1,4 +1,5 @@
 import { taskList } from '../db/admin-queries.ts'
+import { tasksFlowReasons } from '../db/queue-queries.ts'
 import { InvalidFiltersError } from '../errors.ts'
 import { storableText } from '../jsonb.ts'
 import { MAX_DELAY_MS, formatDuration, parseDuration } from '../duration.ts'
@@ -39,6 +40,8 @@ export interface ListedTask {
   finishedAt: Date | null
   workerId: string | null
   error: string | null
+  /** a pending task's reason to wait: delayed, or held back by its queue's settings ("queue emails at its limit of 5"); null otherwise */
+  heldBack: string | null
 }
 
 const MAX_TASK_ID = 2n ** 63n - 1n
@@ -119,6 +122,8 @@ export async function listTasks(ctx: Pick<AdminContext, 'executor' | 'schema'>, 
     offset: f.offset,
   })
   const page = rows.slice(0, f.limit)
+  const pending = page.filter((r) => r.state === 'pending').map((r) => String(r.id))
+  const heldBack = await tasksFlowReasons(ctx.executor, { schema: ctx.schema, ids: pending })
   return {
     tasks: page.map((r) => ({
       id: String(r.id),
@@ -134,6 +139,7 @@ export async function listTasks(ctx: Pick<AdminContext, 'executor' | 'schema'>, 
       finishedAt: r.finished_at,
       workerId: r.worker_id,
       error: r.error,
+      heldBack: heldBack.get(String(r.id)) ?? null,
     })),
     nextAfter: rows.length > f.limit ? String(page.at(-1)!.id) : null,
   }

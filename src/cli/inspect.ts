@@ -7,7 +7,7 @@ import { formatAge, toJson, truncate, examples } from './format.ts'
 import { formatDuration } from '../duration.ts'
 import { readStats, type StatsSnapshot } from '../admin/stats.ts'
 import { listTasks } from '../admin/task-list.ts'
-import { readTaskDetail, readTaskWorkers, type QueueWorkers } from '../admin/task-detail.ts'
+import { readTaskDetail, readTaskWorkers, type QueueWorkers, type TaskDetail } from '../admin/task-detail.ts'
 import { listWorkers, type WorkerInfo } from '../admin/workers.ts'
 import { renderStats } from './stats-report.ts'
 import { parseListFlags, renderList } from './task-list.ts'
@@ -27,9 +27,9 @@ export function registerInspectCommands(program: Command): void {
       const taskId = parseTaskId(id)
       const detail = await readTaskDetail(db.tr, taskId)
       if (!detail) throw notFound(taskId, s.process.schema)
-      const { task, dependsOn } = detail
+      const { task, dependsOn, groupKey, heldBack } = detail
       const workers = await readTaskWorkers(db.tr, task)
-      console.log(flags.json ? toJson({ ...task, dependsOn, workers }) : renderStatus(task, dependsOn, workers))
+      console.log(flags.json ? toJson({ ...task, groupKey, heldBack, dependsOn, workers }) : renderStatus(detail, workers))
     }),
   )
 
@@ -157,12 +157,13 @@ export function notFound(id: string, schema: string): CliError {
   )
 }
 
-function renderStatus(t: TaskRecord, dependsOn: ReadonlyArray<{ id: string; name: string; state: string }>, workers: QueueWorkers): string {
+function renderStatus(detail: TaskDetail, workers: QueueWorkers): string {
+  const { task: t, dependsOn } = detail
   const now = Date.now()
   const at = (d: Date | null) => (d ? `${d.toISOString()} (${formatAge(d, now)})` : '-')
   const lines: Array<[string, string]> = [
     ['state', t.state],
-    ['queue', `${t.queue} (priority ${t.priority})`],
+    ['queue', `${t.queue} (priority ${t.priority})${detail.groupKey !== null ? `, group ${detail.groupKey}` : ''}`],
     ['attempt', `${t.attempt} of ${t.maxAttempts}`],
     ['created', at(t.createdAt)],
     ['run at', at(t.runAt)],
@@ -176,7 +177,10 @@ function renderStatus(t: TaskRecord, dependsOn: ReadonlyArray<{ id: string; name
   if (t.result !== null) lines.push(['result', truncate(JSON.stringify(t.result), 500)])
   lines.push(['payload', truncate(JSON.stringify(t.payload), 500)])
   if (dependsOn.length > 0) lines.push(['depends on', dependsOn.map((d) => `${d.id} ${d.name} (${d.state})`).join(', ')])
-  const hints = [stateHint(t, now, workers), workerHint(t, now, workers)].filter((h) => h !== null)
+  // A due task held back by its queue's settings: say which, instead of the generic "waiting for a relay".
+  const flowHeld = detail.heldBack !== null && !detail.heldBack.startsWith('delayed') ? detail.heldBack : null
+  if (flowHeld) lines.push(['waiting', flowHeld])
+  const hints = [flowHeld ? null : stateHint(t, now, workers), workerHint(t, now, workers)].filter((h) => h !== null)
   const width = Math.max(...lines.map(([k]) => k.length))
   return [`task ${t.id}  ${t.name}`, ...lines.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`), ...(hints.length ? ['', ...hints] : [])].join('\n')
 }

@@ -8,12 +8,13 @@ import { registerWorkflowCommand } from './workflow-command.ts'
 import { registerManageCommands } from './manage.ts'
 import { registerDevCommand } from './dev.ts'
 import { registerScheduleCommands } from './schedules.ts'
+import { registerQueueCommands } from './queues.ts'
 import { registerDashboardCommand } from './dashboard.ts'
 
 /**
  * `taskrelay`: one binary for running the parts (migrate, relay, worker,
  * sweeper, scheduler, dev) and for operating them (status, stats, list, retry, cancel,
- * enqueue, schedules). Each command group lives in its own file; this one only wires
+ * enqueue, schedules, queues). Each command group lives in its own file; this one only wires
  * them together and turns errors into messages and exit codes.
  */
 export function buildProgram(): Command {
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerWorkflowCommand(program)
   registerManageCommands(program)
   registerScheduleCommands(program)
+  registerQueueCommands(program)
   registerDashboardCommand(program)
   // Subcommands inherit exitOverride/showHelpAfterError only when created after
   // they are set on the parent, which the registrations above ensure.

@@ -1,10 +1,10 @@
-import type { QueueStats, StatsSnapshot } from '../admin/stats.ts'
+import type { QueueFlow, QueueStats, StatsSnapshot } from '../admin/stats.ts'
 import { renderTable } from './format.ts'
 import { formatDuration } from '../duration.ts'
 
 /** `taskrelay stats`: the snapshot (src/admin/stats.ts) as a table, in the terminal's words. */
 export function renderStats(snap: StatsSnapshot, schema: string): string {
-  type Row = Omit<QueueStats, 'queue'> & { queue: string }
+  type Row = Omit<QueueStats, 'queue'> & { queue: string; flow?: QueueFlow }
   const rows: Row[] = [...snap.queues, ...(snap.queues.length > 1 ? [{ queue: 'all queues', ...snap.totals }] : [])]
   const age = (ms: number | null) => (ms === null ? '-' : formatDuration(ms))
   const table = renderTable<Row>(
@@ -21,6 +21,7 @@ export function renderStats(snap: StatsSnapshot, schema: string): string {
       { header: 'DONE/MIN', value: (r) => r.throughputLastMinute, right: true },
       { header: 'OLDEST PENDING', value: (r) => age(r.oldestPendingMs), right: true },
       { header: 'WORKERS', value: (r) => r.workers, right: true },
+      { header: 'FLOW', value: (r) => flowText(r.flow), max: 60 },
     ],
     rows,
   )
@@ -36,4 +37,12 @@ export function renderStats(snap: StatsSnapshot, schema: string): string {
       (q) => `queue "${q}": no worker serves this queue; its tasks wait until a worker runs with a task on "${q}" in --tasks, or with --queues ${q}`,
     ),
   ].join('\n')
+}
+
+/** "paused", "limit 5 (at its limit of 5)", "rate 100/1m", or '-'. */
+function flowText(f: QueueFlow | undefined): string {
+  if (!f) return ''
+  const parts = [f.settings, f.pausedGroups.length ? `paused groups: ${f.pausedGroups.join(', ')}` : ''].filter((s) => s !== '')
+  const text = parts.join('; ') || '-'
+  return f.heldBack === null ? text : `${f.heldBack === 'paused' ? 'PAUSED' : f.heldBack}${text !== '-' ? ` (${text})` : ''}`
 }

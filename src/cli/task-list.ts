@@ -36,6 +36,10 @@ export function renderList(tasks: ListedTask[]): string {
         value: (t) => (t.finishedAt ? formatAge(t.finishedAt, now) : t.state === 'pending' && t.runAt.getTime() > now ? formatAge(t.runAt, now) : '-'),
       },
       { header: 'ERROR', value: (t) => t.error ?? '', max: 60 },
+      // Only when a task on the page is held back by its queue (paused, at its limit, rate-limited).
+      ...(tasks.some((t) => t.heldBack !== null && !t.heldBack.startsWith('delayed'))
+        ? [{ header: 'WAITING FOR', value: (t: ListedTask) => (t.heldBack?.startsWith('delayed') ? '' : (t.heldBack ?? '')), max: 60 }]
+        : []),
     ],
     tasks,
   )

@@ -58,6 +58,9 @@ async function refreshStats() {
       cell(row, String(q.cancelledLastHour))
       cell(row, q.throughputPerMinute15m.toFixed(1))
       cell(row, age(q.oldestPendingMs))
+      // Flow control (queue settings): paused, at its limit, or the settings in short.
+      const f = q.flow
+      cell(row, f ? (f.heldBack ? f.heldBack + (f.settings ? ' (' + f.settings + ')' : '') : f.settings || '-') : '', f && f.heldBack ? 'failed' : '')
     }
     $('#updated').textContent = 'updated ' + new Date(snap.at).toLocaleTimeString() + ' · every 2 s'
   } catch (err) {
@@ -128,7 +131,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
 <table id="queues">
   <thead><tr>
     <th>queue</th><th>waiting</th><th>pending</th><th>scheduled</th><th>dispatched</th><th>running</th>
-    <th>succeeded 1h</th><th>failed 1h</th><th>cancelled 1h</th><th>done/min (15 min)</th><th>oldest pending</th>
+    <th>succeeded 1h</th><th>failed 1h</th><th>cancelled 1h</th><th>done/min (15 min)</th><th>oldest pending</th><th class="text">flow</th>
   </tr></thead>
   <tbody></tbody>
 </table>

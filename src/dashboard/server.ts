@@ -5,6 +5,7 @@ import type { TaskRelay } from '../task-relay.ts'
 import { toTaskId } from '../task-record.ts'
 import { readStats } from '../admin/stats.ts'
 import { listTasks, parseListInput, type ListInput } from '../admin/task-list.ts'
+import { listQueues } from '../admin/queues.ts'
 import { readTaskDetail } from '../admin/task-detail.ts'
 import { InvalidFiltersError } from '../errors.ts'
 import { DASHBOARD_PAGE, DASHBOARD_PAGE_CSP } from './page.ts'
@@ -76,9 +77,10 @@ export class DashboardServer {
       }
       if (url.pathname === '/api/stats') return send(res, 200, await readStats(this.#tr))
       if (url.pathname === '/api/tasks') return send(res, 200, await this.#list(url.searchParams))
+      if (url.pathname === '/api/queues') return send(res, 200, { queues: await listQueues(this.#tr) })
       const one = /^\/api\/tasks\/([^/]+)$/.exec(url.pathname)
       if (one) return await this.#task(res, decodeSegment(one[1]!))
-      send(res, 404, { error: `no such page: ${url.pathname.slice(0, 200)}; the dashboard serves /, /api/stats, /api/tasks and /api/tasks/<id>` })
+      send(res, 404, { error: `no such page: ${url.pathname.slice(0, 200)}; the dashboard serves /, /api/stats, /api/queues, /api/tasks and /api/tasks/<id>` })
     } catch (err) {
       if (res.headersSent) {
         res.destroy()
@@ -120,7 +122,7 @@ export class DashboardServer {
     if (id === null) throw new DashboardRequestError(400, `"${idText.slice(0, 100)}" is not a task id (a positive whole number below 2^63)`)
     const detail = await readTaskDetail(this.#tr, String(id))
     if (!detail) return send(res, 404, { error: `no task ${id} in schema "${this.#tr.schema}"` })
-    send(res, 200, { ...capTask(detail.task), dependsOn: detail.dependsOn })
+    send(res, 200, { ...capTask(detail.task), dependsOn: detail.dependsOn, groupKey: detail.groupKey, heldBack: detail.heldBack })
   }
 }
 

@@ -54,8 +54,15 @@ export async function queuesSyncCode(db: Executor, p: { schema: string; declared
   return res.rows.map((r) => r.name)
 }
 
-/** Why a due task is not running, in words (task_flow_reason(), 0013), or null. */
-export async function taskFlowReason(db: Executor, p: { schema: string; id: string }): Promise<string | null> {
-  const res = await db.query<{ reason: string | null }>(loadSql('task-flow-reason.sql', p.schema), [p.id])
-  return res.rows[0]?.reason ?? null
+/** A task's group (null: none) and why it is not running, in words (task-flow-reason.sql), or null. */
+export async function taskFlowReason(db: Executor, p: { schema: string; id: string }): Promise<{ groupKey: string | null; reason: string | null }> {
+  const res = await db.query<{ group_key: string | null; reason: string | null }>(loadSql('task-flow-reason.sql', p.schema), [p.id])
+  return { groupKey: res.rows[0]?.group_key ?? null, reason: res.rows[0]?.reason ?? null }
+}
+
+/** Why each of these pending tasks is held back (tasks-flow-reasons.sql), by id; tasks nothing holds are left out. */
+export async function tasksFlowReasons(db: Executor, p: { schema: string; ids: readonly string[] }): Promise<Map<string, string>> {
+  if (p.ids.length === 0) return new Map()
+  const res = await db.query<{ id: string; reason: string }>(loadSql('tasks-flow-reasons.sql', p.schema), [p.ids])
+  return new Map(res.rows.map((r) => [String(r.id), r.reason]))
 }

@@ -26,3 +26,16 @@ select queue, 'waiting', count(*)::int, null
  where state = 'waiting'
    and finished_at is null
  group by queue
+union all
+-- 'held_back': the due pending tasks of queues whose settings hold them now
+-- (0013: paused, throttled, at the concurrency limit, out of rate tokens).
+-- Counted in 'pending' too. Reads only queues that have settings.
+select t.queue, 'held_back', count(*)::int, null
+  from :"schema".queues q
+  join :"schema".tasks t on t.queue = q.name and t.state = 'pending' and t.run_at <= now()
+ where q.paused
+    or q.throttled_until > now()
+    or :"schema".bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_per_ms) < 1
+    or q.concurrency <= (select count(*) from :"schema".tasks a
+                          where a.queue = q.name and a.state in ('dispatched', 'running'))
+ group by t.queue

@@ -66,3 +66,8 @@ export async function tasksFlowReasons(db: Executor, p: { schema: string; ids: r
   const res = await db.query<{ id: string; reason: string }>(loadSql('tasks-flow-reasons.sql', p.schema), [p.ids])
   return new Map(res.rows.map((r) => [String(r.id), r.reason]))
 }
+
+/** Which of these queues are paused, whole (group_key null) or by group (queues-paused.sql). */
+export async function queuesPaused(db: Executor, p: { schema: string; queues: readonly string[] }): Promise<Array<{ queue: string; group_key: string | null }>> {
+  return (await db.query<{ queue: string; group_key: string | null }>(loadSql('queues-paused.sql', p.schema), [p.queues])).rows
+}

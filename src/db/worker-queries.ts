@@ -23,6 +23,8 @@ export interface ClaimedTask {
   created_ms: number
   /** the workflow it is a step of (0012), or null */
   workflow_id: string | null
+  /** its group in the queue ('' for none, 0013) */
+  group_key: string
 }
 
 /** Claim the dispatched rows whose messages were popped (task-claim-batch.sql). */

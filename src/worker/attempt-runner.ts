@@ -11,7 +11,7 @@ import type { ClaimedTask } from '../db/worker-queries.ts'
 import { Completer } from './completer.ts'
 import { LeaseKeeper } from './lease-keeper.ts'
 import { LeaseGuard } from './lease-guard.ts'
-import { HandBacks } from './hand-back.ts'
+import { HandBacks, type HandBackReason } from './hand-back.ts'
 import { logTaskOutcomes } from '../task-log.ts'
 import { Slots } from './slots.ts'
 import { eventFields, reportOutcome } from './outcome-report.ts'
@@ -29,14 +29,15 @@ export interface AttemptRunnerOptions {
   events: TaskRelayEvents
   /** the worker's stop signal (a new one per start) */
   stopSignal: () => AbortSignal
+  /** whether a task of this queue and group is paused now (PausedQueues): a claimed one is handed back, not started */
+  paused: (queue: string, group: string) => boolean
 }
 
 /**
- * The worker's attempts once claimed: at most `concurrency` handlers at once,
- * the rest waiting (prefetch), leases renewed (LeaseKeeper, and LeaseGuard
- * while the loop is blocked), outcomes recorded through the group-commit
- * Completer, and attempts handed back at shutdown. The fetch loop
- * (worker.ts) asks freeSlots() and hands it claimed rows with accept().
+ * The worker's attempts once claimed: at most `concurrency` handlers at once, the rest waiting
+ * (prefetch), leases renewed (LeaseKeeper; LeaseGuard while the loop is blocked), outcomes
+ * recorded through the group-commit Completer, attempts handed back at shutdown or pause. The
+ * fetch loop (worker.ts) asks freeSlots() and hands it claimed rows with accept().
  */
 export class AttemptRunner {
   readonly #settings: Readonly<WorkerSettings>
@@ -44,7 +45,7 @@ export class AttemptRunner {
   readonly #tasks: ReadonlyMap<string, Task>
   readonly log: Logger
   readonly events: TaskRelayEvents
-  readonly #stopSignal: () => AbortSignal
+  readonly #worker: Pick<AttemptRunnerOptions, 'stopSignal' | 'paused'>
   /** attempts not yet recorded (leases renewed) or whose handler still runs */
   readonly #inflight = new Map<string, Attempt>()
   readonly #slots: Slots
@@ -66,7 +67,7 @@ export class AttemptRunner {
     this.#tasks = o.tasks
     this.log = o.log
     this.events = o.events
-    this.#stopSignal = o.stopSignal
+    this.#worker = o
     this.#slots = new Slots(o.settings.concurrency, o.settings.prefetch ?? o.settings.concurrency)
     this.#handBacks = new HandBacks(o.batchDb, o.schema, o.workerId, o.log, o.events)
     logTaskOutcomes(o.events, o.log, o.workerId)
@@ -99,12 +100,7 @@ export class AttemptRunner {
   /** Handlers running now. */
   get activeCount(): number { return this.#slots.busy }
 
-  /**
-   * Handlers still running after their attempt ended (timeout or abort)
-   * because they ignore ctx.signal. They keep their slots; when they hold
-   * every slot the worker runs nothing, fetches nothing, gives its prefetched
-   * tasks back, and health checks report it unhealthy.
-   */
+  /** Handlers still running after their attempt ended, ignoring ctx.signal: they keep their slots (all of them: health reports it). */
   get stuckCount(): number {
     return this.#slots.stuck
   }
@@ -146,15 +142,22 @@ export class AttemptRunner {
     if (this.#launching) return
     this.#launching = true
     try {
-      while (this.#slots.canStart && this.#ready.length > 0 && !this.#stopSignal().aborted) {
+      while (this.#slots.canStart && this.#ready.length > 0 && !this.#worker.stopSignal().aborted) {
         const attempt = this.#ready.shift()!
         // Given up while it waited (lease lost; it never took a slot): another worker may run it now.
         if (attempt.aborted) this.#retire(Object.assign(attempt, { slotFreed: true }))
+        else if (this.#worker.paused(attempt.claimed.queue, attempt.claimed.group_key)) this.#track(this.#handBackUnstarted([attempt], 'paused'))
         else this.#launch(attempt)
       }
     } finally {
       this.#launching = false
     }
+  }
+
+  /** Attempts that never started (claimed ahead of a slot; at shutdown, stuck slots, or their queue paused since): back to pending, no attempt used. */
+  #handBackUnstarted(attempts: Attempt[], reason: HandBackReason): Promise<void> {
+    for (const a of attempts) this.#inflight.delete(a.id)
+    return this.#handBacks.handBack(attempts, reason)
   }
 
   #launch(attempt: Attempt): void {
@@ -225,12 +228,11 @@ export class AttemptRunner {
   /** Every slot is held by a stuck handler: prefetched tasks would wait behind them for ever. */
   async #handBackReady(): Promise<void> {
     const ready = this.#ready.splice(0)
-    for (const a of ready) this.#inflight.delete(a.id)
     this.log.error(
       { stuck: this.#slots.stuck, handedBack: ready.length },
       'every slot is held by a handler that ignored its abort; handing prefetched tasks back and fetching nothing until a slot frees',
     )
-    await this.#handBacks.handBack(ready, 'stuck')
+    await this.#handBackUnstarted(ready, 'stuck')
   }
 
   #freeSlot(attempt: Attempt): void {
@@ -254,7 +256,7 @@ export class AttemptRunner {
 
   /** How many messages to pop: waits until there is room (or stop began). */
   freeSlots(reserved: () => number): Promise<number> {
-    return this.#slots.whenFree(() => this.#ready.length + reserved(), this.#stopSignal())
+    return this.#slots.whenFree(() => this.#ready.length + reserved(), this.#worker.stopSignal())
   }
 
   releaseSlots(): void {
@@ -269,9 +271,7 @@ export class AttemptRunner {
    */
   async stop(): Promise<number> {
     // Prefetched attempts never started: hand them back at once.
-    const queued = this.#ready.splice(0)
-    for (const e of queued) this.#inflight.delete(e.id)
-    await this.#handBacks.handBack(queued, 'shutdown')
+    await this.#handBackUnstarted(this.#ready.splice(0), 'shutdown')
     const deadline = Date.now() + this.#settings.shutdownGraceMs
     while ([...this.#inflight.values()].some((e) => e.active) && Date.now() < deadline) {
       const tick = AbortSignal.timeout(Math.max(1, Math.min(100, deadline - Date.now())))

@@ -10,7 +10,9 @@ import { eventFields } from './outcome-report.ts'
 export const HAND_BACK_REASONS = {
   shutdown: 'worker shut down before the task finished; handed back',
   stuck: 'prefetched by a worker whose every slot is held by a handler that ignored its abort; handed back',
+  paused: 'its queue (or group) was paused after a worker claimed it and before it started; handed back',
 } as const
+export type HandBackReason = keyof typeof HAND_BACK_REASONS
 
 /** Record which task types a worker runs, and their defaults. */
 export function registerTaskTypes(db: Executor, schema: string, tasks: readonly Task[]): Promise<void> {

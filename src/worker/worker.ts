@@ -14,6 +14,7 @@ import { declaredQueueSettings, type QueueSettingsRow } from '../queue-settings.
 import { queuesSyncCode } from '../db/queue-queries.ts'
 import { WorkerPresence } from './presence.ts'
 import { PostgresLane } from './postgres-lane.ts'
+import { PausedQueues } from './paused-queues.ts'
 import { RedisLane } from './redis-lane.ts'
 
 /** The lane a worker takes tasks from at the moment (WorkerSettings.lane chooses which it may use). */
@@ -66,6 +67,8 @@ export class Worker extends Service<number> {
   /** null with lane "postgres" */
   readonly #redisLane: RedisLane | null
   readonly #runner: AttemptRunner
+  /** which of its queues are paused now: claimed tasks of those are handed back, not started */
+  readonly #paused: PausedQueues
   readonly #presence: WorkerPresence
   /** null with lane "redis" */
   readonly #postgresLane: PostgresLane | null
@@ -124,7 +127,9 @@ export class Worker extends Service<number> {
       log: this.log,
       events: this.events,
       stopSignal: () => this.stopSignal,
+      paused: (queue, group) => this.#paused.holds(queue, group),
     })
+    this.#paused = new PausedQueues(tr.executor, tr.schema, this.settings.queues, this.log)
   }
 
   /** Handlers running now. */
@@ -143,6 +148,7 @@ export class Worker extends Service<number> {
     const kept = await queuesSyncCode(this.#tr.executor, { schema: this.#tr.schema, declared: this.#declaredQueues })
     if (kept.length > 0) this.log.info({ queues: kept }, 'these queues keep the settings changed at run time; the queueSettings declared in code do not apply to them')
     await this.#presence.start()
+    await this.#paused.start()
     await this.#redisLane?.open()
     await this.#postgresLane?.open()
     this.#runner.start()
@@ -227,6 +233,7 @@ export class Worker extends Service<number> {
     await this.#postgresLane?.close()
     this.#lane = null
     await this.#presence.stop()
+    this.#paused.stop()
     this.log.info({ workerId: this.workerId, abandoned }, 'worker stopped')
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { pino } from 'pino'
-import { NonRetryableError, defineTask, type Task } from '../../src/index.ts'
+import { InvalidOptionsError, NonRetryableError, RateLimitedError, defineTask, type Task } from '../../src/index.ts'
 import { Attempt, type AttemptHost } from '../../src/worker/attempt.ts'
 import { MAX_RESULT_BYTES, runAttempt, type AttemptResult } from '../../src/worker/run-attempt.ts'
 import { TaskTimeoutError } from '../../src/errors.ts'
@@ -27,7 +27,7 @@ function fakeHost() {
 }
 
 function claimed(attempt = 1, maxAttempts = 3, payload: unknown = { n: 1 }) {
-  return new Attempt({ id: '42', name: 'unit.task', queue: 'default', payload, priority: 0, attempt, max_attempts: maxAttempts, created_ms: Date.now(), workflow_id: null })
+  return new Attempt({ id: '42', name: 'unit.task', queue: 'default', payload, priority: 0, attempt, max_attempts: maxAttempts, created_ms: Date.now(), workflow_id: null, group_key: '' })
 }
 
 function task(run: Task['run'], extra: Record<string, unknown> = {}): Task {
@@ -83,6 +83,31 @@ describe('thrown errors', () => {
       throw new NonRetryableError('bad input')
     })
     expect(outcome).toMatchObject({ state: 'failed', delayMs: 0, error: { message: 'bad input', kind: 'non_retryable' } })
+  })
+
+  it('ctx.rateLimited(ms) ends the attempt as throttled (no attempt spent), even on the last attempt', async () => {
+    const { outcome } = await outcomeOf(async (_p: unknown, ctx) => ctx.rateLimited(1500), { attempt: 3, maxAttempts: 3 })
+    expect(outcome).toMatchObject({ state: 'throttled', delayMs: 1500, error: { kind: 'rate_limited' } })
+    // Thrown by the handler itself: the same.
+    const thrown = await outcomeOf(async () => {
+      throw new RateLimitedError(250)
+    })
+    expect(thrown.outcome).toMatchObject({ state: 'throttled', delayMs: 250 })
+  })
+
+  it('ctx.rateLimited() with a wait that is not 0 .. 24 h is an InvalidOptionsError, a plain failure of the attempt', async () => {
+    const { host } = fakeHost()
+    const attempt = claimed()
+    let caught: unknown
+    await runAttempt(attempt, task(async (_p: unknown, ctx) => {
+      try {
+        ctx.rateLimited(-1)
+      } catch (err) {
+        caught = err
+        throw err
+      }
+    }), host)
+    expect(caught).toBeInstanceOf(InvalidOptionsError)
   })
 
   it('a value that is not an Error is recorded as one', async () => {

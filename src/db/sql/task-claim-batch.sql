@@ -26,4 +26,4 @@ update :"schema".tasks t
 -- created_at as epoch milliseconds: a float8 parses far cheaper in the
 -- worker than a timestamptz, hundreds of times per batch.
 returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,
-          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id
+          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id, t.group_key

@@ -94,4 +94,4 @@ update :"schema".tasks t
        input = null
  where t.id = any (array(select id from picked))
 returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,
-          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id
+          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id, t.group_key

@@ -73,9 +73,13 @@ alter table :"schema".tasks
   add column idempotency_expires_at timestamptz;
 
 -- Slots in use, per queue and group: what flow_take() counts. Holds only
--- in-flight rows, like the other in-flight indexes (0005).
+-- in-flight rows. Its predicate also says group_key >= '' (true of every
+-- row): only the statements that count slots say so too, so no other
+-- statement can pick it over the indexes made for it (as in 0005: the
+-- batch writes keep their primary-key lookups, the sweeper and the
+-- Postgres lane tasks_dispatched_idx).
 create index tasks_active_idx on :"schema".tasks (queue, group_key)
-  where state in ('dispatched', 'running');
+  where state in ('dispatched', 'running') and group_key >= '';
 -- Pending tasks by group, for the turns between groups (grouped rows only).
 create index tasks_pending_group_idx on :"schema".tasks (queue, group_key, priority desc, run_at, id)
   where state = 'pending' and group_key <> '';
@@ -169,14 +173,17 @@ end $$;
 
 -- Tokens in a bucket now: what was left at refilled_at plus the refill since,
 -- capped at its size (limit). A bucket never filled is full.
-create function :"schema".bucket_tokens(tokens double precision, refilled_at timestamptz, lim integer, per_ms bigint)
+-- At `at` (clock_timestamp() by default); flow_take() reads the bucket and
+-- writes refilled_at with one time, so no refill is lost between the two.
+create function :"schema".bucket_tokens(tokens double precision, refilled_at timestamptz, lim integer, per_ms bigint,
+                                        at timestamptz default clock_timestamp())
 returns double precision
 language sql stable
 as $$
   select case when lim is null then null
               when tokens is null or refilled_at is null then lim::double precision
               else least(lim::double precision,
-                         tokens + greatest(0, extract(epoch from clock_timestamp() - refilled_at) * 1000) * lim / per_ms)
+                         tokens + greatest(0, extract(epoch from at - refilled_at) * 1000) * lim / per_ms)
          end
 $$;
 
@@ -199,6 +206,7 @@ declare
   left_over integer := p_max;
   taken integer;
   tok double precision;
+  at timestamptz;
 begin
   for q in
     select c.* from queues c
@@ -216,9 +224,10 @@ begin
     room := left_over;
     if q.concurrency is not null then
       room := least(room, q.concurrency - (select count(*) from tasks t
-                                            where t.queue = q.name and t.state in ('dispatched', 'running'))::integer);
+                                            where t.queue = q.name and t.state in ('dispatched', 'running') and t.group_key >= '')::integer);
     end if;
-    tok := bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_per_ms);
+    at := clock_timestamp();
+    tok := bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_per_ms, at);
     if tok is not null then
       room := least(room, floor(tok)::integer);
     end if;
@@ -242,7 +251,7 @@ begin
     get diagnostics taken = row_count;
     left_over := left_over - taken;
     if tok is not null and taken > 0 then
-      update queues c set tokens = tok - taken, refilled_at = clock_timestamp() where c.name = q.name;
+      update queues c set tokens = tok - taken, refilled_at = at where c.name = q.name;
     end if;
   end loop;
 end $$;
@@ -261,7 +270,8 @@ as $$
 declare
   groups text[];
   allow integer[];
-  tokens double precision[];
+  group_tokens double precision[];
+  at timestamptz := clock_timestamp();
   spent integer[];
   n integer;
   i integer;
@@ -319,15 +329,15 @@ begin
   select array_agg(case when coalesce(qg.paused, false) or coalesce(qg.throttled_until > clock_timestamp(), false) then 0
                         else least(left_over,
                                    coalesce(q.group_concurrency - coalesce(a.active, 0), left_over),
-                                   coalesce(floor(bucket_tokens(qg.tokens, qg.refilled_at, q.group_rate_limit, q.group_rate_per_ms))::integer, left_over))
+                                   coalesce(floor(bucket_tokens(qg.tokens, qg.refilled_at, q.group_rate_limit, q.group_rate_per_ms, at))::integer, left_over))
                    end order by u.pos),
-         array_agg(bucket_tokens(qg.tokens, qg.refilled_at, q.group_rate_limit, q.group_rate_per_ms) order by u.pos)
-    into allow, tokens
+         array_agg(bucket_tokens(qg.tokens, qg.refilled_at, q.group_rate_limit, q.group_rate_per_ms, at) order by u.pos)
+    into allow, group_tokens
     from unnest(groups) with ordinality as u(g, pos)
     left join lateral (select g2.* from queue_groups g2 where g2.queue = q.name and g2.group_key = u.g
                          for update) qg on true
     left join lateral (select count(*)::integer as active from tasks t
-                        where t.queue = q.name and t.group_key = u.g and t.state in ('dispatched', 'running')) a
+                        where t.queue = q.name and t.group_key = u.g and t.state in ('dispatched', 'running') and t.group_key >= '') a
       on q.group_concurrency is not null;
   spent := array_fill(0, array[n]);
 
@@ -373,8 +383,8 @@ begin
   end if;
   if q.group_rate_limit is not null then
     update queue_groups g
-       set tokens = u.tok - u.used, refilled_at = clock_timestamp()
-      from unnest(groups, tokens, spent) as u(gk, tok, used)
+       set tokens = u.tok - u.used, refilled_at = at
+      from unnest(groups, group_tokens, spent) as u(gk, tok, used)
      where g.queue = q.name and g.group_key = u.gk and u.used > 0;
   end if;
 end $$;
@@ -493,7 +503,7 @@ begin
     return format('queue %s rate-limited by its handler until %s', q.name, to_char(q.throttled_until, 'HH24:MI:SS'));
   end if;
   if q.concurrency is not null then
-    select count(*) into active from tasks a where a.queue = t.queue and a.state in ('dispatched', 'running');
+    select count(*) into active from tasks a where a.queue = t.queue and a.state in ('dispatched', 'running') and a.group_key >= '';
     if active >= q.concurrency then return format('queue %s at its limit of %s', q.name, q.concurrency); end if;
   end if;
   tok := bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_per_ms);
@@ -503,7 +513,7 @@ begin
   end if;
   if q.group_concurrency is not null then
     select count(*) into active from tasks a
-     where a.queue = t.queue and a.group_key = t.group_key and a.state in ('dispatched', 'running');
+     where a.queue = t.queue and a.group_key = t.group_key and a.state in ('dispatched', 'running') and a.group_key >= '';
     if active >= q.group_concurrency then return format('%s at its limit of %s', gname, q.group_concurrency); end if;
   end if;
   if q.group_rate_limit is not null and t.group_key <> '' then

@@ -63,7 +63,11 @@ export interface InsertedTask {
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
 export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<InsertedTask> {
   if (t.keyed !== null) return taskInsertKeyed(db, schema, t)
-  if (t.dependsOn !== null) return { id: (await taskInsertDependent(db, schema, [t]))[0]!, outcome: 'created' }
+  if (t.dependsOn !== null) {
+    const created = new Set<string>()
+    const id = (await taskInsertDependent(db, schema, [t], created))[0]!
+    return { id, outcome: created.has(id) ? 'created' : 'existing' }
+  }
   if (t.idempotencyKey === null) {
     const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), [...rowParams(t), t.groupKey])
     return { id: String(plain.rows[0]!.id), outcome: 'created' }
@@ -125,7 +129,7 @@ async function insertKeyedApart(db: Executor, schema: string, tasks: readonly Pr
  * error before anything is written, not a foreign key violation that
  * aborts the caller's transaction.
  */
-async function taskInsertDependent(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
+async function taskInsertDependent(db: Executor, schema: string, tasks: readonly PreparedTask[], created?: Set<string>): Promise<string[]> {
   const named = [...new Set(tasks.flatMap((t) => t.dependsOn ?? []))]
   const missing = await run<{ id: string }>(db, loadSql('task-dependencies-missing.sql', schema), [plainArray(named)])
   if (missing.rows.length > 0) throw new DependencyNotFoundError(missing.rows.map((r) => String(r.id)))
@@ -135,6 +139,7 @@ async function taskInsertDependent(db: Executor, schema: string, tasks: readonly
     tasks.map((t) => plainArray(t.dependsOn ?? [])),
     tasks.map((t) => t.groupKey),
   ])
+  for (const row of res.rows) created?.add(String(row.id))
   return idsInInputOrder(db, schema, tasks, res.rows)
 }
 

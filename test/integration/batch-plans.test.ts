@@ -91,7 +91,7 @@ describe('generic plans of the batch writes (0005)', () => {
   })
 
   it("the Postgres lane's claim reads the pending and dispatched indexes, never a whole table (0011)", async () => {
-    const plan = await genericPlan('task-claim-due.sql', ['{plans_lane_a,plans_lane_b}', 10, 30_000, 'w', 1000, '{1,2}', randomUUID()])
+    const plan = await genericPlan('task-claim-due.sql', ['{plans_lane_a,plans_lane_b}', 10, 30_000, 'w', 1000, '{1,2}', randomUUID(), '{3,4}'])
     expect(plan).toContain('tasks_pending_idx')
     expect(plan).toContain('tasks_dispatched_idx')
     expect(plan).toContain('tasks_running_worker_idx')

@@ -46,7 +46,7 @@ describe('TypeScript enqueue', () => {
     expect(b.id).not.toBe(a.id)
     expect((await rows()).map((r) => r.name)).toEqual(['order.receipt', 'order.stock'])
     // Within one name the key still deduplicates.
-    expect(await db.tr.enqueue(stock, { order: 2 }, { idempotencyKey: 'order-1' })).toEqual(b)
+    expect(await db.tr.enqueue(stock, { order: 2 }, { idempotencyKey: 'order-1' })).toEqual({ id: b.id, outcome: 'existing' })
     expect(await rows()).toHaveLength(2)
   })
 
@@ -83,7 +83,7 @@ describe('TypeScript enqueue', () => {
     const a = await db.tr.enqueue(receipt, { order: 1 }, { idempotencyKey: 'dep', dependsOn: [parent] })
     const b = await db.tr.enqueue(stock, { order: 1 }, { idempotencyKey: 'dep', dependsOn: [parent] })
     expect(b.id).not.toBe(a.id)
-    expect(await db.tr.enqueue(stock, { order: 9 }, { idempotencyKey: 'dep', dependsOn: [parent] })).toEqual(b)
+    expect(await db.tr.enqueue(stock, { order: 9 }, { idempotencyKey: 'dep', dependsOn: [parent] })).toEqual({ id: b.id, outcome: 'existing' })
   })
 
   it('refuses keys in the scheduler’s reserved namespace, writing nothing', async () => {

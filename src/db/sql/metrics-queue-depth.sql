@@ -37,5 +37,5 @@ select t.queue, 'held_back', count(*)::int, null
     or q.throttled_until > now()
     or :"schema".bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_per_ms) < 1
     or q.concurrency <= (select count(*) from :"schema".tasks a
-                          where a.queue = q.name and a.state in ('dispatched', 'running'))
+                          where a.queue = q.name and a.state in ('dispatched', 'running') and a.group_key >= '')
  group by t.queue

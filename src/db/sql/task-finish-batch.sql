@@ -47,8 +47,9 @@ with outcome as (
      set throttled_until = greatest(g.throttled_until, excluded.throttled_until)
 ), slots_freed as (
   -- A task of a queue with settings left its slot: wake the relays, which
-  -- may dispatch the next one (it waited for that slot, or for this pause).
-  select pg_notify(:'schema' || '.task_ready', '')
+  -- may dispatch the next one (it waited for that slot). Payload '0' (due
+  -- now), not '' (an enqueue): idle workers do not rush to claim on it.
+  select pg_notify(:'schema' || '.task_ready', '0')
    where exists (select 1 from :"schema".queues c where c.name = any (array(select distinct queue from done)))
 ), unblocked as (
   -- Tasks waiting on what just succeeded (dependsOn) whose other

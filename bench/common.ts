@@ -12,7 +12,8 @@ export const LEDGER_REDIS_DB = Number(process.env.BENCH_LEDGER_DB ?? 15)
 export const SYSTEMS = ['taskrelay', 'bullmq', 'pg-boss', 'graphile-worker'] as const
 export type SystemName = (typeof SYSTEMS)[number]
 
-export const SCENARIOS = ['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'] as const
+// S4L (S4 with a global limit that does not bind) follows S4, so both run back to back in each round.
+export const SCENARIOS = ['S1', 'S2', 'S3', 'S4', 'S4L', 'S5', 'S6', 'S7', 'S8', 'S9'] as const
 export type ScenarioId = (typeof SCENARIOS)[number]
 
 /** What every benchmark task carries: a sequence number unique within one run, and when its enqueue call began. */
@@ -21,6 +22,8 @@ export interface BenchPayload {
   n: number
   /** epoch ms (fractional) when the enqueue call began; S5 only */
   t?: number
+  /** S9: the task's group, 0..groups-1 (taskrelay: groupKey `g<g>`) */
+  g?: number
 }
 
 /** Epoch milliseconds with sub-millisecond resolution, comparable across processes on one machine. */

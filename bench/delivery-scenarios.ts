@@ -5,13 +5,13 @@
  */
 import { nowMs, percentile, sleep, type BenchPayload } from './common.ts'
 import { dropLedger, ledgerKey, ledgerRedis, verifyLedger } from './ledger.ts'
-import { startDelivery } from './delivery.ts'
-import type { ProducerAdapter } from './systems/types.ts'
+import { startDelivery, type GroupStats } from './delivery.ts'
+import type { ProducerAdapter, WorkerOptions } from './systems/types.ts'
 import type { Measurement, ScenarioContext } from './scenarios.ts'
 
 const payloads = (from: number, count: number): BenchPayload[] => Array.from({ length: count }, (_, i) => ({ n: from + i }))
 
-async function enqueueBacklog(a: ProducerAdapter, n: number): Promise<void> {
+export async function enqueueBacklog(a: ProducerAdapter, n: number): Promise<void> {
   for (let i = 0; i < n; i += 1000) await a.enqueueBulk(payloads(i, Math.min(1000, n - i)))
 }
 
@@ -27,15 +27,27 @@ export async function ledgerVerdict(key: string, expected: number) {
 
 export async function s4(a: ProducerAdapter, ctx: ScenarioContext): Promise<Measurement> {
   const n = ctx.sizes.s4Tasks
-  const key = ledgerKey(ctx.tag)
   await enqueueBacklog(a, n)
-  const d = await startDelivery(a, key, ctx)
+  const r = await drain(a, ctx, n)
+  return r.measurement
+}
+
+/**
+ * S4's clock (also S4L's and S9's, flow-scenarios.ts): the backlog of n tasks
+ * is in; start the worker (and relay), run until the ledger counts n, check
+ * the ledger. `override` goes to the worker processes (S9: handlerMs).
+ */
+export async function drain(a: ProducerAdapter, ctx: ScenarioContext, n: number, override?: Partial<WorkerOptions>): Promise<{ measurement: Measurement; t0: number; groups: Record<string, GroupStats> }> {
+  const key = ledgerKey(ctx.tag)
+  const d = await startDelivery(a, key, { childExecArgv: ctx.childExecArgv, ...(override ? { override } : {}) })
   let elapsed = NaN
   let finished = false
+  let t0 = NaN
+  let groups: Record<string, GroupStats> = {}
   try {
     const progress = () => ctx.onProgress?.(d.worker.count / n)
     d.worker.onCount.add(progress)
-    const t0 = nowMs()
+    t0 = nowMs()
     await d.start()
     finished = await d.until(n, 300_000)
     elapsed = nowMs() - t0
@@ -43,11 +55,11 @@ export async function s4(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
     // Give late duplicates a moment to show up in the ledger.
     await sleep(250)
   } finally {
-    await d.stop()
+    groups = (await d.stop()).groups
   }
   const v = await ledgerVerdict(key, n)
-  if (!finished) return { value: NaN, valid: false, verdict: `INVALID: only ${d.worker.count} of ${n} finished in time; ${v.detail}` }
-  return { value: n / (elapsed / 1000), valid: v.valid, verdict: v.detail }
+  if (!finished) return { t0, groups, measurement: { value: NaN, valid: false, verdict: `INVALID: only ${d.worker.count} of ${n} finished in time; ${v.detail}` } }
+  return { t0, groups, measurement: { value: n / (elapsed / 1000), valid: v.valid, verdict: v.detail } }
 }
 
 export async function s5(a: ProducerAdapter, ctx: ScenarioContext): Promise<Measurement> {

@@ -70,14 +70,21 @@ function spawnChild(role: string, a: ProducerAdapter, key: string, o: DeliveryOp
   return child
 }
 
+/** S9, per group, from the worker's handler (worker-child.ts): when its last task finished (nowMs), tasks done, most in the handler at once. */
+export interface GroupStats {
+  lastAt: number
+  done: number
+  maxActive: number
+}
+
 export interface Delivery {
   worker: Child
   others: Child[]
   start(): Promise<void>
   /** resolves when the worker's count reaches n */
   until(n: number, timeoutMs: number): Promise<boolean>
-  /** latencies: the worker's (S5); events: what the services reported (S7), every process's */
-  stop(): Promise<{ latencies: number[]; events: ServiceEvent[] }>
+  /** latencies: the worker's (S5); events: what the services reported (S7), every process's; groups: the worker's per group (S9) */
+  stop(): Promise<{ latencies: number[]; events: ServiceEvent[]; groups: Record<string, GroupStats> }>
 }
 
 export async function startDelivery(a: ProducerAdapter, key: string, o: DeliveryOptions): Promise<Delivery> {
@@ -121,6 +128,7 @@ export async function startDelivery(a: ProducerAdapter, key: string, o: Delivery
     },
     async stop() {
       let latencies: number[] = []
+      let groups: Record<string, GroupStats> = {}
       const events: ServiceEvent[] = []
       // Worker first (it must not be left waiting on a relay that is gone), then the rest.
       for (const c of [worker, ...others]) {
@@ -129,13 +137,16 @@ export async function startDelivery(a: ProducerAdapter, key: string, o: Delivery
           const p = c.waitFor('stopped', 20_000)
           c.proc.send({ type: 'stop' })
           const m = await p
-          if (c === worker) latencies = m.latencies
+          if (c === worker) {
+            latencies = m.latencies
+            groups = m.groups ?? {}
+          }
           events.push(...((m.events ?? []) as ServiceEvent[]))
         } catch {
           c.proc.kill('SIGKILL')
         }
       }
-      return { latencies, events }
+      return { latencies, events, groups }
     },
   }
 }

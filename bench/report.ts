@@ -10,6 +10,7 @@ import { SCENARIO_INFO } from './scenarios.ts'
 import { stageNote } from './stages.ts'
 import { outageNote, targets } from './targets.ts'
 import { chordNote } from './workflow-scenario.ts'
+import { groupsNote, limitNote } from './flow-scenarios.ts'
 
 export { Progress } from './progress.ts'
 
@@ -98,6 +99,20 @@ export function summarize(result: BenchResult): Row[] {
     }
     rows.push(...scenarioRows)
   }
+  // S4L against S4 of the same round (they run back to back): the median of
+  // the rounds' ratios, so a noisy round moves both of its figures alike.
+  for (const r of rows.filter((x) => x.scenario === 'S4L')) {
+    const ok = (sc: ScenarioId, run: number) => result.cells.find((c) => c.scenario === sc && c.system === r.system && c.run === run && c.valid && c.value !== null)
+    const ratios = result.cells
+      .filter((c) => c.scenario === 'S4L' && c.system === r.system)
+      .map((c) => [ok('S4L', c.run), ok('S4', c.run)] as const)
+      .filter(([l, p]) => l && p)
+      .map(([l, p]) => l!.value! / p!.value!)
+    if (ratios.length) {
+      r.extra.vsS4 = median(ratios)
+      r.extra.pairs = ratios.length
+    }
+  }
   return rows
 }
 
@@ -140,6 +155,8 @@ function extraCell(r: Row): string {
   if (r.scenario === 'S5' && r.extra.enqueueToDispatchMs !== undefined) return stageNote(r.extra)
   if (r.scenario === 'S7' && r.extra.rateA !== undefined) return outageNote(r.extra)
   if (r.scenario === 'S8' && r.extra.ms !== undefined) return chordNote(r.extra)
+  if (r.scenario === 'S4L' && r.extra.limit !== undefined) return limitNote(r.extra)
+  if (r.scenario === 'S9' && r.extra.spread !== undefined) return groupsNote(r.extra)
   if (r.scenario === 'S6' && r.extra.enqueuePerSec !== undefined) {
     const backlog = r.extra.meanBacklog === undefined ? '' : `, mean backlog ${fmt(r.extra.meanBacklog)}`
     return `enqueued ${fmt(r.extra.enqueuePerSec)}/s${backlog}`
@@ -179,7 +196,7 @@ export function terminalReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets (issues 5, 15 and 17), on this run:')
+    out.push('taskrelay targets (issues 5, 15, 16 and 17), on this run:')
     for (const x of t) out.push(`  ${x.met === null ? '    ' : x.met ? '  ok' : 'MISS'}  ${x.target.padEnd(46)} ${x.measured}`)
   }
   return out.join('\n')
@@ -193,7 +210,7 @@ export function markdownReport(result: BenchResult): string {
   out.push(`${result.date} · ${result.machine.cpu}, ${result.machine.cores} cores, ${result.machine.memGiB} GiB · Node ${result.machine.node} · ${result.machine.postgres} · Redis ${result.machine.redis}`)
   out.push('')
   for (const w of versionWarnings(result)) out.push(`> **${w}**\n`)
-  out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50, and min–max is of the p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once; S8: each member and callback ran exactly once and each callback got every result; S7: the run without outage must be clean, the outage run's lost and ran-twice counts are its result, in the notes); a run that failed the check is not counted and is listed in the notes.`)
+  out.push(`${result.options.quick ? '**Quick run** (small sizes); ' : ''}${result.options.runs} run(s) per cell, systems interleaved; median and min–max of the valid runs; "vs best peer" = the figure divided by the best of BullMQ, pg-boss and graphile-worker on that row (for S5, best p50 divided by this p50, and min–max is of the p50), so ≥ 1.00× means ahead of every peer. Every run is checked against an independent ledger (S1–S3: each task stored exactly once; S4–S6: each task ran exactly once; S8: each member and callback ran exactly once and each callback got every result; S9: also at most one task per group in the handler at once; S7: the run without outage must be clean, the outage run's lost and ran-twice counts are its result, in the notes); a run that failed the check is not counted and is listed in the notes.`)
   out.push('')
   out.push('| scenario | system | median | min–max | vs best peer | valid runs | notes |')
   out.push('| --- | --- | ---: | ---: | ---: | :---: | --- |')
@@ -217,7 +234,7 @@ export function markdownReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets from issues 5, 15 and 17, judged on this run:')
+    out.push('taskrelay targets from issues 5, 15, 16 and 17, judged on this run:')
     out.push('')
     out.push('| target | measured | met |')
     out.push('| --- | --- | :---: |')

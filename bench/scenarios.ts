@@ -1,6 +1,7 @@
 /**
  * The scenarios: sizes, titles, S1-S3 (enqueue only) here, S4-S6 in
- * delivery-scenarios.ts, S7 in outage.ts, S8 in workflow-scenario.ts. Each takes a producer adapter whose
+ * delivery-scenarios.ts, S4L and S9 (flow control, issue 16) in
+ * flow-scenarios.ts, S7 in outage.ts, S8 in workflow-scenario.ts. Each takes a producer adapter whose
  * setup() already ran and returns one measurement. Nothing here knows which
  * system it drives.
  */
@@ -8,6 +9,7 @@ import { nowMs, runLoops, type BenchPayload, type ScenarioId } from './common.ts
 import { verdictText } from './ledger.ts'
 import type { ProducerAdapter } from './systems/types.ts'
 import { s4, s5, s6 } from './delivery-scenarios.ts'
+import { S4L_CONCURRENCY, s4l, s9 } from './flow-scenarios.ts'
 import { s7 } from './outage.ts'
 import { s8 } from './workflow-scenario.ts'
 import { MAX_WORKFLOW_STEPS } from '../src/index.ts'
@@ -34,6 +36,10 @@ export interface Sizes {
   /** S8: members of the chord (the callback is one more task), timed chords per cell (after one untimed) */
   s8Members: number
   s8Repeats: number
+  /** S9: groups, tasks per group (enqueued group after group), the handler's time (ms) */
+  s9Groups: number
+  s9PerGroup: number
+  s9HandlerMs: number
 }
 
 /**
@@ -62,6 +68,9 @@ export const FULL: Sizes = {
   s7OutageSeconds: 30,
   s8Members: S8_MEMBERS,
   s8Repeats: 5,
+  s9Groups: 100,
+  s9PerGroup: 50,
+  s9HandlerMs: 1,
 }
 
 export const QUICK: Sizes = {
@@ -83,6 +92,9 @@ export const QUICK: Sizes = {
   s7OutageSeconds: 6,
   s8Members: S8_MEMBERS,
   s8Repeats: 2,
+  s9Groups: 100,
+  s9PerGroup: 10,
+  s9HandlerMs: 1,
 }
 
 export const SCENARIO_INFO: Record<ScenarioId, { title: string; unit: string; higherIsBetter: boolean }> = {
@@ -90,10 +102,12 @@ export const SCENARIO_INFO: Record<ScenarioId, { title: string; unit: string; hi
   S2: { title: 'concurrent enqueue, 16 producers', unit: 'tasks/s', higherIsBetter: true },
   S3: { title: 'bulk enqueue, batches of 1,000', unit: 'tasks/s', higherIsBetter: true },
   S4: { title: 'drain a backlog, 1 worker process, concurrency 50', unit: 'tasks/s', higherIsBetter: true },
+  S4L: { title: `S4 with a global limit that does not bind (queue concurrency ${S4L_CONCURRENCY.toLocaleString('en-US')})`, unit: 'tasks/s', higherIsBetter: true },
   S5: { title: 'latency, 1 task / 10 ms, idle worker', unit: 'ms p50', higherIsBetter: false },
   S6: { title: 'sustained end to end, 16 producers, backlog < 1,000', unit: 'tasks/s', higherIsBetter: true },
   S7: { title: 'Redis outage (30 s of 45, 500 tasks/s enqueued): done during it ÷ same window without', unit: '×', higherIsBetter: true },
   S8: { title: `chord of ${S8_MEMBERS.toLocaleString('en-US')} no-op members + callback, end to end, idle worker`, unit: 'tasks/s', higherIsBetter: true },
+  S9: { title: '100 groups, at most 1 task per group at a time, 1 ms handler', unit: 'tasks/s', higherIsBetter: true },
 }
 
 export interface Measurement {
@@ -196,4 +210,4 @@ export async function s3(a: ProducerAdapter, ctx: ScenarioContext): Promise<Meas
   return { value: rate, ...(await verifyStored(a, n)) }
 }
 
-export const RUNNERS: Record<ScenarioId, (a: ProducerAdapter, ctx: ScenarioContext) => Promise<Measurement>> = { S1: s1, S2: s2, S3: s3, S4: s4, S5: s5, S6: s6, S7: s7, S8: s8 }
+export const RUNNERS: Record<ScenarioId, (a: ProducerAdapter, ctx: ScenarioContext) => Promise<Measurement>> = { S1: s1, S2: s2, S3: s3, S4: s4, S4L: s4l, S5: s5, S6: s6, S7: s7, S8: s8, S9: s9 }

@@ -174,11 +174,15 @@ export async function main(argv: string[]): Promise<number> {
         const cellStart = Date.now()
         const cell: Cell = { scenario, system, run, value: null, valid: false, verdict: '', seconds: 0, version: a.version }
         const skip =
-          system === 'taskrelay' && ['S4', 'S5', 'S6', 'S7', 'S8'].includes(scenario) && !taskrelayDelivery
+          system === 'taskrelay' && ['S4', 'S4L', 'S5', 'S6', 'S7', 'S8', 'S9'].includes(scenario) && !taskrelayDelivery
             ? 'the delivery pipeline (src/relay/relay.ts, src/worker/worker.ts) is not in this checkout yet'
             : scenario === 'S8' && !a.prepareChord
               ? `${system} has no chord / flow API`
-              : null
+              : scenario === 'S4L' && !a.queueSettings
+                ? 'taskrelay only: the cost of its own flow-controlled path, as a ratio to its S4'
+                : scenario === 'S9' && !a.perGroupLimit
+                  ? (a.noPerGroupLimit ?? `${system} has no open per-group concurrency limit`)
+                  : null
         if (skip) {
           cell.skipped = skip
           cell.verdict = 'not run'
@@ -221,7 +225,9 @@ export async function main(argv: string[]): Promise<number> {
               ? `${fmt(cell.value)}× (${fmt(cell.extra.rateB)} vs ${fmt(cell.extra.rateA)} tasks/s)`
               : scenario === 'S8' && cell.extra
                 ? `${fmt(cell.value)} tasks/s (${fmt(cell.extra.ms)} ms to the callback)`
-                : `${fmt(cell.value)} ${info.unit}`
+                : scenario === 'S9' && cell.extra
+                  ? `${fmt(cell.value)} tasks/s, spread ${fmt(cell.extra.spread)}× (${fmt(cell.extra.fastestMs)}–${fmt(cell.extra.slowestMs)} ms)`
+                  : `${fmt(cell.value)} ${info.unit}`
         progress.end(cell.error ? `ERROR ${cell.error}` : `${cell.valid ? fig : `INVALID (${fig})`} — ${cell.verdict}`)
       }
     }

@@ -3,13 +3,16 @@
  *
  *   parent → child: {type:'start'} | {type:'stop'}
  *   child → parent: {type:'ready'} | {type:'started'} | {type:'count', n} |
- *                   {type:'stopped', count, latencies, events} | {type:'error', message}
+ *                   {type:'stopped', count, latencies, events, groups} | {type:'error', message}
  *
  * The handler is a no-op that records the task's bench sequence number in the
  * ledger and, when the payload carries the enqueue time (S5), the latency.
+ * With opts.handlerMs (S9) it first sleeps that long; for a payload with a
+ * group (S9) it tracks, per group, when its last task finished and how many
+ * of its tasks were in the handler at once (the per-group limit, checked).
  */
 import { LedgerWriter } from './ledger.ts'
-import { nowMs, type BenchPayload } from './common.ts'
+import { nowMs, sleep, type BenchPayload } from './common.ts'
 import type { PreparedService, WorkerModule, WorkerOptions } from './systems/types.ts'
 
 interface ChildArgs {
@@ -36,11 +39,31 @@ async function main() {
   let lastSent = -1
   let ticker: NodeJS.Timeout | null = null
 
+  // S9, per group: when its last task finished (nowMs), tasks in the handler now, and at most.
+  const groups = new Map<number, { lastAt: number; active: number; maxActive: number; done: number }>()
+  const handlerMs = args.opts.handlerMs ?? 0
+
   if (args.role === 'worker') {
-    service = await mod.worker.prepareWorker(args.opts, (p: BenchPayload) => {
+    const record = (p: BenchPayload) => {
       if (p.t !== undefined) latencies.push(nowMs() - p.t)
       ledger!.record(p.n)
-    })
+    }
+    service = await mod.worker.prepareWorker(
+      args.opts,
+      handlerMs > 0
+        ? async (p: BenchPayload) => {
+            const g = p.g === undefined ? null : groups.get(p.g) ?? groups.set(p.g, { lastAt: 0, active: 0, maxActive: 0, done: 0 }).get(p.g)!
+            if (g) g.maxActive = Math.max(g.maxActive, ++g.active)
+            await sleep(handlerMs)
+            if (g) {
+              g.active--
+              g.done++
+              g.lastAt = nowMs()
+            }
+            record(p)
+          }
+        : record,
+    )
   } else {
     if (!mod.worker.prepareRole) throw new Error(`${args.opts.system} has no role ${args.role}`)
     service = await mod.worker.prepareRole(args.role, args.opts)
@@ -63,7 +86,7 @@ async function main() {
         if (ticker) clearInterval(ticker)
         await service.stop()
         await ledger?.close()
-        send({ type: 'stopped', count: ledger?.count ?? 0, latencies, events: service.events?.() ?? [] })
+        send({ type: 'stopped', count: ledger?.count ?? 0, latencies, events: service.events?.() ?? [], groups: Object.fromEntries(groups) })
         setTimeout(() => process.exit(0), 50)
       }
     } catch (err) {

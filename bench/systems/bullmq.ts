@@ -77,6 +77,7 @@ export function createProducer(): ProducerAdapter {
       const jobs = await queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'])
       return { total: jobs.length, distinct: new Set(jobs.map((j) => j?.data?.n)).size }
     },
+    noPerGroupLimit: 'BullMQ groups (per-group concurrency and rate limits) are a BullMQ Pro feature, not in the open-source package',
     workerOptions(): WorkerOptions {
       return { system: 'bullmq', tag, concurrency: 50, prefix }
     },

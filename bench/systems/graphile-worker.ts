@@ -47,8 +47,10 @@ export function createProducer(): ProducerAdapter {
       await utils.addJob(TASK, p)
     },
     async enqueueBulk(ps) {
-      await utils.addJobs(ps.map((payload) => ({ identifier: TASK, payload })))
+      // S9: a payload's group g is the job's named queue; graphile-worker runs a named queue's jobs one at a time.
+      await utils.addJobs(ps.map((payload) => (payload.g === undefined ? { identifier: TASK, payload } : { identifier: TASK, payload, queueName: `g${payload.g}` })))
     },
+    perGroupLimit: "addJobs with queueName 'g<n>' per job: a named queue's jobs run one at a time (serial queues), so the limit is fixed at 1",
     async countStored() {
       const r = await pool.query(`select count(*)::int as total, count(distinct (payload->>'n'))::int as distinct from "${schema}"._private_jobs`)
       return r.rows[0]
@@ -77,7 +79,8 @@ export const worker: WorkerModule = {
           logger: silent,
           taskList: {
             [TASK]: async (payload) => {
-              onTask(payload as BenchPayload)
+              const r = onTask(payload as BenchPayload)
+              if (r) await r
             },
           },
           preset: {

@@ -49,9 +49,11 @@ export function createProducer(): ProducerAdapter {
     async enqueueBulk(ps) {
       await boss.insert(
         QUEUE,
-        ps.map((data) => ({ data })),
+        // S9: a payload's group g is the job's group.
+        ps.map((data) => (data.g === undefined ? { data } : { data, group: { id: `g${data.g}` } })),
       )
     },
+    perGroupLimit: "insert with group { id: 'g<n>' } per job, work() with groupConcurrency: 1 (global, tracked in the database)",
     async countStored() {
       const client = new pg.Client({ connectionString: DATABASE_URL })
       await client.connect()
@@ -84,9 +86,17 @@ export const worker: WorkerModule = {
             pollingIntervalSeconds: 0.5,
             notifyPollingIntervalSeconds: 0.5,
             burstWhenBatchFull: true,
+            // S9: at most this many jobs of one group active at once, across all workers.
+            ...(opts.perGroupLimit ? { groupConcurrency: opts.perGroupLimit } : {}),
           },
           async (jobs) => {
-            for (const job of jobs) onTask(job.data)
+            const pending: Promise<void>[] = []
+            for (const job of jobs) {
+              const r = onTask(job.data)
+              if (r) pending.push(r)
+            }
+            // S9's handler sleeps (handlerMs): the batch completes when every job's has.
+            if (pending.length) await Promise.all(pending)
           },
         )
       },

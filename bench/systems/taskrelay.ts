@@ -30,7 +30,10 @@ const WORKER_FILE = new URL('src/worker/worker.ts', ROOT)
 /** For experiments: JSON merged over every TaskRelay's options here, e.g. {"durableTransitions":true}. */
 const TR_OPTS = JSON.parse(process.env.BENCH_TASKRELAY_OPTS ?? '{}') as object
 
-const payloadSchema = z.object({ n: z.number().int(), t: z.number().optional() })
+/** The queue every bench task goes to (the default). */
+const QUEUE = 'default'
+
+const payloadSchema = z.object({ n: z.number().int(), t: z.number().optional(), g: z.number().int().optional() })
 
 function benchTask(run: (p: BenchPayload) => void = () => {}) {
   return defineTask({ name: 'bench.noop', payload: payloadSchema, maxAttempts: 3, run: (p) => run(p) })
@@ -80,7 +83,7 @@ export function createProducer(): ProducerAdapter {
       return version()
     },
     settings:
-      'enqueue in caller tx (S1) / own pool autocommit, concurrent calls sharing commits (enqueueCoalescing 2, the default; S2, S6), enqueueMany (S3), enqueueWorkflow(chord(group(...), step(callback))) + waitFor(callback) (S8); relay process + worker process, concurrency 50, prefetch 450 (500 tasks in hand, as graphile-worker\'s localQueue)' +
+      'enqueue in caller tx (S1) / own pool autocommit, concurrent calls sharing commits (enqueueCoalescing 2, the default; S2, S6), enqueueMany (S3), enqueueWorkflow(chord(group(...), step(callback))) + waitFor(callback) (S8); queue settings through tr.queue(\'default\').configure() (S4L: concurrency 10,000; S9: groupConcurrency 1, groupKey per task); relay process + worker process, concurrency 50, prefetch 450 (500 tasks in hand, as graphile-worker\'s localQueue)' +
       (process.env.BENCH_TASKRELAY_OPTS ? `; TaskRelay options ${process.env.BENCH_TASKRELAY_OPTS}` : ''),
     extraRoles: ['relay'],
     async setup(t) {
@@ -132,8 +135,25 @@ export function createProducer(): ProducerAdapter {
       await client.query('commit')
     },
     async enqueueBulk(ps) {
-      await tr.enqueueMany(ps.map((payload) => ({ task, payload })))
+      // S9: a payload's group g is its groupKey.
+      await tr.enqueueMany(ps.map((payload) => (payload.g === undefined ? { task, payload } : { task, payload, options: { groupKey: `g${payload.g}` } })))
     },
+    queueSettings: {
+      // Through the public API (tr.queue().configure()), read back from the row itself.
+      async set(settings) {
+        await tr.queue(QUEUE).configure(settings)
+      },
+      async read() {
+        const r = await pool.query(`select concurrency, group_concurrency from "${schema}".queues where name = $1`, [QUEUE])
+        return r.rows[0] ? { concurrency: r.rows[0].concurrency, groupConcurrency: r.rows[0].group_concurrency } : null
+      },
+      async reset() {
+        // configure() with every setting null keeps the row, and a queue with a
+        // row stays flow-controlled: only deleting it makes the queue plain again.
+        await pool.query(`delete from "${schema}".queues where name = $1`, [QUEUE])
+      },
+    },
+    perGroupLimit: "enqueueMany with groupKey 'g<n>' per task, tr.queue('default').configure({ groupConcurrency: 1 })",
     async stageBreakdown() {
       // Per path (direct from Postgres / via the relay): see stages.ts.
       const r = await pool.query(stageSplitSql(schema))
@@ -179,7 +199,7 @@ export const worker: WorkerModule = {
       redis: opts.redisUrl ?? REDIS_URL,
       keyPrefix: opts.keyPrefix as string,
       tasks: chord ? [benchTask(onTask), chord.member, chord.callback] : [benchTask(onTask)],
-      queues: ['default'],
+      queues: [QUEUE],
       concurrency: opts.concurrency,
       // The documented setting for many short tasks (README, "Tuning for
       // throughput"): up to 500 tasks per Redis read and per claim, the same

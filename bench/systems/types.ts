@@ -38,6 +38,32 @@ export interface ProducerAdapter {
    * their results, built here (not timed). Systems without one skip S8.
    */
   prepareChord?(members: number, base: number): Promise<ChordRun>
+  /**
+   * S4L, S9 (taskrelay, issue 16): the bench queue's flow settings in the
+   * system's own store. set() is partial (null clears a setting); read()
+   * gives them back (null: the queue has no settings); reset() removes them
+   * altogether, so the queue is not flow-controlled any more.
+   */
+  queueSettings?: {
+    set(s: BenchQueueSettings): Promise<void>
+    read(): Promise<BenchQueueSettings | null>
+    reset(): Promise<void>
+  }
+  /**
+   * S9: how the system runs at most one task at a time per group, in words
+   * (absent: it has no such open feature and S9 is skipped). enqueueBulk puts
+   * a payload with `g` into group g; the worker gets `perGroupLimit: 1` in
+   * its options.
+   */
+  readonly perGroupLimit?: string
+  /** S9: why not, when the system has no perGroupLimit (shown as the skip reason) */
+  readonly noPerGroupLimit?: string
+}
+
+/** A queue's flow settings as the bench uses them (taskrelay's QueueSettings, in part). */
+export interface BenchQueueSettings {
+  concurrency?: number | null
+  groupConcurrency?: number | null
 }
 
 /** One S8 chord: enqueue() is the timed call; completed() resolves when the system says the callback finished. */
@@ -54,6 +80,10 @@ export interface WorkerOptions {
   concurrency: number
   /** S7: the scenario's own Redis; absent: the bench's (REDIS_URL) */
   redisUrl?: string
+  /** S9: the handler sleeps this long (ms) before it records the task; absent: a no-op */
+  handlerMs?: number
+  /** S9: at most this many tasks of one group at a time (for systems that set it on the worker: pg-boss) */
+  perGroupLimit?: number
   [k: string]: unknown
 }
 
@@ -82,7 +112,7 @@ export interface PreparedService extends Stoppable {
 /** What a worker module exports (loaded inside the child process). */
 export interface WorkerModule {
   /** Connect and get ready, but take no task before start() is called. */
-  prepareWorker(opts: WorkerOptions, onTask: (p: BenchPayload) => void): Promise<PreparedService>
+  prepareWorker(opts: WorkerOptions, onTask: (p: BenchPayload) => void | Promise<void>): Promise<PreparedService>
   /** Other roles (taskrelay's relay). */
   prepareRole?(role: string, opts: WorkerOptions): Promise<PreparedService>
 }

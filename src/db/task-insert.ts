@@ -14,7 +14,7 @@ export interface PreparedTask {
   idempotencyKey: string | null
   /** the group within the queue ('' for none) */
   groupKey: string
-  /** a windowed idempotency key, a singleton or a debounce (enqueue_keyed(), 0013); null: none */
+  /** a windowed idempotency key, a singleton or a debounce (enqueue_keyed(), 0015); null: none */
   keyed: { kind: 'idempotency' | 'singleton' | 'debounce'; key: string; windowMs: number | null; maxWaitMs: number | null } | null
   /** ids, deduplicated; null: depends on nothing */
   dependsOn: string[] | null

@@ -1,5 +1,5 @@
 -- Enqueue one task with a dedup window, as a singleton or debounced
--- (enqueue_keyed(), 0013): atomic under concurrent enqueues with one key;
+-- (enqueue_keyed(), 0015): atomic under concurrent enqueues with one key;
 -- outcome says whether this call created the task, found an earlier one,
 -- or gave the pending one its payload.
 select id, outcome

@@ -5,6 +5,7 @@
  */
 export type { AdminContext } from './context.ts'
 export { readStats, readStateCounts, type QueueStats, type StatsSnapshot } from './stats.ts'
+export { readCharts, type ChartPoint, type ChartRange, type QueueChart } from './charts.ts'
 export { listTasks, parseListInput, type ListFilters, type ListInput, type ListedTask } from './task-list.ts'
 export { readTaskDetail, readTaskWorkers, type QueueWorkers, type TaskDetail } from './task-detail.ts'
 export { cancelUnfinished, countFailed, retryFailed, type BulkFilter } from './bulk.ts'

@@ -210,3 +210,47 @@ export async function taskListEnqueued(db: Executor, p: { schema: string; name: 
   )
   return res.rows
 }
+
+/** One cell of the charts: a queue's counts and histograms in one time bucket (or, queue null, only the range start). */
+export interface ChartCellRow {
+  queue: string | null
+  /** start of the oldest bucket of the range, by the database's clock */
+  first_ms: number
+  at_ms: number
+  succeeded: number
+  failed: number
+  wait_hist: number[] | null
+  run_hist: number[] | null
+}
+
+/**
+ * Chart cells for the last `buckets` buckets of `bucketSeconds` (aligned to
+ * the epoch). First version: reads the finished rows of the range through
+ * tasks_finished_idx (O(tasks finished in the range)).
+ */
+export async function taskChartCells(db: Executor, p: { schema: string; bucketSeconds: number; buckets: number; queue: string | null }): Promise<ChartCellRow[]> {
+  const res = await db.query<ChartCellRow & { wb: number | null; rb: number | null; n: number }>(
+    `with w as (select floor(extract(epoch from now()) / $1) * $1 - ($2 - 1) * $1 as first_s)
+     select null as queue, first_s * 1000 as first_ms, null as at_ms, 0 as succeeded, 0 as failed, null as wb, null as rb, 0 as n from w
+     union all
+     select t.queue, w.first_s * 1000, floor(extract(epoch from t.finished_at) / $1) * $1 * 1000,
+            count(*) filter (where t.state = 'succeeded')::int, count(*) filter (where t.state = 'failed')::int,
+            case when t.state <> 'cancelled' and t.started_at is not null then least(63, greatest(0, 1 + floor(2 * log(2, greatest(1, extract(epoch from t.started_at - t.run_at) * 1000)::numeric)))) end::int,
+            case when t.state <> 'cancelled' and t.started_at is not null then least(63, greatest(0, 1 + floor(2 * log(2, greatest(1, extract(epoch from t.finished_at - t.started_at) * 1000)::numeric)))) end::int,
+            count(*)::int
+       from w, ${quoteIdent(p.schema)}.tasks t
+      where t.state in ('succeeded', 'failed', 'cancelled') and t.finished_at >= to_timestamp(w.first_s)
+        and ($3::text is null or t.queue = $3)
+      group by 1, 2, 3, 6, 7`,
+    [p.bucketSeconds, p.buckets, p.queue],
+  )
+  return res.rows.map((r) => {
+    const hist = (b: number | null) => {
+      if (b === null) return null
+      const h = new Array<number>(64).fill(0)
+      h[b] = r.n
+      return h
+    }
+    return { queue: r.queue, first_ms: Number(r.first_ms), at_ms: Number(r.at_ms), succeeded: r.succeeded, failed: r.failed, wait_hist: hist(r.wb), run_hist: hist(r.rb) }
+  })
+}

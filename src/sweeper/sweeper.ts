@@ -4,6 +4,7 @@ import { parseSettings, sweeperSettingsSchema, type SweeperSettings } from '../c
 import { InvalidOptionsError } from '../errors.ts'
 import { loadSql } from '../db/sql.ts'
 import { WorkflowSettler } from './workflow-settler.ts'
+import { RollupWriter } from './rollup-writer.ts'
 
 export type SweeperOptions = Partial<SweeperSettings>
 
@@ -22,6 +23,8 @@ export interface SweepResult {
   workflowsFailed: number
   /** workflows closed: nothing of them left to run */
   workflowsFinished: number
+  /** finished tasks added to the per-minute rollups (0017) */
+  rolledUp: number
 }
 
 const BATCH = 1000
@@ -38,12 +41,16 @@ export class Sweeper extends Service<SweepResult> {
   /** settle-waiting pass: the last waiting task id looked at ('0': start over) */
   #waitingCursor = '0'
   readonly #workflows: WorkflowSettler
+  readonly #rollups: RollupWriter
+  /** the rollups are more than a chunk behind (after downtime): go again soon */
+  #rollupsBehind = false
 
   constructor(tr: TaskRelayContext, options: SweeperOptions = {}, deps: ServiceDeps = {}) {
     super('sweeper', { logger: tr.logger, ...deps })
     this.settings = parseSettings(sweeperSettingsSchema, options, 'sweeper options', (w, p) => new InvalidOptionsError(w, p))
     this.#tr = tr
     this.#workflows = new WorkflowSettler(tr)
+    this.#rollups = new RollupWriter(tr)
   }
 
   protected override async onStart(): Promise<void> {
@@ -54,7 +61,7 @@ export class Sweeper extends Service<SweepResult> {
   protected delayAfter(result: SweepResult): number {
     // A full batch means more is waiting: go again soon, not after a whole interval.
     const busy = result.redispatched >= BATCH || result.leasesReclaimed + result.leasesFailed >= BATCH
-    return busy ? 10 : this.settings.intervalMs
+    return busy || this.#rollupsBehind ? 10 : this.settings.intervalMs
   }
 
   async runOnce(): Promise<SweepResult> {
@@ -73,6 +80,10 @@ export class Sweeper extends Service<SweepResult> {
       pruned += res.rowCount
       if (res.rowCount < this.settings.pruneBatchSize || this.stopSignal.aborted) break
     }
+    // After the finished tasks' own pruning: a minute is dropped with its tasks' retention.
+    const rollup = await this.#rollups.write()
+    this.#rollupsBehind = rollup.behind
+    await this.#rollups.prune(this.settings.retentionMs)
     const result: SweepResult = {
       redispatched: stale.rows[0]?.count ?? 0,
       leasesReclaimed: leases.rows[0]?.retried ?? 0,
@@ -82,8 +93,10 @@ export class Sweeper extends Service<SweepResult> {
       dependentsReleased: waiting.promoted,
       workflowsFailed: workflows.failuresHandled,
       workflowsFinished: workflows.finished,
+      rolledUp: rollup.tasks,
     }
-    const acted = Object.values(result).some((n) => n > 0)
+    // Rolling up is routine: it alone does not lift the log line to info.
+    const acted = Object.entries(result).some(([k, n]) => k !== 'rolledUp' && n > 0)
     if (acted) this.log.info(result, 'sweep done')
     else this.log.debug(result, 'sweep done')
     this.events.emit('sweeper:run', { redispatched: result.redispatched, leasesReclaimed: result.leasesReclaimed + result.leasesFailed, pruned })

@@ -1,4 +1,4 @@
-import { taskCountByQueue, taskCountByState, workerCountByQueue } from '../db/admin-queries.ts'
+import { rollupCountByQueue, rollupLagMs, taskCountByState, taskCountUnfinishedByQueue, workerCountByQueue } from '../db/admin-queries.ts'
 import { TASK_STATES, type TaskState } from '../task-state.ts'
 import type { AdminContext } from './context.ts'
 import { listQueues, type QueueInfo, type StoredRateLimit } from './queues.ts'
@@ -19,6 +19,13 @@ export interface QueueStats {
   throughputLastMinute: number
   /** average per minute over the last 15 minutes */
   throughputPerMinute15m: number
+  /** rates: succeeded and failed in the last minute, and per minute over the last 15 */
+  succeededLastMinute: number
+  failedLastMinute: number
+  succeededPerMinute15m: number
+  failedPerMinute15m: number
+  /** due pending tasks its queue's settings hold back now (paused, at its limit, out of rate); counted in pending too */
+  heldBack: number
   /** age of the oldest pending task that is due, in ms */
   oldestPendingMs: number | null
   /** running workers serving this queue (<schema>.workers, 0010); in totals, running workers */
@@ -41,30 +48,64 @@ export interface StatsSnapshot {
   totals: Omit<QueueStats, 'queue'>
   /** queues with due or dispatched tasks that no running worker serves: nothing will run them */
   unservedQueues: string[]
+  /**
+   * Age of the sweeper's rollup watermark (0017). Finishes since then are
+   * read from the rows themselves, so a large value (no sweeper running)
+   * makes stats slower, not wrong.
+   */
+  rollupLagMs: number
 }
 
+/**
+ * Finished-task counts and rates come from the sweeper's per-minute rollups
+ * (0017) and unfinished counts from the partial state indexes, so the cost
+ * follows the backlog and the number of queues, never the history. "Last
+ * hour", "last minute" and "15 minutes" slide with now(); a rollup minute
+ * only partly inside a window counts pro rata.
+ */
 export async function readStats(ctx: Pick<AdminContext, 'executor' | 'schema'>): Promise<StatsSnapshot> {
-  const rows = await taskCountByQueue(ctx.executor, { schema: ctx.schema })
-  const flows = new Map((await listQueues(ctx)).map((q) => [q.queue, q]))
+  const p = { schema: ctx.schema }
+  const [unfinished, finished, lagMs, queueInfos, workerRows] = await Promise.all([
+    taskCountUnfinishedByQueue(ctx.executor, p),
+    rollupCountByQueue(ctx.executor, p),
+    rollupLagMs(ctx.executor, p),
+    listQueues(ctx),
+    workerCountByQueue(ctx.executor, p),
+  ])
+  const flows = new Map(queueInfos.map((q) => [q.queue, q]))
   // The rollup row (queue null) counts every running worker once.
-  const workers = new Map((await workerCountByQueue(ctx.executor, { schema: ctx.schema })).map((r) => [r.queue ?? '', r.workers]))
-  const queues: Array<QueueStats & { flow: QueueFlow }> = rows.map((r) => ({
-    queue: String(r.queue),
-    waiting: Number(r.waiting),
-    pending: Number(r.pending),
-    scheduled: Number(r.scheduled),
-    dispatched: Number(r.dispatched),
-    running: Number(r.running),
-    succeededLastHour: Number(r.succeeded),
-    failedLastHour: Number(r.failed),
-    cancelledLastHour: Number(r.cancelled),
-    throughputLastMinute: Number(r.done_1m),
-    throughputPerMinute15m: Math.round((Number(r.done_15m) / 15) * 10) / 10,
-    oldestPendingMs: r.oldest_ms === null ? null : Math.round(Number(r.oldest_ms)),
-    workers: workers.get(String(r.queue)) ?? 0,
-    flow: queueFlow(flows.get(String(r.queue))),
-  }))
-  const sum = (k: keyof Omit<QueueStats, 'queue' | 'oldestPendingMs' | 'workers'>) => Math.round(queues.reduce((n, q) => n + q[k], 0) * 10) / 10
+  const workers = new Map(workerRows.map((r) => [r.queue ?? '', r.workers]))
+  const open = new Map(unfinished.map((r) => [r.queue, r]))
+  const done = new Map(finished.map((r) => [r.queue, r]))
+  const names = [...new Set([...open.keys(), ...done.keys()])].sort()
+  const tenth = (n: number) => Math.round(n * 10) / 10
+  const queues: Array<QueueStats & { flow: QueueFlow }> = names.map((queue) => {
+    const u = open.get(queue)
+    const f = done.get(queue)
+    const n = (v: number | undefined | null) => Number(v ?? 0)
+    return {
+      queue,
+      waiting: n(u?.waiting),
+      pending: n(u?.pending),
+      scheduled: n(u?.scheduled),
+      dispatched: n(u?.dispatched),
+      running: n(u?.running),
+      succeededLastHour: n(f?.succeeded),
+      failedLastHour: n(f?.failed),
+      cancelledLastHour: n(f?.cancelled),
+      throughputLastMinute: Math.round(n(f?.succeeded_1m) + n(f?.failed_1m)),
+      throughputPerMinute15m: tenth((n(f?.succeeded_15m) + n(f?.failed_15m)) / 15),
+      succeededLastMinute: Math.round(n(f?.succeeded_1m)),
+      failedLastMinute: Math.round(n(f?.failed_1m)),
+      succeededPerMinute15m: tenth(n(f?.succeeded_15m) / 15),
+      failedPerMinute15m: tenth(n(f?.failed_15m) / 15),
+      heldBack: n(u?.held_back),
+      oldestPendingMs: u?.oldest_ms == null ? null : Math.round(Number(u.oldest_ms)),
+      workers: workers.get(queue) ?? 0,
+      flow: queueFlow(flows.get(queue)),
+    }
+  })
+  const sum = (k: keyof Omit<QueueStats, 'queue' | 'oldestPendingMs' | 'workers'>) => tenth(queues.reduce((acc, q) => acc + q[k], 0))
   const oldest = queues.map((q) => q.oldestPendingMs).filter((v): v is number => v !== null)
   return {
     at: new Date().toISOString(),
@@ -80,10 +121,16 @@ export async function readStats(ctx: Pick<AdminContext, 'executor' | 'schema'>):
       cancelledLastHour: sum('cancelledLastHour'),
       throughputLastMinute: sum('throughputLastMinute'),
       throughputPerMinute15m: sum('throughputPerMinute15m'),
+      succeededLastMinute: sum('succeededLastMinute'),
+      failedLastMinute: sum('failedLastMinute'),
+      succeededPerMinute15m: sum('succeededPerMinute15m'),
+      failedPerMinute15m: sum('failedPerMinute15m'),
+      heldBack: sum('heldBack'),
       oldestPendingMs: oldest.length ? Math.max(...oldest) : null,
       workers: workers.get('') ?? 0,
     },
     unservedQueues: queues.filter((q) => q.workers === 0 && q.pending + q.dispatched > 0).map((q) => q.queue),
+    rollupLagMs: Math.max(0, Math.round(lagMs)),
   }
 }
 

@@ -103,45 +103,43 @@ export async function taskCountByState(db: Executor, p: { schema: string }): Pro
   return res.rows
 }
 
-export interface QueueCountsRow {
+export interface QueueUnfinishedRow {
   queue: string
   waiting: number
   pending: number
   scheduled: number
   dispatched: number
   running: number
-  succeeded: number
-  failed: number
-  cancelled: number
-  done_1m: number
-  done_15m: number
+  held_back: number
   oldest_ms: number | null
 }
 
-/**
- * One scan of unfinished tasks plus those finished in the last hour (the
- * partial indexes cover both), grouped by queue.
- */
-export async function taskCountByQueue(db: Executor, p: { schema: string }): Promise<QueueCountsRow[]> {
-  const res = await db.query<QueueCountsRow>(
-    `select queue,
-            count(*) filter (where state = 'waiting')::int as waiting,
-            count(*) filter (where state = 'pending' and run_at <= now())::int as pending,
-            count(*) filter (where state = 'pending' and run_at > now())::int as scheduled,
-            count(*) filter (where state = 'dispatched')::int as dispatched,
-            count(*) filter (where state = 'running')::int as running,
-            count(*) filter (where state = 'succeeded')::int as succeeded,
-            count(*) filter (where state = 'failed')::int as failed,
-            count(*) filter (where state = 'cancelled')::int as cancelled,
-            count(*) filter (where state in ('succeeded', 'failed') and finished_at > now() - interval '1 minute')::int as done_1m,
-            count(*) filter (where state in ('succeeded', 'failed') and finished_at > now() - interval '15 minutes')::int as done_15m,
-            (extract(epoch from now() - min(run_at) filter (where state = 'pending' and run_at <= now())) * 1000)::float8 as oldest_ms
-       from ${quoteIdent(p.schema)}.tasks
-      where state in ('waiting', 'pending', 'dispatched', 'running') or finished_at > now() - interval '1 hour'
-      group by queue
-      order by queue`,
-  )
-  return res.rows
+/** Unfinished tasks per queue and state, each state through its partial index (stats-unfinished.sql). */
+export async function taskCountUnfinishedByQueue(db: Executor, p: { schema: string }): Promise<QueueUnfinishedRow[]> {
+  return (await db.query<QueueUnfinishedRow>(loadSql('stats-unfinished.sql', p.schema))).rows
+}
+
+export interface QueueFinishedRow {
+  queue: string
+  succeeded: number
+  failed: number
+  cancelled: number
+  succeeded_1m: number
+  failed_1m: number
+  succeeded_15m: number
+  failed_15m: number
+  rollup_lag_ms: number | null
+}
+
+/** Finishes per queue over the last hour, minute and 15 minutes, from the rollups (stats-finished.sql). */
+export async function rollupCountByQueue(db: Executor, p: { schema: string }): Promise<QueueFinishedRow[]> {
+  return (await db.query<QueueFinishedRow>(loadSql('stats-finished.sql', p.schema))).rows
+}
+
+/** How far the rollups lag behind now, in ms (the watermark's age). */
+export async function rollupLagMs(db: Executor, p: { schema: string }): Promise<number> {
+  const res = await db.query<{ ms: number }>(`select (extract(epoch from now() - upto) * 1000)::float8 as ms from ${quoteIdent(p.schema)}.task_rollup_watermark`)
+  return res.rows[0]?.ms ?? 0
 }
 
 /** Rows of <schema>.workers whose owner still renews them (worker-register.sql). */
@@ -223,34 +221,57 @@ export interface ChartCellRow {
   run_hist: number[] | null
 }
 
+const HIST = Array.from({ length: 64 }, (_, i) => i + 1)
+/** Element-wise sums of a histogram column: 64 plain sums, so Postgres adds them in C, not through a function per row. */
+const histSum = (col: string) => `array[${HIST.map((i) => `sum(${col}[${i}])`).join(', ')}]::int[]`
+
 /**
  * Chart cells for the last `buckets` buckets of `bucketSeconds` (aligned to
- * the epoch). First version: reads the finished rows of the range through
- * tasks_finished_idx (O(tasks finished in the range)).
+ * the epoch): the rollup minutes of the range summed per bucket (the primary
+ * key's minute range), plus the rows finished since the watermark
+ * (tasks_finished_idx), one row per histogram bucket pair.
  */
 export async function taskChartCells(db: Executor, p: { schema: string; bucketSeconds: number; buckets: number; queue: string | null }): Promise<ChartCellRow[]> {
-  const res = await db.query<ChartCellRow & { wb: number | null; rb: number | null; n: number }>(
+  const schema = quoteIdent(p.schema)
+  const res = await db.query<ChartCellRow & { wb: number | null; rb: number | null; n: number | null }>(
     `with w as (select floor(extract(epoch from now()) / $1) * $1 - ($2 - 1) * $1 as first_s)
-     select null as queue, first_s * 1000 as first_ms, null as at_ms, 0 as succeeded, 0 as failed, null as wb, null as rb, 0 as n from w
+     select null as queue, first_s * 1000 as first_ms, null as at_ms, 0 as succeeded, 0 as failed, null::int[] as wait_hist, null::int[] as run_hist, null::int as wb, null::int as rb, null::int as n from w
+     union all
+     select r.queue, w.first_s * 1000, floor(extract(epoch from r.minute) / $1) * $1 * 1000,
+            sum(r.succeeded)::int, sum(r.failed)::int, ${histSum('r.wait_hist')}, ${histSum('r.run_hist')}, null, null, null
+       from w, ${schema}.task_rollups r
+      where r.minute >= to_timestamp(w.first_s) and ($3::text is null or r.queue = $3)
+      group by 1, 2, 3
      union all
      select t.queue, w.first_s * 1000, floor(extract(epoch from t.finished_at) / $1) * $1 * 1000,
-            count(*) filter (where t.state = 'succeeded')::int, count(*) filter (where t.state = 'failed')::int,
-            case when t.state <> 'cancelled' and t.started_at is not null then least(63, greatest(0, 1 + floor(2 * log(2, greatest(1, extract(epoch from t.started_at - t.run_at) * 1000)::numeric)))) end::int,
-            case when t.state <> 'cancelled' and t.started_at is not null then least(63, greatest(0, 1 + floor(2 * log(2, greatest(1, extract(epoch from t.finished_at - t.started_at) * 1000)::numeric)))) end::int,
+            count(*) filter (where t.state = 'succeeded')::int, count(*) filter (where t.state = 'failed')::int, null, null,
+            case when t.state <> 'cancelled' then ${schema}.rollup_bucket(extract(epoch from t.started_at - t.run_at)::float8 * 1000) end,
+            case when t.state <> 'cancelled' then ${schema}.rollup_bucket(extract(epoch from t.finished_at - t.started_at)::float8 * 1000) end,
             count(*)::int
-       from w, ${quoteIdent(p.schema)}.tasks t
-      where t.state in ('succeeded', 'failed', 'cancelled') and t.finished_at >= to_timestamp(w.first_s)
+       from w, ${schema}.tasks t
+      where t.state in ('succeeded', 'failed', 'cancelled')
+        and t.finished_at >= (select greatest(upto, to_timestamp(floor(extract(epoch from now()) / $1) * $1 - ($2 - 1) * $1)) from ${schema}.task_rollup_watermark)
         and ($3::text is null or t.queue = $3)
-      group by 1, 2, 3, 6, 7`,
+      group by 1, 2, 3, 8, 9`,
     [p.bucketSeconds, p.buckets, p.queue],
   )
   return res.rows.map((r) => {
+    // A row finished since the watermark names its two buckets; n of them share both.
     const hist = (b: number | null) => {
       if (b === null) return null
       const h = new Array<number>(64).fill(0)
-      h[b] = r.n
+      h[b] = r.n!
       return h
     }
-    return { queue: r.queue, first_ms: Number(r.first_ms), at_ms: Number(r.at_ms), succeeded: r.succeeded, failed: r.failed, wait_hist: hist(r.wb), run_hist: hist(r.rb) }
+    const sparse = r.n !== null
+    return {
+      queue: r.queue,
+      first_ms: Number(r.first_ms),
+      at_ms: Number(r.at_ms),
+      succeeded: r.succeeded,
+      failed: r.failed,
+      wait_hist: sparse ? hist(r.wb) : r.wait_hist,
+      run_hist: sparse ? hist(r.rb) : r.run_hist,
+    }
   })
 }

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { readCharts } from '../../src/admin/index.ts'
+import { readCharts } from '../../src/admin/charts.ts'
+import { readStats } from '../../src/admin/stats.ts'
+import { RollupWriter } from '../../src/sweeper/rollup-writer.ts'
 import { createTestDb, type TestDb } from '../support/db.ts'
 import { HOUR, MIN, SEC, dbNow, makeTasks } from '../support/factory.ts'
 
@@ -59,6 +61,20 @@ describe('readCharts', () => {
       ['other', 900, 96],
     ])
     expect(day[1]!.points.reduce((n, q) => n + q.succeeded, 0)).toBe(1)
+  })
+
+  it('reads the same from the rollups as from the rows finished since the watermark', async () => {
+    await makeTasks(db.pool, db.schema, [
+      ...Array.from({ length: 40 }, (_, i) => done(i % 2 ? 'mail' : 'sms', i % 7 ? 'succeeded' : 'failed', 2 * MIN + i * 10 * SEC, 5 * i, 3 * i * i)),
+      ...Array.from({ length: 10 }, (_, i) => done('mail', 'succeeded', 2 * HOUR + i * MIN, 5, 50)),
+    ])
+    const strip = (s: Awaited<ReturnType<typeof readStats>>) => ({ ...s, at: '', rollupLagMs: 0 })
+    const before = [await readCharts(db.tr, '1h'), await readCharts(db.tr, '24h'), strip(await readStats(db.tr))]
+    await db.pool.query(`update "${db.schema}".task_rollup_watermark set upto = now() - interval '3 hours'`)
+    expect((await new RollupWriter(db.tr, { chunkMs: 4 * HOUR }).write()).tasks).toBe(50)
+    const after = [await readCharts(db.tr, '1h'), await readCharts(db.tr, '24h'), strip(await readStats(db.tr))]
+    expect(after).toEqual(before)
+    expect((before[2] as { totals: { succeededLastHour: number } }).totals.succeededLastHour).toBe(34)
   })
 
   it('answers a named queue even when it has nothing', async () => {

@@ -55,6 +55,9 @@ const DESCRIPTIONS: Record<string, string> = {
   'process.logLevel': 'log level',
   'process.logFormat': 'log output: auto = human-readable on a terminal, JSON otherwise',
   'process.healthPort': 'serve GET /healthz and GET /metrics (Prometheus) on this port (long-running commands)',
+  'process.dashboardToken': 'dashboard: operators log in with this token (or send Authorization: Bearer) to retry, cancel, pause and run schedules',
+  'process.dashboardUser': 'dashboard: operator user name for the login form (with the password)',
+  'process.dashboardPassword': 'dashboard: operator password for the login form (with the user)',
   'process.tasks': 'module whose exported tasks (defineTask) this process runs or validates',
   'relay.batchSize': 'rows moved to Redis per round trip',
   'relay.pollIntervalMs': 'safety-net poll when no NOTIFY arrives',
@@ -104,6 +107,9 @@ const PROCESS_NAMES: Record<ProcessKey, { flag: string; env: string; kind: Kind;
   logFormat: { flag: 'log-format', env: 'TASKRELAY_LOG_FORMAT', kind: 'enum' },
   healthPort: { flag: 'health-port', env: 'TASKRELAY_HEALTH_PORT', kind: 'int' },
   tasks: { flag: 'tasks', env: 'TASKRELAY_TASKS', kind: 'string', expected: 'a path to a .ts or .js module' },
+  dashboardToken: { flag: 'dashboard-token', env: 'TASKRELAY_DASHBOARD_TOKEN', kind: 'string', expected: 'a random secret of at least 16 characters (prefer the variable: flags show in ps)' },
+  dashboardUser: { flag: 'dashboard-user', env: 'TASKRELAY_DASHBOARD_USER', kind: 'string', expected: 'a user name, with TASKRELAY_DASHBOARD_PASSWORD' },
+  dashboardPassword: { flag: 'dashboard-password', env: 'TASKRELAY_DASHBOARD_PASSWORD', kind: 'string', expected: 'a password of at least 12 characters (prefer the variable: flags show in ps)' },
 }
 
 /** Strip default/optional wrappers down to the value's own schema. */

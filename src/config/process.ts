@@ -48,6 +48,10 @@ export const processSettingsSchema = z.strictObject({
   logFormat: z.enum(LOG_FORMATS).default('auto'),
   healthPort: z.number().int().min(1).max(65_535).optional(),
   tasks: z.string().min(1).optional(),
+  // Secrets: no format rule, so a problem message never has a reason to quote them.
+  dashboardToken: z.string().optional(),
+  dashboardUser: z.string().optional(),
+  dashboardPassword: z.string().optional(),
 })
 
 export type ProcessSettings = z.output<typeof processSettingsSchema>

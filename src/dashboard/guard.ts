@@ -89,3 +89,21 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze(
   'cross-origin-resource-policy': 'same-origin',
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
 })
+
+/**
+ * For a mounted handler without a HostPolicy (the host application decides
+ * which names it answers to): a write whose Origin is not the Host it was
+ * sent to comes from another site, and is refused.
+ */
+export function refuseCrossSite(headers: IncomingHttpHeaders): DashboardRequestError | null {
+  const origin = headers.origin
+  if (origin === undefined) return null
+  let originHost: string | null = null
+  try {
+    originHost = new URL(origin).host // lower-case host[:port], without a default port
+  } catch {
+    // 'null' (sandboxed frames, file: pages) and garbage: refused below
+  }
+  if (originHost && originHost === headers.host?.trim().toLowerCase()) return null
+  return new DashboardRequestError(403, `Origin "${origin.slice(0, 100)}" is not allowed: the dashboard does not answer requests made by other web sites`)
+}

@@ -112,16 +112,12 @@ describe('dashboard security headers', () => {
   it('lets the page run only its own script and style, and fetch only its own API', async () => {
     const res = await get('/', { host: host() })
     const csp = String(res.headers['content-security-policy'])
-    expect(csp).toMatch(/script-src 'sha256-[A-Za-z0-9+/=]+'/)
-    expect(csp).toMatch(/style-src 'sha256-[A-Za-z0-9+/=]+'/)
+    // Script and style come only from the dashboard's own paths: an injected tag or attribute cannot run.
+    expect(csp).toContain("script-src 'self'")
+    expect(csp).toContain("style-src 'self'")
     expect(csp).toContain("connect-src 'self'")
     expect(csp).not.toContain('unsafe-inline')
-    // The hash must be of the script the page really carries, or browsers block it.
-    const { createHash } = await import('node:crypto')
-    const script = /<script>([\s\S]*?)<\/script>/.exec(res.body)![1]!
-    expect(csp).toContain(`'sha256-${createHash('sha256').update(script).digest('base64')}'`)
-    const style = /<style>([\s\S]*?)<\/style>/.exec(res.body)![1]!
-    expect(csp).toContain(`'sha256-${createHash('sha256').update(style).digest('base64')}'`)
+    expect(res.body).not.toMatch(/<script>|<style>| on[a-z]+=/)
   })
 })
 

@@ -73,7 +73,11 @@ describe('taskrelay dashboard', () => {
     const badState = await get('/api/tasks?state=bogus')
     expect(badState.status).toBe(400)
     expect(JSON.parse(badState.body).error).toContain('unknown state "bogus"')
-    expect(await get('/api/stats', { method: 'POST' })).toMatchObject({ status: 405 })
+    // Started without credentials: read-only, so every action is refused.
+    const post = await get('/api/tasks/1/retry', { method: 'POST' })
+    expect(post.status).toBe(403)
+    expect(JSON.parse(post.body).error).toContain('read-only')
+    expect(await get('/api/stats', { method: 'PUT' })).toMatchObject({ status: 405 })
     expect(await get('/nowhere')).toMatchObject({ status: 404 })
     const rows = await db.pool.query(`select count(*)::int as n from "${db.schema}".tasks`)
     expect(rows.rows[0].n).toBe(3)
@@ -83,9 +87,12 @@ describe('taskrelay dashboard', () => {
     const res = await get('/')
     expect(res.status).toBe(200)
     expect(res.type).toContain('text/html')
-    expect(res.body).toContain('/api/stats')
-    expect(res.body).toContain('/api/tasks')
-    expect(res.body).not.toContain('innerHTML')
+    expect(res.body).toContain('src="app.js"')
+    const script = await get('/app.js')
+    expect(script.type).toContain('text/javascript')
+    expect(script.body).toContain("'api/stats'")
+    expect(script.body).toContain("'api/tasks?'")
+    expect(script.body).not.toContain('innerHTML')
   })
 
   it('stops with exit 0 on SIGTERM', async () => {

@@ -1,0 +1,51 @@
+/** The Schedules and Workers views, and the start of the page script. */
+export const SCRIPT_MORE = String.raw`
+VIEWS.schedules = async function (main) {
+  const draw = async () => {
+    const { schedules } = await api('api/schedules')
+    const rows = schedules.map((x) => {
+      const base = 'api/schedules/' + encodeURIComponent(x.name)
+      return h('tr', { 'data-schedule': x.name },
+        h('th', { scope: 'row', class: 'text' }, x.name),
+        h('td', { class: 'text' }, x.task),
+        h('td', { class: 'text' }, x.cron ? x.cron + ' (' + x.timezone + ')' : 'every ' + ms(x.everyMs)),
+        h('td', { class: 'text' + (x.enabled ? '' : ' bad') }, x.enabled ? 'active' : 'paused'),
+        h('td', { class: 'text' }, x.enabled ? when(x.nextFireAt) : '—'),
+        h('td', { class: 'text' }, when(x.lastFireAt)),
+        h('td', {}, x.lastTaskId ? h('a', { href: '#/task/' + encodeURIComponent(x.lastTaskId) }, x.lastTaskId) : '—'),
+        h('td', { class: 'text bad' }, x.lastError || ''),
+        h('td', { class: 'actions' },
+          x.enabled ? actionButton('Pause ' + x.name, base + '/pause', {}, draw) : actionButton('Resume ' + x.name, base + '/resume', {}, draw),
+          actionButton('Run ' + x.name + ' now', base + '/run', {}, draw)))
+    })
+    main.replaceChildren(h('h2', {}, 'Schedules'),
+      rows.length ? table(['name', 'task', 'timing', 'state', 'next fire', 'last fire', 'last task', 'last error', 'actions'], rows, 'schedules')
+        : h('p', { class: 'muted' }, 'No schedules.'))
+  }
+  await draw()
+  every(5000, () => draw().catch(() => {}))
+}
+
+VIEWS.workers = async function (main) {
+  const draw = async () => {
+    const { workers } = await api('api/workers')
+    const rows = workers.map((w) => h('tr', {},
+      h('th', { scope: 'row', class: 'text' }, w.id),
+      h('td', { class: 'text' + (w.alive ? '' : ' bad') }, w.alive ? 'alive' : 'silent'),
+      h('td', { class: 'text' }, w.queues.join(', ')),
+      h('td', { class: 'text' }, w.tasks.join(', ')),
+      h('td', {}, w.running),
+      h('td', { class: 'text' }, when(w.startedAt)),
+      h('td', {}, age(Date.now() - new Date(w.lastSeenAt).getTime()) + ' ago'),
+      h('td', {}, h('a', { href: '#/tasks?state=running' }, 'running tasks'))))
+    main.replaceChildren(h('h2', {}, 'Workers'),
+      rows.length ? table(['worker', 'state', 'queues', 'tasks', 'holding', 'started', 'last heartbeat', ''], rows, 'live workers')
+        : h('p', { class: 'muted' }, 'No live worker.'))
+  }
+  await draw()
+  every(5000, () => draw().catch(() => {}))
+}
+
+window.addEventListener('hashchange', route)
+loadSession().then(route)
+`

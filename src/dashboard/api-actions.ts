@@ -5,6 +5,7 @@ import { listQueues } from '../admin/queues.ts'
 import { InvalidOptionsError, ScheduleError, ScheduleNotFoundError, TaskNotFoundError } from '../errors.ts'
 import { parseTaskId } from './api-reads.ts'
 import { DashboardRequestError } from './request-error.ts'
+import { decodeSegment } from './http.ts'
 
 /**
  * The POST actions, each one call of the library (the same as the CLI's):
@@ -33,11 +34,11 @@ export async function runAction(ctx: ActionContext, path: string, body: Record<s
     return { message: `${n} failed task${n === 1 ? '' : 's'} put back to pending`, retried: n }
   }
   let m = /^\/api\/tasks\/([^/]+)\/(retry|cancel)$/.exec(path)
-  if (m) return taskAction(ctx.tr, m[1]!, m[2] as 'retry' | 'cancel')
+  if (m) return taskAction(ctx.tr, decodeSegment(m[1]!), m[2] as 'retry' | 'cancel')
   m = /^\/api\/queues\/([^/]+)\/(pause|resume)$/.exec(path)
-  if (m) return queueAction(ctx.tr, m[1]!, m[2] as 'pause' | 'resume')
+  if (m) return queueAction(ctx.tr, decodeSegment(m[1]!), m[2] as 'pause' | 'resume')
   m = /^\/api\/schedules\/([^/]+)\/(pause|resume|run)$/.exec(path)
-  if (m) return scheduleAction(ctx, m[1]!, m[2] as 'pause' | 'resume' | 'run')
+  if (m) return scheduleAction(ctx, decodeSegment(m[1]!), m[2] as 'pause' | 'resume' | 'run')
   return undefined
 }
 

@@ -7,7 +7,7 @@ import { CredentialCheck, LoginLimiter, SessionStore, readCookie, sessionCookie,
 import { READ_PATHS, readEndpoint } from './api-reads.ts'
 import { ACTION_PATHS, runAction } from './api-actions.ts'
 import { refuseRequest, refuseCrossSite, type HostPolicy } from './guard.ts'
-import { clientAddress, decodeSegment, isSecure, readJsonBody, send } from './http.ts'
+import { clientAddress, isSecure, readJsonBody, send } from './http.ts'
 import { servePage } from './page.ts'
 import { DashboardRequestError } from './request-error.ts'
 
@@ -135,8 +135,7 @@ class Dashboard {
     return null
   }
 
-  async #post(req: IncomingMessage, res: ServerResponse, rawPath: string, base: string): Promise<void> {
-    const path = rawPath.split('/').map(decodeSegment).join('/')
+  async #post(req: IncomingMessage, res: ServerResponse, path: string, base: string): Promise<void> {
     if (path === '/api/login') return this.#login(req, res, base)
     if (path === '/api/logout') {
       const op = this.#operator(req)

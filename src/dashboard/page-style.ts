@@ -33,8 +33,9 @@ dl.fields dd { margin: 0; }
 .chart .axis { font-size: 10px; fill: #6e6e73; }
 .chart rect.ok { fill: #34a853; }
 .chart rect.fail { fill: #d93025; }
-.chart .line { fill: none; stroke-width: 2; }
-.s1 { stroke: #1a73e8; } .s2 { stroke: #8ab4f8; } .s3 { stroke: #e37400; } .s4 { stroke: #fbbc04; }
+.chart .line { stroke-width: 2; }
+.s1 { stroke: #1a73e8; fill: #1a73e8; } .s2 { stroke: #8ab4f8; fill: #8ab4f8; } .s3 { stroke: #e37400; fill: #e37400; } .s4 { stroke: #fbbc04; fill: #fbbc04; }
+.chart path.line { fill: none; }
 .legend .key { margin-right: 1rem; }
 .legend .key::before { content: ""; display: inline-block; width: .8em; height: .8em; margin-right: .3em; vertical-align: -1px; background: currentColor; }
 .key.ok { color: #34a853; } .key.fail { color: #d93025; }

@@ -20,6 +20,13 @@ function h(tag, attrs, ...children) {
   for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c))
   return el
 }
+// replaceChildren/append, but flattening arrays and skipping null like h() does.
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false))
+}
+function add(el, ...children) {
+  el.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false))
+}
 const SVG = 'http://www.w3.org/2000/svg'
 function s(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag)
@@ -157,7 +164,7 @@ async function route() {
   try {
     await view(main, params, m ? decodeURIComponent(m[1]) : null)
   } catch (err) {
-    main.replaceChildren(h('h2', {}, 'Cannot show this view'), h('p', { class: 'bad', role: 'alert' }, err.message))
+    fill(main, h('h2', {}, 'Cannot show this view'), h('p', { class: 'bad', role: 'alert' }, err.message))
   }
 }
 // Refreshes only while nobody is using the view, so a keyboard user's focus is never pulled away.

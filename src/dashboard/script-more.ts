@@ -18,7 +18,7 @@ VIEWS.schedules = async function (main) {
           x.enabled ? actionButton('Pause ' + x.name, base + '/pause', {}, draw) : actionButton('Resume ' + x.name, base + '/resume', {}, draw),
           actionButton('Run ' + x.name + ' now', base + '/run', {}, draw)))
     })
-    main.replaceChildren(h('h2', {}, 'Schedules'),
+    fill(main, h('h2', {}, 'Schedules'),
       rows.length ? table(['name', 'task', 'timing', 'state', 'next fire', 'last fire', 'last task', 'last error', 'actions'], rows, 'schedules')
         : h('p', { class: 'muted' }, 'No schedules.'))
   }
@@ -38,7 +38,7 @@ VIEWS.workers = async function (main) {
       h('td', { class: 'text' }, when(w.startedAt)),
       h('td', {}, age(Date.now() - new Date(w.lastSeenAt).getTime()) + ' ago'),
       h('td', {}, h('a', { href: '#/tasks?state=running' }, 'running tasks'))))
-    main.replaceChildren(h('h2', {}, 'Workers'),
+    fill(main, h('h2', {}, 'Workers'),
       rows.length ? table(['worker', 'state', 'queues', 'tasks', 'holding', 'started', 'last heartbeat', ''], rows, 'live workers')
         : h('p', { class: 'muted' }, 'No live worker.'))
   }

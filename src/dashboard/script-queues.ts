@@ -45,8 +45,8 @@ function lineChart(points, label) {
       if (p[key] === null || p[key] === undefined) return
       const x = PAD + i * step, y = H - 16 - (p[key] / max) * (H - 24)
       d += (d ? ' L' : 'M') + x.toFixed(1) + ' ' + y.toFixed(1)
-      // A lone point gets a visible tick: a path of one point draws nothing.
-      if (points.length === 1 || p === points[points.length - 1]) d += ' l0.1 0'
+      // A dot per bucket as well: with few buckets filled, a line alone is too short to see.
+      svg.append(s('circle', { cx: x.toFixed(1), cy: y.toFixed(1), r: 2.5, class: 'dot ' + cls }, s('title', {}, name + ' ' + ms(p[key]) + ' at ' + when(p.at))))
     })
     if (d) svg.append(s('path', { d: d, class: 'line ' + cls }, s('title', {}, name)))
   }
@@ -85,7 +85,7 @@ VIEWS.queues = async function (main, params) {
       h('h3', {}, c.queue),
       barChart(c.points, 'tasks finished per ' + (c.bucketSeconds / 60) + ' min in queue ' + c.queue + ', last ' + range),
       lineChart(c.points, 'wait and run time p50/p95 in queue ' + c.queue + ', last ' + range)))
-    main.replaceChildren(
+    fill(main, 
       h('h2', {}, 'Queues'),
       h('p', { class: 'muted' }, 'updated ' + new Date(stats.at).toLocaleTimeString() + ' · every 5 s'),
       table(['queue', 'waiting', 'pending', 'scheduled', 'dispatched', 'running', 'succeeded 1h', 'failed 1h', 'done/min (15 min)', 'oldest pending', 'workers', 'state', 'limits', 'action'], rows, 'tasks per queue and state'),

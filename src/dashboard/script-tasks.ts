@@ -20,12 +20,12 @@ VIEWS.tasks = async function (main, params) {
   const query = new URLSearchParams()
   for (const k of [...FILTERS, 'after']) if (params.get(k)) query.set(k, params.get(k))
   query.set('limit', '50')
-  main.replaceChildren(h('h2', {}, 'Tasks'), form)
+  fill(main, h('h2', {}, 'Tasks'), form)
   let page
   try {
     page = await api('api/tasks?' + query)
   } catch (err) {
-    main.append(h('p', { class: 'bad', role: 'alert', id: 'list-error' }, err.message))
+    add(main, h('p', { class: 'bad', role: 'alert', id: 'list-error' }, err.message))
     return
   }
   const rows = page.tasks.map((t) => h('tr', { 'data-id': t.id },
@@ -42,7 +42,7 @@ VIEWS.tasks = async function (main, params) {
   const nav = h('p', {},
     params.get('after') ? h('a', { href: '#/tasks?' + new URLSearchParams([...params].filter(([k]) => k !== 'after')) }, 'Newest') : null, ' ',
     page.nextAfter ? h('a', { href: '#/tasks?' + new URLSearchParams([...[...params].filter(([k]) => k !== 'after'), ['after', page.nextAfter]]), rel: 'next' }, 'Older →') : null)
-  main.append(
+  add(main, 
     h('p', { class: 'muted', id: 'list-count' }, page.tasks.length + ' shown' + (page.nextAfter ? ', more on the next page' : '')),
     bulk,
     table(['id', 'task', 'queue', 'state', 'attempt', 'created', 'error / held back'], rows, 'tasks, newest first'),
@@ -72,7 +72,7 @@ VIEWS.task = async function (main, params, id, refreshing) {
     h('td', { class: 'text' }, a.error ? a.error.message : '')))
   const progress = t.progress || null
   const deps = (t.dependsOn || []).map((d) => h('li', {}, h('a', { href: '#/task/' + encodeURIComponent(d.id) }, d.id), ' ' + d.name + ' — ' + d.state))
-  main.replaceChildren(
+  fill(main, 
     h('h2', {}, 'Task ' + t.id + ' · ' + t.name),
     actions,
     h('dl', { class: 'fields' },
@@ -86,7 +86,9 @@ VIEWS.task = async function (main, params, id, refreshing) {
       ' ' + progress.value + ' at ' + when(progress.at), progress.info !== undefined && progress.info !== null ? h('pre', { class: 'json' }, json(progress.info)) : null) : null,
     block('Payload', t.payload),
     t.result !== null && t.result !== undefined ? block('Result', t.result) : null,
-    t.lastError ? block('Last error', t.lastError) : null,
+    t.lastError ? h('section', {}, h('h3', {}, 'Last error' + (t.lastError.attempt ? ' (attempt ' + t.lastError.attempt + ')' : '')),
+      h('p', { class: 'bad' }, String(t.lastError.message || '')),
+      t.lastError.stack ? h('pre', { class: 'json' }, String(t.lastError.stack)) : null) : null,
     h('section', {}, h('h3', {}, 'Attempts'), attempts.length
       ? table(['attempt', 'outcome', 'worker', 'started', 'duration', 'error'], attempts, 'attempts of task ' + t.id)
       : h('p', { class: 'muted' }, 'No attempt recorded.')),

@@ -49,3 +49,50 @@ create table :"schema".task_rollup_watermark (
   upto timestamptz not null
 );
 insert into :"schema".task_rollup_watermark (upto) values (now() - interval '1 day');
+
+-- `taskrelay list --state failed` (and cancelled), newest first, reads a page
+-- of this index instead of walking the primary key through the history. Only
+-- failing and cancelled finishes add an entry (a finish is never a HOT
+-- update: state is in the partial indexes' predicates).
+create index tasks_failed_idx on :"schema".tasks (id) where state in ('failed', 'cancelled');
+
+-- queue_status (0015) counted `state in ('pending', 'dispatched', 'running')`
+-- in one scan, which no partial index serves: a sequential scan of the whole
+-- history on every stats, `queues list` and dashboard read. Same columns, one
+-- count per state, each through its own index (the always-true companions,
+-- as in metrics-queue-depth.sql, let 0005's indexes serve).
+create or replace view :"schema".queue_status as
+with names as (
+  select name as queue from :"schema".queues
+  union
+  select queue from :"schema".task_types
+), counts as (
+  select queue, sum(due)::bigint as due, sum(delayed)::bigint as delayed,
+         sum(dispatched)::bigint as dispatched, sum(running)::bigint as running
+    from (
+      select t.queue, count(*) filter (where t.run_at <= now()) as due, count(*) filter (where t.run_at > now()) as delayed,
+             0 as dispatched, 0 as running
+        from :"schema".tasks t where t.state = 'pending' group by t.queue
+      union all
+      select t.queue, 0, 0, count(*), 0
+        from :"schema".tasks t where t.state = 'dispatched' and t.dispatched_at is not null group by t.queue
+      union all
+      select t.queue, 0, 0, 0, count(*)
+        from :"schema".tasks t where t.state = 'running' and t.lease_expires_at is not null group by t.queue
+    ) s
+   group by queue
+)
+select n.queue,
+       coalesce(q.paused, false) as paused,
+       q.concurrency, q.rate_limit, q.rate_per_ms,
+       q.group_concurrency, q.group_rate_limit, q.group_rate_per_ms,
+       (select array_agg(g.group_key order by g.group_key) from :"schema".queue_groups g
+         where g.queue = n.queue and g.paused) as paused_groups,
+       case when q.throttled_until > now() then q.throttled_until end as throttled_until,
+       :"schema".bucket_tokens(q.tokens, q.refilled_at, q.rate_limit, q.rate_per_ms) as tokens,
+       coalesce(q.source, 'none') as source,
+       coalesce(c.due, 0) as due, coalesce(c.delayed, 0) as delayed,
+       coalesce(c.dispatched, 0) as dispatched, coalesce(c.running, 0) as running
+  from (select queue from names union select queue from counts) n
+  left join :"schema".queues q on q.name = n.queue
+  left join counts c on c.queue = n.queue;

@@ -23,6 +23,23 @@ export interface TaskFilterParams {
   workflowId?: string | null
 }
 
+/**
+ * Each state as its partial index's predicate, so a filter on states reads
+ * those indexes (the backlog, or 0017's failed/cancelled index) instead of
+ * the history: the companions are always true for that state (0005, 0008)
+ * and let the planner prove the index applies. States are checked names,
+ * written as literals.
+ */
+const STATE_CLAUSE: Record<TaskState, string> = {
+  waiting: "state = 'waiting' and finished_at is null",
+  pending: "state = 'pending'",
+  dispatched: "state = 'dispatched' and dispatched_at is not null",
+  running: "state = 'running' and lease_expires_at is not null",
+  succeeded: "state = 'succeeded'",
+  failed: "state = 'failed'",
+  cancelled: "state = 'cancelled'",
+}
+
 /** `where …` (or '') for the filter, with its values numbered from $1. */
 function taskWhere(f: TaskFilterParams): { where: string; values: unknown[] } {
   const clauses: string[] = []
@@ -31,7 +48,7 @@ function taskWhere(f: TaskFilterParams): { where: string; values: unknown[] } {
     values.push(value)
     clauses.push(text.replace('?', `$${values.length}`))
   }
-  if (f.states) add('state = any(?::text[])', f.states)
+  if (f.states) clauses.push(f.states.length ? `(${f.states.map((st) => `(${STATE_CLAUSE[st]})`).join(' or ')})` : 'false')
   // Only * is a wildcard: LIKE's own % and _ (and the escape character) are escaped.
   if (f.name != null) add(f.name.includes('*') ? "name like ? escape '\\'" : 'name = ?', f.name.includes('*') ? f.name.replace(/[\\%_]/g, '\\$&').replaceAll('*', '%') : f.name)
   if (f.queue != null) add('queue = ?', f.queue)
@@ -66,9 +83,11 @@ export async function taskList(db: Executor, p: { schema: string; filter: TaskFi
   const res = await db.query<TaskStatusRow>(
     `select id, name, queue, state, attempt, max_attempts, priority, created_at, run_at, started_at, finished_at, worker_id, error
        from ${quoteIdent(p.schema)}.task_status
-      ${where}
-      order by id desc
-      limit $${values.length - 1} offset $${values.length}`,
+      -- The page is chosen on tasks itself, whose columns the state clauses name.
+      where id = any(array(select id from ${quoteIdent(p.schema)}.tasks ${where}
+                            order by id desc
+                            limit $${values.length - 1} offset $${values.length}))
+      order by id desc`,
     values,
   )
   return res.rows

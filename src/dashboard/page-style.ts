@@ -11,9 +11,8 @@ nav a[aria-current="page"], a[aria-current="true"] { font-weight: 600; text-deco
 #auth { margin-left: auto; }
 #auth form, #filters { display: flex; gap: .6rem; flex-wrap: wrap; align-items: center; }
 table { border-collapse: collapse; width: 100%; margin-bottom: .8rem; }
-th, td { text-align: right; padding: .25rem .6rem; border-bottom: 1px solid #e3e3e6; white-space: nowrap; }
-th:first-child, td:first-child, td.text, th.text { text-align: left; }
-td.text { white-space: normal; max-width: 36rem; overflow-wrap: anywhere; }
+th, td { text-align: left; padding: .25rem .6rem; border-bottom: 1px solid #e3e3e6; white-space: nowrap; }
+td.text { white-space: normal; max-width: 36rem; overflow-wrap: break-word; }
 .muted { color: #6e6e73; }
 .bad, .failed, .cancelled, .lost { color: #b3261e; }
 .succeeded { color: #1b7f3b; }

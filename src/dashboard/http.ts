@@ -18,6 +18,13 @@ const MAX_BODY_BYTES = 16 * 1024
  */
 export async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
   const type = String(req.headers['content-type'] ?? '')
+  // Behind express.json() or Fastify, the framework has read the stream already and left the object in req.body.
+  const parsed = (req as { body?: unknown }).body
+  if (parsed !== undefined && req.readableEnded) {
+    if (!/^application\/json\b/i.test(type)) throw new DashboardRequestError(415, 'send the body as application/json')
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new DashboardRequestError(400, 'the request body must be a JSON object')
+    return parsed as Record<string, unknown>
+  }
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req as AsyncIterable<Buffer>) {

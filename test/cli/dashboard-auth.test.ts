@@ -144,9 +144,15 @@ describe('dashboard auth', () => {
       handler(req, res)
     })
     expect((await call(express, 'GET', '/x/api/tasks?state=failed')).status).toBe(200)
+    // With a body parser in front (express.json(), Fastify), the body arrives as req.body.
     const login = await serve({ auth: { token: TOKEN } }, (req, res, handler) => {
-      Object.assign(req, { baseUrl: '/x', url: req.url!.slice(2) })
-      handler(req, res)
+      let text = ''
+      req.setEncoding('utf8')
+      req.on('data', (d: string) => (text += d))
+      req.on('end', () => {
+        Object.assign(req, { baseUrl: '/x', url: req.url!.slice(2), body: JSON.parse(text) })
+        handler(req, res)
+      })
     })
     const res = await call(login, 'POST', '/x/api/login', {}, { token: TOKEN })
     expect(String((res.headers['set-cookie'] as string[])[0])).toContain('Path=/x/')

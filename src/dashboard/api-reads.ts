@@ -7,7 +7,7 @@ import { readTaskDetail } from '../admin/task-detail.ts'
 import { readCharts, type ChartRange } from '../admin/charts.ts'
 import { listWorkers } from '../admin/workers.ts'
 import { InvalidFiltersError } from '../errors.ts'
-import { capListedTask, capTask } from './caps.ts'
+import { capAttemptError, capListedTask, capTask } from './caps.ts'
 import { DashboardRequestError } from './request-error.ts'
 import { decodeSegment } from './http.ts'
 
@@ -77,12 +77,14 @@ async function taskDetail(tr: TaskRelay, idText: string) {
   if (!detail) throw new DashboardRequestError(404, `no task ${id} in schema "${tr.schema}"`)
   // attempts and progress arrived with attempt history; older read models lack them.
   const extra = detail as Partial<Pick<typeof detail, 'attempts' | 'progress'>>
+  const task = capTask(detail.task)
+  const attempts = (extra.attempts ?? []).map((a, i) => capAttemptError(a, i, task.truncated))
   return {
-    ...capTask(detail.task),
+    ...task,
     dependsOn: detail.dependsOn,
     groupKey: detail.groupKey,
     heldBack: detail.heldBack,
-    attempts: extra.attempts ?? [],
+    attempts,
     progress: extra.progress ?? null,
   }
 }

@@ -52,3 +52,14 @@ export function capTask(task: TaskRecord): Capped<TaskRecord> {
   }
   return { ...(out as unknown as TaskRecord), truncated }
 }
+
+/** Each attempt's error fields at most ATTEMPT_ERROR_MAX_CHARS: a task may have many attempts, each with a long stack. */
+export const ATTEMPT_ERROR_MAX_CHARS = 8_000
+
+export function capAttemptError<A extends { error: unknown }>(attempt: A, index: number, truncated: string[]): A {
+  const error = attempt.error
+  if (error === null || typeof error !== 'object' || Array.isArray(error)) return attempt
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(error)) out[k] = capValue(v, ATTEMPT_ERROR_MAX_CHARS, `attempts.${index}.error.${k}`, truncated)
+  return { ...attempt, error: out }
+}

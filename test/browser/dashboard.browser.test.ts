@@ -31,9 +31,10 @@ const flaky = defineTask({
   maxAttempts: 1,
   payload: z.object({ day: z.string() }),
   // Fails the first time it runs, succeeds when retried.
-  run: async () => {
+  run: async (_p, ctx) => {
     runs++
     if (runs === 1) throw new Error('report source not ready')
+    ctx.progress(100, { step: 'written' })
     return { rows: 42 }
   },
 })
@@ -169,6 +170,11 @@ describe('dashboard in chromium', () => {
     await expect.poll(() => status().textContent()).toContain(`task ${ids.flaky} put back to pending`)
     await expect.poll(() => page.locator('dl.fields dd').first().textContent(), { timeout: 20_000 }).toBe('succeeded')
     expect(await page.locator('#view').textContent()).toContain('"rows": 42')
+    // Every attempt, with its outcome and error.
+    const attempts = page.locator('section', { has: page.getByRole('heading', { name: 'Attempts' }) }).locator('tbody tr')
+    await expect.poll(() => attempts.count()).toBe(2)
+    expect(await attempts.first().textContent()).toContain('report source not ready')
+    expect(await attempts.last().textContent()).toContain('succeeded')
     await page.screenshot({ path: join(SHOTS, 'task.png'), fullPage: true })
   })
 
@@ -183,6 +189,7 @@ describe('dashboard in chromium', () => {
 
   it('lists schedules and pauses one', async () => {
     await page.getByRole('link', { name: 'Schedules' }).click()
+    await expect.poll(() => page.locator('#view h2').textContent()).toBe('Schedules')
     const row = page.locator('tr[data-schedule="nightly-report"]')
     await row.waitFor()
     await page.screenshot({ path: join(SHOTS, 'schedules.png'), fullPage: true })
@@ -193,6 +200,7 @@ describe('dashboard in chromium', () => {
 
   it('lists the live workers', async () => {
     await page.getByRole('link', { name: 'Workers' }).click()
+    await expect.poll(() => page.locator('#view h2').textContent()).toBe('Workers')
     await expect.poll(() => page.locator('#view tbody tr').count()).toBeGreaterThan(0)
     expect(await page.locator('#view tbody').textContent()).toContain('alive')
     await page.screenshot({ path: join(SHOTS, 'workers.png'), fullPage: true })

@@ -136,7 +136,8 @@ describe('dashboard in chromium', () => {
   })
 
   it('pauses a queue and shows it paused, then resumes it', async () => {
-    await page.getByRole('button', { name: 'Pause mail' }).click()
+    // By keyboard: the actions are real buttons.
+    await page.getByRole('button', { name: 'Pause mail' }).press('Enter')
     await expect.poll(() => status().textContent()).toContain('queue mail paused')
     await expect.poll(() => page.locator('tr[data-queue="mail"] td.state').textContent()).toBe('paused')
     expect((await db.tr.queue('mail').info())?.paused).toBe(true)
@@ -166,7 +167,7 @@ describe('dashboard in chromium', () => {
     await page.getByRole('link', { name: ids.flaky, exact: true }).click()
     await expect.poll(() => page.locator('#view h2').textContent()).toBe(`Task ${ids.flaky} · report.build`)
     expect(await page.locator('pre.json').first().textContent()).toContain('2026-12-05')
-    await page.getByRole('button', { name: `Retry task ${ids.flaky}` }).click()
+    await page.getByRole('button', { name: `Retry task ${ids.flaky}` }).press('Enter')
     await expect.poll(() => status().textContent()).toContain(`task ${ids.flaky} put back to pending`)
     await expect.poll(() => page.locator('dl.fields dd').first().textContent(), { timeout: 20_000 }).toBe('succeeded')
     expect(await page.locator('#view').textContent()).toContain('"rows": 42')
@@ -196,6 +197,9 @@ describe('dashboard in chromium', () => {
     await page.getByRole('button', { name: 'Pause nightly-report' }).click()
     await expect.poll(() => row.textContent()).toContain('paused')
     expect((await db.tr.schedules.get('nightly-report'))?.enabled).toBe(false)
+    await page.getByRole('button', { name: 'Run nightly-report now' }).click()
+    await expect.poll(() => status().textContent()).toMatch(/schedule nightly-report ran now: task \d+/)
+    expect((await db.tr.schedules.get('nightly-report'))?.lastTaskId).not.toBeNull()
   })
 
   it('lists the live workers', async () => {

@@ -112,6 +112,17 @@ describe('dashboard auth', () => {
     expect((await call(port, 'POST', '/api/queues/jobs/resume', { authorization: `Bearer ${TOKEN}` }, {})).status).toBe(200)
   })
 
+  it('retries every failed task of a filter in one action', async () => {
+    const port = await serve({ auth: { token: TOKEN } })
+    const a = await makeTask(db.pool, db.schema, { name: 'bulk.a', queue: 'bulk', state: 'failed', attempt: 1 })
+    const b = await makeTask(db.pool, db.schema, { name: 'bulk.b', queue: 'bulk', state: 'failed', attempt: 1 })
+    const res = await call(port, 'POST', '/api/tasks/retry-failed', { authorization: `Bearer ${TOKEN}` }, { queue: 'bulk', task: 'bulk.a' })
+    expect(res.json).toMatchObject({ retried: 1 })
+    expect((await db.tr.getTask(a))?.state).toBe('pending')
+    expect((await db.tr.getTask(b))?.state).toBe('failed')
+    expect((await call(port, 'POST', '/api/tasks/retry-failed', { authorization: `Bearer ${TOKEN}` }, { queue: 42 })).status).toBe(400)
+  })
+
   it('marks the cookie Secure behind a trusted TLS proxy', async () => {
     const port = await serve({ auth: { token: TOKEN }, trustForwardedProto: true })
     const res = await call(port, 'POST', '/api/login', { 'x-forwarded-proto': 'https' }, { token: TOKEN })

@@ -39,5 +39,6 @@ dl.fields dd { margin: 0; }
 .legend .key::before { content: ""; display: inline-block; width: .8em; height: .8em; margin-right: .3em; vertical-align: -1px; background: currentColor; }
 .key.ok { color: #34a853; } .key.fail { color: #d93025; }
 .key.s1 { color: #1a73e8; } .key.s2 { color: #8ab4f8; } .key.s3 { color: #e37400; } .key.s4 { color: #fbbc04; }
+.running-list a { display: block; }
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 `

@@ -28,7 +28,11 @@ VIEWS.schedules = async function (main) {
 
 VIEWS.workers = async function (main) {
   const draw = async () => {
-    const { workers } = await api('api/workers')
+    const [{ workers }, running] = await Promise.all([api('api/workers'), api('api/tasks?state=running&limit=500')])
+    // What each worker runs now, from the running tasks' worker ids.
+    const byWorker = new Map()
+    for (const t of running.tasks) if (t.workerId) byWorker.set(t.workerId, [...(byWorker.get(t.workerId) || []), t])
+    const runs = (id) => (byWorker.get(id) || []).map((t) => h('a', { href: '#/task/' + encodeURIComponent(t.id) }, t.id + ' ' + t.name))
     const rows = workers.map((w) => h('tr', {},
       h('th', { scope: 'row', class: 'text' }, w.id),
       h('td', { class: 'text' + (w.alive ? '' : ' bad') }, w.alive ? 'alive' : 'silent'),
@@ -37,9 +41,9 @@ VIEWS.workers = async function (main) {
       h('td', {}, w.running),
       h('td', { class: 'text' }, when(w.startedAt)),
       h('td', {}, age(Date.now() - new Date(w.lastSeenAt).getTime()) + ' ago'),
-      h('td', {}, h('a', { href: '#/tasks?state=running' }, 'running tasks'))))
+      h('td', { class: 'text running-list' }, runs(w.id).length ? runs(w.id) : '—')))
     fill(main, h('h2', {}, 'Workers'),
-      rows.length ? table(['worker', 'state', 'queues', 'tasks', 'holding', 'started', 'last heartbeat', ''], rows, 'live workers')
+      rows.length ? table(['worker', 'state', 'queues', 'tasks', 'holding', 'started', 'last heartbeat', 'running now'], rows, 'live workers')
         : h('p', { class: 'muted' }, 'No live worker.'))
   }
   await draw()

@@ -50,8 +50,19 @@ const send = defineTask({
 
 let db: TestDb
 let relay: Relay
-let worker: Worker
+let worker: Worker// Runs until the workers scenario has seen it: something for the Workers view to show.
+const slow = defineTask({
+  name: 'archive.compact',
+  queue: 'maintenance',
+  payload: z.object({}),
+  run: (_p, ctx) => new Promise<void>((resolve) => {
+    releaseSlow = resolve
+    ctx.signal.addEventListener('abort', () => resolve())
+  }),
+})
+
 let browser: BrowserContext
+let releaseSlow: () => void = () => {}
 let page: Page
 let server: Server
 let base: string
@@ -65,7 +76,7 @@ beforeAll(async () => {
   // One relay and worker for the whole file: the scenarios follow each other like an operator's session.
   const keyPrefix = prefix()
   relay = new Relay(db.tr, { redis: redisUrl(), keyPrefix, pollIntervalMs: 50 })
-  worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [flaky, send], concurrency: 4, leaseMs: 1000, heartbeatMs: 200, blockMs: 200 })
+  worker = new Worker(db.tr, { redis: redisUrl(), keyPrefix, tasks: [flaky, send, slow], concurrency: 4, leaseMs: 1000, heartbeatMs: 200, blockMs: 200 })
   await relay.start()
   await worker.start()
   for (let i = 0; i < 12; i++) await db.tr.enqueue(send, { to: `user${i}@example.com`, subject: 'Welcome' })
@@ -95,6 +106,7 @@ afterAll(async () => {
   await browser?.close()
   await new Promise((r) => server?.close(r))
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true })
+  releaseSlow()
   await worker?.stop()
   await relay?.stop()
   await db?.cleanup()
@@ -203,11 +215,16 @@ describe('dashboard in chromium', () => {
   })
 
   it('lists the live workers', async () => {
+    const { id } = await db.tr.enqueue(slow, {})
+    await waitUntil(async () => (await db.tr.getTask(id))?.state === 'running', { what: 'the slow task to run' })
     await page.getByRole('link', { name: 'Workers' }).click()
     await expect.poll(() => page.locator('#view h2').textContent()).toBe('Workers')
     await expect.poll(() => page.locator('#view tbody tr').count()).toBeGreaterThan(0)
     expect(await page.locator('#view tbody').textContent()).toContain('alive')
+    // What the worker runs now, linked to the task.
+    await page.getByRole('link', { name: `${id} archive.compact` }).waitFor()
     await page.screenshot({ path: join(SHOTS, 'workers.png'), fullPage: true })
+    releaseSlow()
   })
 
   it('refuses cross-site and token-less writes, even with the session cookie', async () => {

@@ -8,7 +8,9 @@
  * statement before the rollups (taskCountByQueue at fdcc190) runs too, for
  * the comparison. Drops the schema at the end.
  *
- *   node bench/tools/history-queries.ts [--finished 10000000] [--pending 200000] [--runs 7]
+ *   node bench/tools/history-queries.ts [--finished 10000000] [--pending 200000] [--runs 7] [--keep]
+ *
+ * --keep: leave the schema (its name is printed) to look at plans by hand.
  */
 import { parseArgs } from 'node:util'
 import { createRequire } from 'node:module'
@@ -24,7 +26,7 @@ import { RollupWriter } from '../../src/sweeper/rollup-writer.ts'
 
 const pg = createRequire(new URL('../../src/index.ts', import.meta.url))('pg') as typeof pgTypes
 
-const { values } = parseArgs({ options: { finished: { type: 'string', default: '10000000' }, pending: { type: 'string', default: '200000' }, runs: { type: 'string', default: '7' } } })
+const { values } = parseArgs({ options: { finished: { type: 'string', default: '10000000' }, pending: { type: 'string', default: '200000' }, runs: { type: 'string', default: '7' }, keep: { type: 'boolean', default: false } } })
 const finished = Number(values.finished)
 const pending = Number(values.pending)
 const runs = Number(values.runs)
@@ -141,7 +143,8 @@ try {
     console.log(`| ${name} | ${median(times).toFixed(1)} | ${Math.min(...times).toFixed(1)}–${Math.max(...times).toFixed(1)} | ${evidence.join('; ') || 'no task rows'} |`)
   }
 } finally {
-  await pool.query(`drop schema if exists ${s} cascade`)
+  if (values.keep) console.log(`kept schema ${schema}`)
+  else await pool.query(`drop schema if exists ${s} cascade`)
   await tr.close()
   await pool.end()
 }

@@ -1,4 +1,4 @@
-import { taskChartCells, type ChartCellRow } from '../db/admin-queries.ts'
+import { rollupWatermark, taskChartCells, type ChartCellRow } from '../db/admin-queries.ts'
 import type { AdminContext } from './context.ts'
 
 /**
@@ -82,7 +82,8 @@ export function histAdd(into: number[], from: readonly number[] | null): void {
 
 export async function readCharts(ctx: Pick<AdminContext, 'executor' | 'schema'>, range: ChartRange, queue?: string): Promise<QueueChart[]> {
   const { bucketSeconds, buckets } = RANGES[range]
-  const rows = await taskChartCells(ctx.executor, { schema: ctx.schema, bucketSeconds, buckets, queue: queue ?? null })
+  const { upto } = await rollupWatermark(ctx.executor, { schema: ctx.schema })
+  const rows = await taskChartCells(ctx.executor, { schema: ctx.schema, bucketSeconds, buckets, queue: queue ?? null, watermark: upto })
   const startMs = rows.length ? Number(rows[0]!.first_ms) : firstBucketMs(bucketSeconds, buckets)
   const byQueue = new Map<string, ChartCellRow[]>()
   if (queue !== undefined) byQueue.set(queue, [])

@@ -1,4 +1,4 @@
-import { rollupCountByQueue, rollupLagMs, taskCountByState, taskCountUnfinishedByQueue, workerCountByQueue } from '../db/admin-queries.ts'
+import { rollupCountByQueue, rollupWatermark, taskCountByState, taskCountUnfinishedByQueue, workerCountByQueue } from '../db/admin-queries.ts'
 import { TASK_STATES, type TaskState } from '../task-state.ts'
 import type { AdminContext } from './context.ts'
 import { listQueues, type QueueInfo, type StoredRateLimit } from './queues.ts'
@@ -65,10 +65,10 @@ export interface StatsSnapshot {
  */
 export async function readStats(ctx: Pick<AdminContext, 'executor' | 'schema'>): Promise<StatsSnapshot> {
   const p = { schema: ctx.schema }
-  const [unfinished, finished, lagMs, queueInfos, workerRows] = await Promise.all([
+  const mark = await rollupWatermark(ctx.executor, p)
+  const [unfinished, finished, queueInfos, workerRows] = await Promise.all([
     taskCountUnfinishedByQueue(ctx.executor, p),
-    rollupCountByQueue(ctx.executor, p),
-    rollupLagMs(ctx.executor, p),
+    rollupCountByQueue(ctx.executor, { ...p, watermark: mark.upto }),
     listQueues(ctx),
     workerCountByQueue(ctx.executor, p),
   ])
@@ -130,7 +130,7 @@ export async function readStats(ctx: Pick<AdminContext, 'executor' | 'schema'>):
       workers: workers.get('') ?? 0,
     },
     unservedQueues: queues.filter((q) => q.workers === 0 && q.pending + q.dispatched > 0).map((q) => q.queue),
-    rollupLagMs: Math.max(0, Math.round(lagMs)),
+    rollupLagMs: Math.max(0, Math.round(mark.lagMs)),
   }
 }
 

@@ -147,18 +147,25 @@ export interface QueueFinishedRow {
   failed_1m: number
   succeeded_15m: number
   failed_15m: number
-  rollup_lag_ms: number | null
 }
 
-/** Finishes per queue over the last hour, minute and 15 minutes, from the rollups (stats-finished.sql). */
-export async function rollupCountByQueue(db: Executor, p: { schema: string }): Promise<QueueFinishedRow[]> {
-  return (await db.query<QueueFinishedRow>(loadSql('stats-finished.sql', p.schema))).rows
+/** Finishes per queue over the last hour, minute and 15 minutes, from the rollups and the rows since `watermark` (stats-finished.sql). */
+export async function rollupCountByQueue(db: Executor, p: { schema: string; watermark: string }): Promise<QueueFinishedRow[]> {
+  return (await db.query<QueueFinishedRow>(loadSql('stats-finished.sql', p.schema), [p.watermark])).rows
 }
 
-/** How far the rollups lag behind now, in ms (the watermark's age). */
-export async function rollupLagMs(db: Executor, p: { schema: string }): Promise<number> {
-  const res = await db.query<{ ms: number }>(`select (extract(epoch from now() - upto) * 1000)::float8 as ms from ${quoteIdent(p.schema)}.task_rollup_watermark`)
-  return res.rows[0]?.ms ?? 0
+/**
+ * The rollups' watermark (0017): finishes before it are in task_rollups. Read
+ * first and passed on as a value, so the planner sees how few rows finished
+ * since (an InitPlan's unknown bound is guessed at a third of the table,
+ * which priced the reads past jit_above_cost: 80-700 ms of JIT per read).
+ */
+export async function rollupWatermark(db: Executor, p: { schema: string }): Promise<{ upto: string; lagMs: number }> {
+  const res = await db.query<{ upto: string; lag_ms: number }>(
+    `select upto::text as upto, (extract(epoch from now() - upto) * 1000)::float8 as lag_ms from ${quoteIdent(p.schema)}.task_rollup_watermark`,
+  )
+  const r = res.rows[0]
+  return { upto: r?.upto ?? '-infinity', lagMs: r?.lag_ms ?? 0 }
 }
 
 /** Rows of <schema>.workers whose owner still renews them (worker-register.sql). */
@@ -250,7 +257,7 @@ const histSum = (col: string) => `array[${HIST.map((i) => `sum(${col}[${i}])`).j
  * key's minute range), plus the rows finished since the watermark
  * (tasks_finished_idx), one row per histogram bucket pair.
  */
-export async function taskChartCells(db: Executor, p: { schema: string; bucketSeconds: number; buckets: number; queue: string | null }): Promise<ChartCellRow[]> {
+export async function taskChartCells(db: Executor, p: { schema: string; bucketSeconds: number; buckets: number; queue: string | null; watermark: string }): Promise<ChartCellRow[]> {
   const schema = quoteIdent(p.schema)
   const res = await db.query<ChartCellRow & { wb: number | null; rb: number | null; n: number | null }>(
     `with w as (select floor(extract(epoch from now()) / $1) * $1 - ($2 - 1) * $1 as first_s)
@@ -269,10 +276,10 @@ export async function taskChartCells(db: Executor, p: { schema: string; bucketSe
             count(*)::int
        from w, ${schema}.tasks t
       where t.state in ('succeeded', 'failed', 'cancelled')
-        and t.finished_at >= (select greatest(upto, to_timestamp(floor(extract(epoch from now()) / $1) * $1 - ($2 - 1) * $1)) from ${schema}.task_rollup_watermark)
+        and t.finished_at >= $4::timestamptz and t.finished_at >= to_timestamp(w.first_s)
         and ($3::text is null or t.queue = $3)
       group by 1, 2, 3, 8, 9`,
-    [p.bucketSeconds, p.buckets, p.queue],
+    [p.bucketSeconds, p.buckets, p.queue, p.watermark],
   )
   return res.rows.map((r) => {
     // A row finished since the watermark names its two buckets; n of them share both.

@@ -1,6 +1,6 @@
 -- Stats: finishes per queue over the last hour, minute and 15 minutes, from
 -- the sweeper's per-minute rollups (0017) plus the rows finished since its
--- watermark (tasks_finished_idx; a few seconds' worth while a sweeper runs,
+-- watermark ($1, as a value so the planner knows how few rows those are) (tasks_finished_idx; a few seconds' worth while a sweeper runs,
 -- at most the hour when none does). Never the finished history.
 -- Windows slide with now(): a minute only partly inside one counts pro rata
 -- (exact for a steady rate), the current minute counts whole.
@@ -15,7 +15,8 @@ with m as (
          count(*) filter (where t.state = 'cancelled')::int
     from :"schema".tasks t
    where t.state in ('succeeded', 'failed', 'cancelled')
-     and t.finished_at >= (select greatest(upto, date_trunc('minute', now() - interval '1 hour')) from :"schema".task_rollup_watermark)
+     and t.finished_at >= $1::timestamptz -- the watermark, read just before (rollupWatermark)
+     and t.finished_at >= date_trunc('minute', now() - interval '1 hour')
    group by 1, 2
 ), w as (
   -- share of each minute inside the window ending now: 1 inside, 0 outside
@@ -32,8 +33,7 @@ select queue,
        sum(succeeded * w1)::float8 as succeeded_1m,
        sum(failed * w1)::float8 as failed_1m,
        sum(succeeded * w15)::float8 as succeeded_15m,
-       sum(failed * w15)::float8 as failed_15m,
-       (select extract(epoch from now() - upto) * 1000 from :"schema".task_rollup_watermark)::float8 as rollup_lag_ms
+       sum(failed * w15)::float8 as failed_15m
   from w
  group by queue
 having sum(w60) > 0

@@ -5,7 +5,7 @@ export default defineConfig({
   // "taskrelay" (the examples and README code import it by name) means the
   // TypeScript sources here, as in the npm scripts' --conditions: never a
   // stale dist/, and never a second copy of every class.
-  ssr: { resolve: { conditions: ['taskrelay-source', ...defaultServerConditions] } },
+  ssr: { resolve: { conditions: ['taskrelay-source', ...defaultServerConditions.filter((c) => c !== 'module')] } },
   test: {
     globalSetup: ['./test/support/global-setup.ts'],
     include: ['test/**/*.test.ts'],

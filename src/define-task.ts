@@ -47,6 +47,14 @@ export interface TaskContext {
    * before then, on every worker. Throws, so nothing after it runs.
    */
   rateLimited(retryAfterMs: number): never
+  /**
+   * Report how far this attempt got: `value` from 0 to 100, `info` any small
+   * JSON (≤ 8 KiB). Throttled (the latest report of each attempt is written
+   * at most once a second per worker), visible in getTask().progress,
+   * `taskrelay status`, the dashboard and tr.events. Throws
+   * InvalidOptionsError for a bad value; never waits.
+   */
+  progress(value: number, info?: unknown): void
 }
 
 /**

@@ -32,6 +32,36 @@ export interface TaskRecord<P = unknown, R = unknown> {
   result: R | null
   lastError: TaskErrorRecord | null
   idempotencyKey: string | null
+  /** the running (or last) attempt's latest ctx.progress(), or null */
+  progress: TaskProgress | null
+  /** every attempt, oldest first: only when asked for (getTask(id, { attempts: true })) */
+  attempts?: AttemptRecord[]
+}
+
+/** What a handler last reported with ctx.progress(value, info). */
+export interface TaskProgress {
+  /** 0 to 100 */
+  value: number
+  /** the JSON given with it, or null */
+  info: unknown
+  /** when the worker wrote it (reports are throttled: at most one write per second per worker) */
+  at: string
+}
+
+/** How an attempt ended: 'retry' failed with another attempt to come, 'throttled' (ctx.rateLimited) does not count, 'lost' its worker died or its lease expired. */
+export type AttemptOutcomeName = 'running' | 'succeeded' | 'failed' | 'retry' | 'throttled' | 'lost' | 'cancelled'
+
+/** One attempt of a task (the task_attempt_history view; getTask(id, { attempts: true })). */
+export interface AttemptRecord {
+  attempt: number
+  workerId: string | null
+  startedAt: Date | null
+  /** null while it runs */
+  finishedAt: Date | null
+  outcome: AttemptOutcomeName
+  error: TaskErrorRecord | null
+  /** finishedAt − startedAt; null while it runs */
+  durationMs: number | null
 }
 
 export interface TaskRow {
@@ -54,6 +84,7 @@ export interface TaskRow {
   result: unknown
   last_error: TaskErrorRecord | null
   idempotency_key: string | null
+  progress: TaskProgress | null
 }
 
 /**
@@ -64,7 +95,7 @@ export interface TaskRow {
 export const TASK_ROW_COLUMNS = [
   'id', 'name', 'queue', 'state', 'payload', 'priority', 'attempt', 'max_attempts', 'run_at', 'created_at',
   'dispatched_at', 'started_at', 'finished_at', 'lease_expires_at', 'dispatch_token', 'worker_id', 'result',
-  'last_error', 'idempotency_key',
+  'last_error', 'idempotency_key', 'progress',
 ] as const satisfies ReadonlyArray<keyof TaskRow>
 
 /** TASK_ROW_COLUMNS as a select list. */
@@ -90,6 +121,7 @@ export function toTaskRecord(row: TaskRow): TaskRecord {
     result: row.result ?? null,
     lastError: row.last_error,
     idempotencyKey: row.idempotency_key,
+    progress: row.progress ?? null,
   }
 }
 

@@ -15,7 +15,7 @@ import { ConfigError, InvalidOptionsError, TaskNotFoundError } from './errors.ts
 import { taskRelayOptionsSchema, zodProblems } from './config.ts'
 import { silentLogger } from './logger.ts'
 import { parseTaskId, toTaskRecord, type TaskRecord } from './task-record.ts'
-import { taskChangeState, taskGetRow } from './db/task-queries.ts'
+import { taskAttempts, taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
 import { ScheduleManager } from './scheduler/schedule-manager.ts'
 import type { WorkflowNode, WorkflowOptions } from './workflow/canvas.ts'
@@ -196,10 +196,12 @@ export class TaskRelay implements TaskRelayContext {
     return { ids: await taskInsertMany(executor, this.schema, prepared) }
   }
 
-  /** The task row, or null when no task has this id. */
-  async getTask(id: string | number | bigint): Promise<TaskRecord | null> {
-    const row = await taskGetRow(this.#executor, { schema: this.schema, id: String(parseTaskId(id)) })
-    return row ? toTaskRecord(row) : null
+  /** The task row, or null when no task has this id; with `{ attempts: true }` its `attempts` too, oldest first. */
+  async getTask(id: string | number | bigint, options: { attempts?: boolean } = {}): Promise<TaskRecord | null> {
+    const p = { schema: this.schema, id: String(parseTaskId(id)) }
+    const [row, attempts] = await Promise.all([taskGetRow(this.#executor, p), options.attempts ? taskAttempts(this.#executor, p) : undefined])
+    if (!row) return null
+    return attempts ? { ...toTaskRecord(row), attempts } : toTaskRecord(row)
   }
 
   /** Cancel a task that has not finished. Returns false when it already finished. */

@@ -14,6 +14,7 @@ import { validatePayload, type Task, type TaskContext, type PayloadOf, type Resu
 import { PayloadValidationError, RateLimitedError, TaskRelayError } from './errors.ts'
 import { toExecutor, transactionExecutor, type Queryable } from './db/executor.ts'
 import { taskListEnqueued } from './db/admin-queries.ts'
+import { progressReport } from './worker/progress-writer.ts'
 import { silentLogger } from './logger.ts'
 
 export class ExpectationError extends TaskRelayError {
@@ -77,6 +78,8 @@ export async function runInline<T extends Task>(
     rateLimited: (retryAfterMs) => {
       throw new RateLimitedError(retryAfterMs)
     },
+    // Checked as on a worker (bad input throws); nothing to write it to.
+    progress: (value, info) => void progressReport(value, info),
   }
   return (await task.run(parsed.value, ctx)) as ResultOf<T>
 }

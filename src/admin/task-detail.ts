@@ -1,12 +1,17 @@
 import { taskDependencyList, workerCountServing } from '../db/admin-queries.ts'
 import { taskFlowReason } from '../db/queue-queries.ts'
-import type { TaskRecord } from '../task-record.ts'
+import { taskAttempts } from '../db/task-queries.ts'
+import type { AttemptRecord, TaskProgress, TaskRecord } from '../task-record.ts'
 import type { TaskState } from '../task-state.ts'
 import type { AdminContext } from './context.ts'
 
-/** One task with what it waits on. (Attempts have no history table yet; the record carries the last one.) */
+/** One task with its attempts and what it waits on. */
 export interface TaskDetail {
   task: TaskRecord
+  /** every attempt, oldest first, the running one included (task_attempt_history) */
+  attempts: AttemptRecord[]
+  /** the latest ctx.progress() of the running or last attempt */
+  progress: TaskProgress | null
   /** the tasks it depends on, with each one's state, by id */
   dependsOn: Array<{ id: string; name: string; state: TaskState }>
   /** its group in the queue (enqueue's groupKey), or null */
@@ -23,11 +28,12 @@ export interface TaskDetail {
 export async function readTaskDetail(ctx: AdminContext, id: string): Promise<TaskDetail | null> {
   const task = await ctx.getTask(id)
   if (!task) return null
-  const [dependsOn, flow] = await Promise.all([
+  const [dependsOn, flow, attempts] = await Promise.all([
     taskDependencyList(ctx.executor, { schema: ctx.schema, taskId: id }),
     taskFlowReason(ctx.executor, { schema: ctx.schema, id }),
+    taskAttempts(ctx.executor, { schema: ctx.schema, id }),
   ])
-  return { task, dependsOn, groupKey: flow.groupKey, heldBack: flow.reason }
+  return { task, attempts, progress: task.progress, dependsOn, groupKey: flow.groupKey, heldBack: flow.reason }
 }
 
 export interface QueueWorkers {

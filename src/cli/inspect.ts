@@ -1,13 +1,13 @@
 import { MAX_TIMER_MS, parseDuration } from '../duration.ts'
 import type { Command } from 'commander'
 import { TASK_STATES } from '../task-state.ts'
-import type { TaskRecord } from '../task-record.ts'
 import { CliError, EXIT } from './errors.ts'
 import { formatAge, toJson, truncate, examples } from './format.ts'
 import { formatDuration } from '../duration.ts'
 import { readStats, type StatsSnapshot } from '../admin/stats.ts'
 import { listTasks } from '../admin/task-list.ts'
-import { readTaskDetail, readTaskWorkers, type QueueWorkers, type TaskDetail } from '../admin/task-detail.ts'
+import { readTaskDetail, readTaskWorkers } from '../admin/task-detail.ts'
+import { renderStatus } from './status-report.ts'
 import { listWorkers, type WorkerInfo } from '../admin/workers.ts'
 import { renderStats } from './stats-report.ts'
 import { parseListFlags, renderList } from './task-list.ts'
@@ -27,9 +27,9 @@ export function registerInspectCommands(program: Command): void {
       const taskId = parseTaskId(id)
       const detail = await readTaskDetail(db.tr, taskId)
       if (!detail) throw notFound(taskId, s.process.schema)
-      const { task, dependsOn, groupKey, heldBack } = detail
+      const { task, attempts, dependsOn, groupKey, heldBack } = detail
       const workers = await readTaskWorkers(db.tr, task)
-      console.log(flags.json ? toJson({ ...task, groupKey, heldBack, dependsOn, workers }) : renderStatus(detail, workers))
+      console.log(flags.json ? toJson({ ...task, attempts, groupKey, heldBack, dependsOn, workers }) : renderStatus(detail, workers))
     }),
   )
 
@@ -155,63 +155,4 @@ export function notFound(id: string, schema: string): CliError {
     `task ${id} does not exist in schema "${schema}". Finished tasks are deleted after the sweeper's retention period ` +
       '(TASKRELAY_SWEEPER_RETENTION_MS, default 7 days); check the id and the schema (TASKRELAY_SCHEMA), or find tasks with `taskrelay list`.',
   )
-}
-
-function renderStatus(detail: TaskDetail, workers: QueueWorkers): string {
-  const { task: t, dependsOn } = detail
-  const now = Date.now()
-  const at = (d: Date | null) => (d ? `${d.toISOString()} (${formatAge(d, now)})` : '-')
-  const lines: Array<[string, string]> = [
-    ['state', t.state],
-    ['queue', `${t.queue} (priority ${t.priority})${detail.groupKey !== null ? `, group ${detail.groupKey}` : ''}`],
-    ['attempt', `${t.attempt} of ${t.maxAttempts}`],
-    ['created', at(t.createdAt)],
-    ['run at', at(t.runAt)],
-  ]
-  if (t.startedAt) lines.push(['started', at(t.startedAt)])
-  if (t.finishedAt) lines.push(['finished', `${at(t.finishedAt)}${t.startedAt ? `, ran ${formatDuration(t.finishedAt.getTime() - t.startedAt.getTime())}` : ''}`])
-  if (t.state === 'running' && t.leaseExpiresAt) lines.push(['lease until', at(t.leaseExpiresAt)])
-  if (t.workerId) lines.push(['worker', t.workerId])
-  if (t.idempotencyKey) lines.push(['idempotency key', t.idempotencyKey])
-  if (t.lastError) lines.push(['last error', `${t.lastError.name ? t.lastError.name + ': ' : ''}${t.lastError.message} (attempt ${t.lastError.attempt}${t.lastError.kind ? `, ${t.lastError.kind}` : ''})`])
-  if (t.result !== null) lines.push(['result', truncate(JSON.stringify(t.result), 500)])
-  lines.push(['payload', truncate(JSON.stringify(t.payload), 500)])
-  if (dependsOn.length > 0) lines.push(['depends on', dependsOn.map((d) => `${d.id} ${d.name} (${d.state})`).join(', ')])
-  // A due task held back by its queue's settings: say which, instead of the generic "waiting for a relay".
-  const flowHeld = detail.heldBack !== null && !detail.heldBack.startsWith('delayed') ? detail.heldBack : null
-  if (flowHeld) lines.push(['waiting', flowHeld])
-  const hints = [flowHeld ? null : stateHint(t, now, workers), workerHint(t, now, workers)].filter((h) => h !== null)
-  const width = Math.max(...lines.map(([k]) => k.length))
-  return [`task ${t.id}  ${t.name}`, ...lines.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`), ...(hints.length ? ['', ...hints] : [])].join('\n')
-}
-
-/** For a task that is due or in Redis: is any running worker going to take it? */
-function workerHint(t: TaskRecord, now: number, w: QueueWorkers): string | null {
-  const due = t.state === 'dispatched' || (t.state === 'pending' && t.runAt.getTime() <= now)
-  if (!due) return null
-  if (w.serving === 0) {
-    return (
-      `no worker serves queue "${t.queue}": nothing will run this task until a worker runs with "${t.name}" in its --tasks ` +
-      `(a worker serves its tasks' queues) or with --queues ${t.queue}`
-    )
-  }
-  if (w.withTask === 0) return `${w.serving} running worker(s) serve queue "${t.queue}", but none has task "${t.name}": each hands it back until one with that task starts`
-  return null
-}
-
-function stateHint(t: TaskRecord, now: number, w: QueueWorkers): string | null {
-  switch (t.state) {
-    case 'pending':
-      return t.runAt.getTime() > now ? `runs ${formatAge(t.runAt, now)}; cancel it with \`taskrelay cancel ${t.id}\`` : 'due: waiting for a relay to hand it to Redis or a worker to claim it from Postgres (is a worker of its queue running?)'
-    case 'waiting':
-      return 'waits until every task it depends on has succeeded (cancelled if one fails or is cancelled)'
-    case 'dispatched':
-      return w.withTask > 0 ? `in Redis, waiting for one of the ${w.withTask} running worker(s) with this task on queue "${t.queue}"` : `in Redis, on queue "${t.queue}"`
-    case 'failed':
-      return `run it again with \`taskrelay retry ${t.id}\``
-    case 'cancelled':
-      return `run it anyway with \`taskrelay retry ${t.id}\``
-    default:
-      return null
-  }
 }

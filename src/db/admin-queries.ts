@@ -2,11 +2,8 @@ import type { Executor } from './executor.ts'
 import { loadSql, quoteIdent } from './sql.ts'
 import type { TaskState } from '../task-state.ts'
 
-/**
- * The statements behind src/admin/ (read models and bulk actions for the CLI
- * and the dashboard). Not hot-path: the filters vary per call, so the WHERE
- * clause is built here from a typed filter, always with bound values.
- */
+// The statements behind src/admin/ (read models and bulk actions for the CLI and the dashboard).
+// Not hot-path: the filters vary per call, so WHERE is built from a typed filter, with bound values.
 
 /** Which tasks a list, count or bulk action covers; null or absent means "any". */
 export interface TaskFilterParams {

@@ -1,6 +1,6 @@
 import type { Executor } from './executor.ts'
 import { loadSql, quoteIdent } from './sql.ts'
-import { TASK_ROW_SELECT, type TaskRow } from '../task-record.ts'
+import { TASK_ROW_SELECT, type AttemptOutcomeName, type AttemptRecord, type TaskErrorRecord, type TaskRow } from '../task-record.ts'
 
 /** Single-task reads and changes behind the facade's getTask, cancel and retry. */
 
@@ -8,6 +8,30 @@ import { TASK_ROW_SELECT, type TaskRow } from '../task-record.ts'
 export async function taskGetRow(db: Executor, p: { schema: string; id: string }): Promise<TaskRow | undefined> {
   const res = await db.query<TaskRow>(`select ${TASK_ROW_SELECT} from ${quoteIdent(p.schema)}.tasks where id = $1`, [p.id])
   return res.rows[0]
+}
+
+interface AttemptRow {
+  attempt: number
+  worker_id: string | null
+  started_at: Date | null
+  finished_at: Date | null
+  outcome: AttemptOutcomeName
+  error: TaskErrorRecord | null
+  duration_ms: number | null
+}
+
+/** A task's attempts, oldest first, the running one included (task_attempt_history, 0016). */
+export async function taskAttempts(db: Executor, p: { schema: string; id: string }): Promise<AttemptRecord[]> {
+  const res = await db.query<AttemptRow>(loadSql('task-attempts.sql', p.schema), [p.id])
+  return res.rows.map((r) => ({
+    attempt: r.attempt,
+    workerId: r.worker_id,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    outcome: r.outcome,
+    error: r.error,
+    durationMs: r.duration_ms === null ? null : Number(r.duration_ms),
+  }))
 }
 
 /** The SQL API's cancel(id) or retry(id) (migrations): true when the task changed. */

@@ -9,6 +9,7 @@ import { InTransactionCompletions } from './complete-in-transaction.ts'
 import { Attempt, settledWithin, type AttemptHost } from './attempt.ts'
 import type { ClaimedTask } from '../db/worker-queries.ts'
 import { Completer } from './completer.ts'
+import { ProgressWriter } from './progress-writer.ts'
 import { LeaseKeeper } from './lease-keeper.ts'
 import { LeaseGuard } from './lease-guard.ts'
 import { HandBacks, type HandBackReason } from './hand-back.ts'
@@ -52,6 +53,7 @@ export class AttemptRunner {
   /** claimed, leased, waiting for a free slot (prefetch) */
   #ready: Attempt[] = []
   readonly #completer: Completer
+  readonly #progress: ProgressWriter
   readonly #handBacks: HandBacks
   readonly #handingBack = new Set<Promise<void>>()
   readonly #leases: LeaseKeeper
@@ -73,12 +75,12 @@ export class AttemptRunner {
     logTaskOutcomes(o.events, o.log, o.workerId)
     this.#inTransaction = new InTransactionCompletions({ ...o, db: o.batchDb, log: (a) => this.#host.log(a) })
     this.#completer = new Completer(o.transitionDb, o.schema, o.settings.flushIntervalMs, o.log)
+    this.#progress = new ProgressWriter(o.batchDb, o.schema, 1000, o.log) // ctx.progress(): at most a write a second
     const { leaseMs, heartbeatMs, presenceMs, lostAfterMs } = o.settings
     // The guard stands in for both renewals while the loop is blocked: it acts after the shorter one is missed.
     const guardData = { connection: o.guardConnection!, schema: o.schema, workerId: o.workerId, leaseMs, heartbeatMs: Math.min(heartbeatMs, presenceMs), presenceTtlMs: lostAfterMs }
     this.#guard = o.guardConnection ? new LeaseGuard(guardData, o.log) : null
-    const attempts = () => this.#inflight.values()
-    this.#leases = new LeaseKeeper({ db: o.batchDb, schema: o.schema, leaseMs, heartbeatMs, log: o.log, attempts, renewedElsewhereAt: this.renewedElsewhereAt })
+    this.#leases = new LeaseKeeper({ db: o.batchDb, schema: o.schema, leaseMs, heartbeatMs, log: o.log, attempts: () => this.#inflight.values(), renewedElsewhereAt: this.renewedElsewhereAt })
   }
 
   start(): void {
@@ -91,7 +93,6 @@ export class AttemptRunner {
   readonly renewedElsewhereAt = (): number => this.#guard?.lastRenewedAt ?? 0
   /** Ids of the tasks this worker holds (claimed and not yet forgotten). */
   readonly heldIds = (): string[] => [...this.#inflight.keys()]
-
   /** This worker may be taken for dead (its row not renewed in time): stop every attempt, as a lost lease would. */
   abortAll(): void {
     for (const a of this.#inflight.values()) if (a.active && !a.recording) a.abort(new LeaseLostError(a.id, a.attempt))
@@ -99,11 +100,8 @@ export class AttemptRunner {
 
   /** Handlers running now. */
   get activeCount(): number { return this.#slots.busy }
-
   /** Handlers still running after their attempt ended, ignoring ctx.signal: they keep their slots (all of them: health reports it). */
-  get stuckCount(): number {
-    return this.#slots.stuck
-  }
+  get stuckCount(): number { return this.#slots.stuck }
 
   /** Take claimed rows (leased from now on) and start what fits; returns how many were new. */
   accept(rows: readonly ClaimedTask[]): number {
@@ -252,6 +250,7 @@ export class AttemptRunner {
     },
     handlerDone: (attempt) => this.#freeSlot(attempt),
     complete: (attempt, trx, result) => this.#inTransaction.complete(attempt, trx, result),
+    progress: (attempt, value, info) => this.#progress.report(attempt, value, info),
   }
 
   /** How many messages to pop: waits until there is room (or stop began). */
@@ -293,6 +292,7 @@ export class AttemptRunner {
     await this.#handBacks.handBack(unfinished.filter((e) => stopped.has(e)), 'shutdown')
     await Promise.all(this.#handingBack)
     await this.#completer.drain(5000)
+    await this.#progress.stop()
     await this.#leases.stop()
     await this.#guard?.stop()
     return this.#inflight.size

@@ -19,6 +19,8 @@ export interface AttemptHost {
   handlerDone(attempt: Attempt): void
   /** ctx.complete(trx, result): the success written in the caller's transaction (complete-in-transaction.ts) */
   complete(attempt: Attempt, trx: Queryable, result: unknown): Promise<void>
+  /** ctx.progress(value, info): kept, then written throttled (progress-writer.ts) */
+  progress(attempt: Attempt, value: number, info: unknown): void
 }
 
 /**
@@ -157,6 +159,10 @@ export class AttemptContext implements TaskContext {
 
   complete(trx: Queryable, result?: unknown): Promise<void> {
     return this.#host.complete(this.#attempt, trx, result)
+  }
+
+  progress(value: number, info?: unknown): void {
+    this.#host.progress(this.#attempt, value, info)
   }
 }
 

@@ -22,6 +22,7 @@ function fakeHost() {
     heartbeat: async () => {},
     handlerDone: (a) => void done.push(a.id),
     complete: async () => {},
+    progress: () => {},
   }
   return { host, done }
 }

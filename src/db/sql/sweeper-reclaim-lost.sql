@@ -7,7 +7,8 @@
 --     versions, or one that unregistered while a handler ignored its abort).
 -- Retry them after $2 ms while attempts remain, else fail them; either way
 -- the error says the worker was lost. The old worker's late writes are
--- fenced out by (id, attempt, state = 'running').
+-- fenced out by (id, attempt, state = 'running'). The attempt goes into
+-- task_attempts as 'lost', and the task's event to task_events (0016).
 with silent_workers as (
   -- Rows are removed a day after they expire (workers-prune.sql).
   select id
@@ -50,7 +51,17 @@ with silent_workers as (
            'kind', 'lost_worker', 'attempt', t.attempt, 'at', now())
     from lost
    where t.id = lost.id
-  returning t.id, t.state
+  returning t.id, t.state, t.queue, t.attempt, t.worker_id, t.started_at, t.last_error
+), history as (
+  insert into :"schema".task_attempts (task_id, attempt, worker_id, started_at, outcome, error)
+  select id, attempt, worker_id, started_at, 'lost', last_error
+    from moved
+  on conflict do nothing
+), events as (
+  select pg_notify(:'schema' || '.task_events',
+                   case state when 'failed' then 'failed' else 'retried' end || ' ' || queue || ' ' || string_agg(id::text, ','))
+    from (select id, state, queue, (row_number() over ()) / 350 as chunk from moved) e
+   group by state, queue, chunk
 ), announced as (
   -- At most 350 ids per notification, as in task-finish-batch.sql (8000-byte payloads).
   select pg_notify(:'schema' || '.task_finished', string_agg(id::text, ','))
@@ -67,5 +78,5 @@ with silent_workers as (
 )
 select count(*) filter (where state = 'pending')::int as retried,
        count(*) filter (where state = 'failed')::int as failed,
-       (select count(*) from announced) + (select count(*) from retry_due) as notified
+       (select count(*) from announced) + (select count(*) from retry_due) + (select count(*) from events) as notified
   from moved

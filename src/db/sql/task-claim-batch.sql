@@ -10,6 +10,8 @@
 -- the worker sends the claim again and gets its tasks, instead of leaving
 -- them running with nobody on them until the lease expires (which would use
 -- up an attempt). The worker drops rows whose attempt it already holds.
+-- Each claim is announced on <schema>.task_events as 'started' (0016).
+with claimed as (
 update :"schema".tasks t
    set state = 'running',
        attempt = case when t.state = 'dispatched' then t.attempt + 1 else t.attempt end,
@@ -26,4 +28,14 @@ update :"schema".tasks t
 -- created_at as epoch milliseconds: a float8 parses far cheaper in the
 -- worker than a timestamptz, hundreds of times per batch.
 returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,
-          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id, t.group_key
+          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id, t.group_key,
+          t.trace_context
+), started as (
+  select pg_notify(:'schema' || '.task_events', 'started ' || queue || ' ' || string_agg(id::text, ','))
+    from (select id, queue, (row_number() over ()) / 350 as chunk from claimed) c
+   group by queue, chunk
+)
+-- (The condition reads started, so that its NOTIFYs are sent: a CTE that
+-- only selects runs when something reads it.)
+select c.* from claimed c
+ where (select count(*) from started) >= 0

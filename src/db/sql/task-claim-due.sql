@@ -80,7 +80,7 @@ with pending as (
   union all
   select id from pending
   limit $2
-)
+), claimed as (
 update :"schema".tasks t
    set state = 'running',
        attempt = case when t.state = 'running' then t.attempt else t.attempt + 1 end,
@@ -94,4 +94,13 @@ update :"schema".tasks t
        input = null
  where t.id = any (array(select id from picked))
 returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempts,
-          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id, t.group_key
+          (extract(epoch from t.created_at) * 1000)::float8 as created_ms, t.workflow_id, t.group_key,
+          t.trace_context
+), started as (
+  -- 'started' on <schema>.task_events (0016), as in task-claim-batch.sql.
+  select pg_notify(:'schema' || '.task_events', 'started ' || queue || ' ' || string_agg(id::text, ','))
+    from (select id, queue, (row_number() over ()) / 350 as chunk from claimed) c
+   group by queue, chunk
+)
+select c.* from claimed c
+ where (select count(*) from started) >= 0

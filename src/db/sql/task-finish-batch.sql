@@ -8,6 +8,8 @@
 -- nothing before then (0013).
 -- Finished ids are announced on <schema>.task_finished for waitFor(),
 -- comma-separated, in one or more notifications; retries on task_ready.
+-- Each attempt gets its row in task_attempts, and its event on
+-- <schema>.task_events (0016), in this same statement: no round trip more.
 with outcome as (
   select *
     from unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[], $5::jsonb[], $6::bigint[])
@@ -26,7 +28,21 @@ with outcome as (
    where t.id = o.id
      and t.attempt = o.attempt
      and t.state = 'running'
-  returning t.id, t.state, t.queue, t.group_key
+  returning t.id, t.state, t.queue, t.group_key, t.worker_id, t.started_at
+), history as (
+  insert into :"schema".task_attempts (task_id, attempt, worker_id, started_at, outcome, error)
+  select d.id, o.attempt, d.worker_id, d.started_at,
+         case o.state when 'pending' then 'retry' else o.state end, o.error
+    from done d
+    join outcome o on o.id = d.id
+), events as (
+  select pg_notify(:'schema' || '.task_events', event || ' ' || queue || ' ' || string_agg(id::text, ','))
+    from (select d.id, d.queue,
+                 case o.state when 'succeeded' then 'succeeded' when 'failed' then 'failed' else 'retried' end as event,
+                 (row_number() over ()) / 350 as chunk
+            from done d
+            join outcome o on o.id = d.id) e
+   group by event, queue, chunk
 ), throttled as (
   select d.queue, d.group_key, max(now() + o.delay_ms * interval '1 millisecond') as until
     from done d
@@ -97,5 +113,5 @@ with outcome as (
 )
 select id, state,
        (select count(*) from announced) + (select count(*) from retry_due) + (select count(*) from unblocked_due)
-         + (select count(*) from slots_freed) as notified
+         + (select count(*) from slots_freed) + (select count(*) from events) as notified
   from done

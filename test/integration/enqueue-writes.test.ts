@@ -128,6 +128,7 @@ describe('getTask', () => {
         'result',
         'lastError',
         'idempotencyKey',
+        'progress',
       ].sort(),
     )
     expect(rec).toEqual({
@@ -148,6 +149,7 @@ describe('getTask', () => {
       workerId: null,
       result: null,
       lastError: null,
+      progress: null,
       idempotencyKey: 'rec-1',
     })
     expect(typeof rec!.id).toBe('string')

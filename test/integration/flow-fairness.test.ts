@@ -22,6 +22,16 @@ async function enqueueBatches(count: number, batch: number, item: (n: number) =>
   }
 }
 
+/** The most timestamps (ms, sorted) in any window [t, t + 1000) that opens at one of them. */
+function busiestSlidingSecond(sorted: number[]): number {
+  let most = 0
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (j < sorted.length && sorted[j]! - sorted[i]! < 1000) j++
+    most = Math.max(most, j - i)
+  }
+  return most
+}
+
 async function pendingIn(queue: string, group: string): Promise<number> {
   const res = await db.pool.query<{ n: string }>(
     `select count(*) as n from "${db.schema}".tasks where queue = $1 and group_key = $2 and state = 'pending'`,
@@ -95,25 +105,32 @@ describe('queue rate limit', () => {
     await sleep(60_000 - (Date.now() - t0))
     const inWindow = starts.map((at) => at - t0).filter((ms) => ms < 60_000).sort((a, b) => a - b)
 
-    // Sliding: every window [s, s + 1000) that starts at a start; aligned: [k s, (k+1) s) from t0.
-    let sliding = 0
-    for (let i = 0, j = 0; i < inWindow.length; i++) {
-      while (j < inWindow.length && inWindow[j]! - inWindow[i]! < 1000) j++
-      sliding = Math.max(sliding, j - i)
-    }
+    const sliding = busiestSlidingSecond(inWindow)
     const perSecond = Array.from({ length: 60 }, (_, k) => inWindow.filter((ms) => Math.floor(ms / 1000) === k).length)
     const aligned = Math.max(...perSecond)
+    // The limiter's own decisions: when each task left pending (one timestamp per relay or
+    // lane statement), free of the worker's scheduling jitter between dispatch and start.
+    const dispatched = await db.pool.query<{ ms: string }>(
+      `select (extract(epoch from dispatched_at) * 1000)::bigint as ms from "${db.schema}".tasks
+        where queue = $1 and dispatched_at is not null order by dispatched_at`,
+      [queue],
+    )
+    const dispatchTimes = dispatched.rows.map((r) => Number(r.ms)).filter((ms) => ms - t0 < 60_000)
+    const slidingDispatch = busiestSlidingSecond(dispatchTimes)
     console.log(
       `[flow-fairness] rate 50/1s: ${inWindow.length} starts in 60 s (expected 3,000 + the bucket of 50); ` +
-        `busiest 1 s window: sliding ${sliding}, aligned ${aligned}; first seconds ${perSecond.slice(0, 5).join(', ')}; ` +
+        `busiest 1 s window of dispatches: sliding ${slidingDispatch}; of handler starts: sliding ${sliding}, aligned ${aligned}; ` +
+        `first seconds ${perSecond.slice(0, 5).join(', ')}; ` +
         `steady rate over 10-60 s ${(perSecond.slice(10).reduce((a, b) => a + b, 0) / 50).toFixed(1)}/s`,
     )
     expect(inWindow.length).toBeGreaterThanOrEqual(3_000 * 0.95)
     expect(inWindow.length).toBeLessThanOrEqual(3_000 * 1.05 + 50)
-    // Bucket (50) + one second's refill (50). Aligned windows are the bound asserted; a sliding
-    // window can reach exactly 100 by design, and handler start times lag token takes by a few ms.
-    expect(aligned).toBeLessThanOrEqual(50 + 50)
-    expect(sliding).toBeLessThanOrEqual(50 + 50 + 2)
+    // Bucket (50) + one second's refill (50), exact for the limiter's decisions.
+    expect(slidingDispatch).toBeLessThanOrEqual(50 + 50)
+    // Handler starts lag their token by a varying few ms (event loop, prefetch): on a loaded
+    // 2-core CI machine a late batch and an on-time one can share a window. Bounded loosely.
+    expect(aligned).toBeLessThanOrEqual(50 + 50 + 10)
+    expect(sliding).toBeLessThanOrEqual(50 + 50 + 10)
 
     await db.tr.queue(queue).pause()
   })

@@ -16,6 +16,8 @@ update :"schema".tasks t
    set state = 'running',
        attempt = case when t.state = 'dispatched' then t.attempt + 1 else t.attempt end,
        started_at = case when t.state = 'dispatched' then now() else t.started_at end,
+       -- A new attempt starts with no progress of its own.
+       progress = case when t.state = 'dispatched' then null else t.progress end,
        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
        worker_id = $4,
        -- A workflow step fed by its predecessors (0012): their results become its payload.

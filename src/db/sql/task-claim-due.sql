@@ -87,6 +87,7 @@ update :"schema".tasks t
        dispatched_at = case when t.state = 'pending' then now() else t.dispatched_at end,
        dispatch_token = $7::uuid,
        started_at = case when t.state = 'running' then t.started_at else now() end,
+       progress = case when t.state = 'running' then t.progress else null end,
        lease_expires_at = now() + $3::bigint * interval '1 millisecond',
        worker_id = $4,
        -- A workflow step fed by its predecessors (0012): their results become its payload.

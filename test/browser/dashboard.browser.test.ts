@@ -15,13 +15,17 @@ import { createTestDb, redisUrl, waitUntil, type TestDb } from '../support/db.ts
  * The dashboard in a real browser (Debian's chromium, driven by
  * playwright-core; no browser download), against a real TaskRelay with a
  * worker running in this process, mounted under a path prefix in a plain
- * node:http server. It saves a screenshot of each view to docs/screenshots/.
+ * node:http server. It screenshots each view: into docs/screenshots/ (the
+ * README's pictures) with `npm run screenshots`, into a temporary directory
+ * otherwise, so a test run leaves the working tree as it found it.
  *
  * Chromium missing is a failure, not a skip: CI installs it (.ci/run).
  */
 const CHROMIUM = '/usr/bin/chromium'
 const TOKEN = 'browser-test-token-0123456789'
-const SHOTS = join(import.meta.dirname, '../../docs/screenshots')
+const SHOTS = process.env.TASKRELAY_CAPTURE_SCREENSHOTS
+  ? join(import.meta.dirname, '../../docs/screenshots')
+  : mkdtempSync(join(tmpdir(), 'taskrelay-shots-'))
 const PREFIX = '/admin/tasks'
 
 let runs = 0

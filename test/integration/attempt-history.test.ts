@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import pg from 'pg'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { z } from 'zod'
@@ -68,6 +69,16 @@ describe('attempt history', () => {
       { attempt: 1, outcome: 'retry', worker_id: worker.workerId },
       { attempt: 2, outcome: 'retry', worker_id: worker.workerId },
       { attempt: 3, outcome: 'failed', worker_id: worker.workerId },
+    ])
+    // The README's query of the view, as printed there.
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf('### Attempt history'))
+    const query = /```sql\n([\s\S]*?)```/.exec(section)![1]!
+    const fromReadme = await db.pool.query(query.replaceAll('taskrelay.', `"${db.schema}".`).replace('task_id = 42', 'task_id = $1'), [failed])
+    expect(fromReadme.rows.map((r) => [r.attempt, r.outcome, r.error])).toEqual([
+      [1, 'retry', 'boom on attempt 1'],
+      [2, 'retry', 'boom on attempt 2'],
+      [3, 'failed', 'boom on attempt 3'],
     ])
     // Without the option the record has no attempts key: the plain read stays one row.
     expect(await db.tr.getTask(retried)).not.toHaveProperty('attempts')

@@ -18,6 +18,7 @@ import { parseTaskId, toTaskRecord, type TaskRecord } from './task-record.ts'
 import { taskAttempts, taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
 import { ScheduleManager } from './scheduler/schedule-manager.ts'
+import { TaskEvents } from './events/task-events.ts'
 import type { WorkflowNode, WorkflowOptions } from './workflow/canvas.ts'
 import { cancelWorkflow, enqueueWorkflow, getWorkflow, waitForWorkflow, type WorkflowDetail } from './workflow/workflows.ts'
 
@@ -55,7 +56,6 @@ export interface TaskRelayOptions {
   logger?: Logger
 }
 
-
 /**
  * The facade: enqueue (inside the caller's transaction), read, cancel, retry,
  * wait for results, migrate. Background services live in src/relay,
@@ -77,6 +77,8 @@ export class TaskRelay implements TaskRelayContext {
   readonly connections: Connections
   /** Schedules from code: upsert, remove, get, list, pause, resume, runNow, sync (docs/scheduling.md). */
   readonly schedules: ScheduleManager
+  /** Task state changes from every process, live: subscribe(filter, handler) (LISTEN/NOTIFY; lossy while disconnected). */
+  readonly events: TaskEvents
   readonly #executor: Executor
   #listener: TaskListener | null = null
   readonly #coalescer: EnqueueCoalescer | null
@@ -94,6 +96,7 @@ export class TaskRelay implements TaskRelayContext {
     this.#executor = this.connections.executor
     this.#coalescer = o.enqueueCoalescing > 0 ? new EnqueueCoalescer(this.#executor, this.schema, o.enqueueCoalescing) : null
     this.schedules = new ScheduleManager(this)
+    this.events = new TaskEvents(this)
   }
 
   /** The pg.Pool behind db (made from a connection string, or given); null over Kysely. */
@@ -273,6 +276,7 @@ export class TaskRelay implements TaskRelayContext {
   /** Close what this instance opened (its pool when it made one, its listener). */
   async close(): Promise<void> {
     this.#closed = true
+    await this.events.close()
     await this.#coalescer?.drain()
     await this.#listener?.close()
     this.#listener = null

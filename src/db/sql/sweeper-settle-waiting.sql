@@ -32,7 +32,7 @@ with batch as (
    where t.id = v.id
      and v.broken > 0
      and t.state = 'waiting'
-  returning t.id
+  returning t.id, t.queue
 ), promoted as (
   update :"schema".tasks t
      set state = 'pending'
@@ -47,6 +47,12 @@ with batch as (
   select pg_notify(:'schema' || '.task_finished', string_agg(id::text, ','))
     from (select id, (row_number() over ()) / 350 as chunk from cancelled) c
    group by chunk
+), events as (
+  -- tr.events (0016): 'cancelled' per queue and 350 ids, as the enqueue
+  -- trigger and cancel() send them, in this same statement.
+  select pg_notify(:'schema' || '.task_events', 'cancelled ' || queue || ' ' || string_agg(id::text, ','))
+    from (select id, queue, (row_number() over (partition by queue)) / 350 as chunk from cancelled) c
+   group by queue, chunk
 ), woken as (
   select pg_notify(:'schema' || '.task_ready', '') from promoted having count(*) > 0
 )
@@ -54,4 +60,4 @@ select (select count(*) from batch)::int as scanned,
        (select max(id) from batch)::text as last_id,
        (select count(*) from cancelled)::int as cancelled,
        (select count(*) from promoted)::int as promoted,
-       (select count(*) from announced) + (select count(*) from woken) as notified
+       (select count(*) from announced) + (select count(*) from woken) + (select count(*) from events) as notified

@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino'
+import { traceLogFields } from './otel/log-fields.ts'
 
 export type { Logger }
 
@@ -28,6 +29,8 @@ export function createLogger(settings: LoggerSettings = {}): Logger {
     level: settings.level ?? process.env.LOG_LEVEL ?? 'info',
     base: { pid: process.pid },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    // trace_id/span_id of the active span (an attempt's consumer span); nothing without an SDK.
+    mixin: traceLogFields,
   }
   const pretty = settings.pretty ?? process.stdout.isTTY === true
   if (pretty) {

@@ -16,6 +16,7 @@ import { toExecutor, transactionExecutor, type Queryable } from './db/executor.t
 import { taskListEnqueued } from './db/admin-queries.ts'
 import { progressReport } from './worker/progress-writer.ts'
 import { silentLogger } from './logger.ts'
+import { checkMiddleware, runMiddleware, type TaskMiddleware } from './worker/middleware.ts'
 
 export class ExpectationError extends TaskRelayError {
   constructor(message: string) {
@@ -57,12 +58,15 @@ function contains(actual: unknown, expected: unknown): boolean {
  * Run a task's handler in-process, the way a worker would: the payload goes
  * through the same JSON round trip and schema parse, and the handler gets a
  * context (attempt 1 unless given, a live AbortSignal, a silent logger).
+ * `middleware` runs around it as on a worker, first outermost (its
+ * ctx.traceContext is null).
  */
 export async function runInline<T extends Task>(
   task: T,
   payload: PayloadOf<T>,
-  context: Partial<Pick<TaskContext, 'attempt' | 'signal' | 'log'>> = {},
+  context: Partial<Pick<TaskContext, 'attempt' | 'signal' | 'log'>> & { middleware?: TaskMiddleware[] } = {},
 ): Promise<ResultOf<T>> {
+  const middleware = checkMiddleware('runInline options', context.middleware)
   const parsed = await validatePayload(task.payload, JSON.parse(JSON.stringify(payload ?? {})))
   if (!parsed.ok) throw new PayloadValidationError(task.name, parsed.issues)
   const attempt = context.attempt ?? 1
@@ -81,5 +85,6 @@ export async function runInline<T extends Task>(
     // Checked as on a worker (bad input throws); nothing to write it to.
     progress: (value, info) => void progressReport(value, info),
   }
-  return (await task.run(parsed.value, ctx)) as ResultOf<T>
+  if (middleware.length === 0) return (await task.run(parsed.value, ctx)) as ResultOf<T>
+  return (await runMiddleware(middleware, ctx, parsed.value, () => task.run(parsed.value, ctx))) as ResultOf<T>
 }

@@ -4,12 +4,25 @@ import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { isTask, tasksByName, type Task } from '../define-task.ts'
 import { CliError, EXIT, errorText } from './errors.ts'
+import { checkMiddleware, type TaskMiddleware } from '../worker/middleware.ts'
+import { InvalidOptionsError } from '../errors.ts'
+
+/** What a --tasks module gives a worker: its tasks, and its `middleware` export (an array, first outermost). */
+export interface TaskModule {
+  tasks: Task[]
+  middleware: TaskMiddleware[]
+}
 
 /**
  * Import a module and collect every exported task: named exports, arrays of
  * tasks, and tasks inside a default-exported object.
  */
 export async function loadTasks(modulePath: string): Promise<Task[]> {
+  return (await loadTaskModule(modulePath)).tasks
+}
+
+/** loadTasks, plus the module's `middleware` export (named, or a key of the default-exported object). */
+export async function loadTaskModule(modulePath: string): Promise<TaskModule> {
   const file = resolvePath(process.cwd(), modulePath)
   if (!existsSync(file) || !statSync(file).isFile()) {
     throw new CliError(
@@ -56,7 +69,17 @@ export async function loadTasks(modulePath: string): Promise<Task[]> {
       EXIT.usage,
     )
   }
-  return [...byName.values()]
+  return { tasks: [...byName.values()], middleware: moduleMiddleware(mod, file) }
+}
+
+function moduleMiddleware(mod: Record<string, unknown>, file: string): TaskMiddleware[] {
+  const fromDefault = mod.default !== null && typeof mod.default === 'object' ? (mod.default as Record<string, unknown>).middleware : undefined
+  try {
+    return checkMiddleware('middleware', mod.middleware ?? fromDefault)
+  } catch (err) {
+    const problems = err instanceof InvalidOptionsError ? errorText(err) : String(err)
+    throw new CliError(`--tasks: ${file} exports a \`middleware\` that is not an array of functions (ctx, next) => Promise: ${problems}`, EXIT.usage)
+  }
 }
 
 /**

@@ -14,7 +14,8 @@ import { migrationScript } from '../db/admin-migration-script.ts'
 import { CliError, EXIT, errorText } from './errors.ts'
 import { addSettingOptions, describeSettings, resolveSettings, type ResolvedSettings, type SettingsRequest, type Component } from './settings.ts'
 import { checkRedis, createCliLogger, openDatabase, trapEarlySignals, waitForSignal, type Database, type Runnable } from './runtime.ts'
-import { loadTasks } from './load-tasks.ts'
+import { loadTaskModule } from './load-tasks.ts'
+import type { TaskMiddleware } from '../worker/middleware.ts'
 import { logTaskProgress } from '../task-log.ts'
 import { startHealthServer, type HealthTarget } from './health.ts'
 import { createMetrics } from '../metrics.ts'
@@ -26,6 +27,8 @@ export interface StackContext {
   tr: TaskRelay
   events: TaskRelayEvents
   tasks: Task[]
+  /** the --tasks module's `middleware` export, for the worker */
+  middleware: TaskMiddleware[]
   log: Logger
 }
 
@@ -56,7 +59,7 @@ export function workerTarget(ctx: StackContext): HealthTarget {
     throw new CliError('REDIS_URL (or --redis-url) is required unless the worker runs on the Postgres lane alone (--lane postgres). Nothing was changed.', EXIT.usage)
   }
   const redis = p.redisUrl === undefined ? {} : { redis: p.redisUrl }
-  const worker = new Worker(ctx.tr, { ...redis, keyPrefix: p.keyPrefix, tasks: ctx.tasks, ...settings, ...given }, { events: ctx.events })
+  const worker = new Worker(ctx.tr, { ...redis, keyPrefix: p.keyPrefix, tasks: ctx.tasks, middleware: ctx.middleware, ...settings, ...given }, { events: ctx.events })
   return {
     name: 'worker',
     service: worker,
@@ -108,7 +111,7 @@ export async function startStack(
   const settings = resolveSettings(req, flags)
   const p = settings.process
   const log = opts.log?.(settings) ?? createCliLogger(p)
-  const tasks = p.tasks ? await loadTasks(p.tasks) : []
+  const { tasks, middleware } = p.tasks ? await loadTaskModule(p.tasks) : { tasks: [], middleware: [] }
   const config = describeSettings(req, settings)
   // Queues left unset: the worker serves its tasks' queues, so the line shows those, not the schema's "default".
   if (req.components.includes('worker') && settings.sources['worker.queues'] === 'default') config.worker = { ...settings.worker, queues: taskQueues(tasks) }
@@ -133,7 +136,7 @@ export async function startStack(
     logTaskProgress(events, log)
     // Counted from the start, served on /metrics when there is a health port.
     const metrics = p.healthPort !== undefined ? createMetrics({ events, tr: db.tr }) : null
-    const targets = build({ settings, tr: db.tr, events, tasks, log })
+    const targets = build({ settings, tr: db.tr, events, tasks, middleware, log })
     for (const t of targets) {
       await t.service.start()
       started.push(t.service)

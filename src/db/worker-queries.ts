@@ -25,6 +25,8 @@ export interface ClaimedTask {
   workflow_id: string | null
   /** its group in the queue ('' for none, 0013) */
   group_key: string
+  /** the enqueuing code's trace context as stored (0016; parsed jsonb, or null when not traced) */
+  trace_context?: unknown
 }
 
 /** Claim the dispatched rows whose messages were popped (task-claim-batch.sql). */

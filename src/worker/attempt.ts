@@ -4,6 +4,7 @@ import type { Queryable } from '../db/executor.ts'
 import type { LeasedAttempt } from './lease-keeper.ts'
 import type { ClaimedTask } from '../db/worker-queries.ts'
 import { InvalidOptionsError, RateLimitedError } from '../errors.ts'
+import { parseCarrier, type TraceCarrier } from '../otel/carrier.ts'
 
 /** The longest ctx.rateLimited() wait: a day. */
 const MAX_RATE_LIMITED_MS = 86_400_000
@@ -117,6 +118,11 @@ export class AttemptContext implements TaskContext {
   constructor(attempt: Attempt, host: AttemptHost) {
     this.#attempt = attempt
     this.#host = host
+  }
+
+  /** The stored trace context of the attempt's task, for middleware (not on the handler's ctx). */
+  static traceContextOf(ctx: AttemptContext): TraceCarrier | null {
+    return parseCarrier(ctx.#attempt.claimed.trace_context)
   }
 
   get signal(): AbortSignal {

@@ -16,6 +16,9 @@ import { WorkerPresence } from './presence.ts'
 import { PostgresLane } from './postgres-lane.ts'
 import { PausedQueues } from './paused-queues.ts'
 import { RedisLane } from './redis-lane.ts'
+import { checkMiddleware, withMiddleware, type TaskMiddleware } from './middleware.ts'
+import { consumerSpan } from '../otel/consumer.ts'
+import { tracingEnabled } from '../otel/tracer.ts'
 
 /** The lane a worker takes tasks from at the moment (WorkerSettings.lane chooses which it may use). */
 export type ActiveLane = 'redis' | 'postgres'
@@ -39,6 +42,11 @@ export interface WorkerOptions extends Partial<WorkerSettings> {
    * only to the instance that claimed it). Default host:pid:random.
    */
   workerId?: string
+  /**
+   * Middleware around every attempt, first outermost (see TaskMiddleware);
+   * more can be added with worker.use() before start().
+   */
+  middleware?: TaskMiddleware[]
 }
 
 
@@ -62,6 +70,9 @@ export class Worker extends Service<number> {
   readonly workerId: string
   readonly #tr: TaskRelayContext
   readonly #tasks: ReadonlyMap<string, Task>
+  /** what the runner runs: #tasks, wrapped in the middleware at start() */
+  readonly #runTasks: Map<string, Task>
+  readonly #middleware: TaskMiddleware[]
   /** queue settings the tasks declare (defineTask's queueSettings), synced at start */
   readonly #declaredQueues: Map<string, QueueSettingsRow>
   /** null with lane "postgres" */
@@ -79,7 +90,7 @@ export class Worker extends Service<number> {
 
   constructor(tr: TaskRelayContext, options: WorkerOptions, deps: ServiceDeps = {}) {
     super('worker', { logger: tr.logger, ...deps })
-    const { redis, tasks, keyPrefix, workerId, ...settings } = options
+    const { redis, tasks, keyPrefix, workerId, middleware, ...settings } = options
     const problems: string[] = []
     if (!redis && settings.lane !== 'postgres') problems.push('redis: required (a redis:// URL or sentinel settings), unless lane is "postgres"')
     if (!Array.isArray(tasks) || tasks.length === 0) problems.push('tasks: give at least one task from defineTask()')
@@ -90,6 +101,8 @@ export class Worker extends Service<number> {
     const { byName, conflicts } = tasksByName(tasks)
     if (conflicts.length > 0) throw new InvalidOptionsError('worker options', [`tasks: two different tasks are named "${conflicts[0]!.name}"`])
     this.#tasks = byName
+    this.#runTasks = new Map(byName)
+    this.#middleware = checkMiddleware('worker options', middleware)
     // Two tasks of one queue declaring different settings: refused here, before anything starts.
     this.#declaredQueues = declaredQueueSettings([...byName.values()])
     this.#tr = tr
@@ -119,7 +132,7 @@ export class Worker extends Service<number> {
     this.#runner = new AttemptRunner({
       settings: this.settings,
       workerId: this.workerId,
-      tasks: byName,
+      tasks: this.#runTasks,
       schema: tr.schema,
       batchDb: tr.batchExecutor,
       transitionDb: tr.transitionExecutor,
@@ -137,6 +150,13 @@ export class Worker extends Service<number> {
     return this.#runner.activeCount
   }
 
+  /** Add a middleware around every attempt (after those already added: further in). Before start() only. */
+  use(middleware: TaskMiddleware): this {
+    if (this.running) throw new InvalidOptionsError('worker.use()', ['the worker is running: add middleware before start()'])
+    this.#middleware.push(...checkMiddleware('worker.use()', [middleware]))
+    return this
+  }
+
   /** Handlers still running after their attempt ended, ignoring ctx.signal (see AttemptRunner.stuckCount). */
   get stuckCount(): number {
     return this.#runner.stuckCount
@@ -151,6 +171,7 @@ export class Worker extends Service<number> {
     await this.#paused.start()
     await this.#redisLane?.open()
     await this.#postgresLane?.open()
+    this.#wrapTasks()
     this.#runner.start()
     this.log.info(
       { workerId: this.workerId, lane: this.settings.lane, queues: this.settings.queues, concurrency: this.settings.concurrency, tasks: [...this.#tasks.keys()] },
@@ -163,6 +184,16 @@ export class Worker extends Service<number> {
         'some loaded tasks are on queues this worker does not serve; it will not run them',
       )
     }
+  }
+
+  /**
+   * The chain each attempt runs in, fixed at start: the consumer span first
+   * when a tracer provider is registered (register the SDK before starting
+   * workers), then the middleware. Neither: the tasks as they are, no cost.
+   */
+  #wrapTasks(): void {
+    const chain = tracingEnabled() ? [consumerSpan, ...this.#middleware] : this.#middleware
+    for (const [name, task] of withMiddleware(this.#tasks, chain)) this.#runTasks.set(name, task)
   }
 
   protected delayAfter(): number {

@@ -22,7 +22,7 @@ const SRC = new URL('../../src/', import.meta.url).pathname
  * TaskRelayContext (src/db/context.ts), never TaskRelay.
  */
 const LAYERS: ReadonlyArray<readonly [layer: string, paths: readonly string[]]> = [
-  ['core', ['errors.ts', 'duration.ts', 'jsonb.ts', 'task-state.ts', 'task-record.ts', 'clock.ts', 'wake-timer.ts', 'events.ts', 'logger.ts', 'config.ts', 'config/', 'redis/']],
+  ['core', ['errors.ts', 'duration.ts', 'jsonb.ts', 'task-state.ts', 'task-record.ts', 'clock.ts', 'wake-timer.ts', 'events.ts', 'logger.ts', 'config.ts', 'config/', 'redis/', 'otel/']],
   ['db', ['db/']],
   ['tasks', ['define-task.ts', 'queue-settings.ts', 'enqueue.ts', 'enqueue-coalescer.ts', 'scheduler/spec.ts']],
   // Workflows as data (canvas, plan, status): the facade, admin and CLI use them.

@@ -10,11 +10,12 @@ import { registerDevCommand } from './dev.ts'
 import { registerScheduleCommands } from './schedules.ts'
 import { registerQueueCommands } from './queues.ts'
 import { registerDashboardCommand } from './dashboard.ts'
+import { registerEventsCommand } from './events-command.ts'
 
 /**
  * `taskrelay`: one binary for running the parts (migrate, relay, worker,
- * sweeper, scheduler, dev) and for operating them (status, stats, list, retry, cancel,
- * enqueue, schedules, queues). Each command group lives in its own file; this one only wires
+ * sweeper, scheduler, dev) and for operating them (status, stats, list, events, retry,
+ * cancel, enqueue, schedules, queues). Each command group lives in its own file; this one only wires
  * them together and turns errors into messages and exit codes.
  */
 export function buildProgram(): Command {
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
         '  $ taskrelay dev                                  # migrate, then relay + sweeper + worker with the example tasks',
         '  $ taskrelay enqueue email.welcome \'{"userId": 1, "email": "ada@example.com"}\'',
         '  $ taskrelay stats --watch',
+        '  $ taskrelay events --queue emails                # task events live, from every process',
         '',
         'Exit codes: 0 ok, 1 the command failed (server unreachable, task not found...), 2 bad usage, configuration or input.',
       ].join('\n'),
@@ -43,6 +45,7 @@ export function buildProgram(): Command {
   registerDevCommand(program)
   registerInspectCommands(program)
   registerWorkflowCommand(program)
+  registerEventsCommand(program)
   registerManageCommands(program)
   registerScheduleCommands(program)
   registerQueueCommands(program)

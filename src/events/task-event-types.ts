@@ -47,7 +47,8 @@ export interface TaskEventGap {
   reason: 'reconnected' | 'read-failed'
 }
 
-export type TaskEventHandler = (event: TaskEvent | TaskEventGap) => void | Promise<void>
+/** What subscribe() calls; a promise it returns is not awaited (a rejection is logged, as a throw is). */
+export type TaskEventHandler = (event: TaskEvent | TaskEventGap) => unknown
 
 /** Which events a subscriber gets: each key given must match (all of them when none is). */
 export interface TaskEventFilter {

@@ -172,7 +172,7 @@ export class TaskEvents {
     const failed = (err: unknown) =>
       this.#log.error({ err, event: { type: event.type, taskId: 'taskId' in event ? event.taskId : undefined } }, 'task event subscriber threw; the others still get the event')
     try {
-      const result: unknown = sub.handler(event)
+      const result = sub.handler(event)
       if (typeof (result as PromiseLike<void> | undefined)?.then === 'function') (result as PromiseLike<void>).then(undefined, failed)
     } catch (err) {
       failed(err)

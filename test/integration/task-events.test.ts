@@ -8,6 +8,8 @@ import { ConfigError, InvalidOptionsError, Sweeper, TaskRelay, chain, defineTask
 import { databaseUrl, waitUntil } from '../support/db.ts'
 import { db, startPipeline, usePipeline } from '../support/pipeline.ts'
 import { runCli } from '../cli/cli-process.ts'
+import { BATCH_SESSION_SQL } from '../../src/db/executor.ts'
+import { loadSql } from '../../src/db/sql.ts'
 
 /**
  * Issue 18 item 3: tr.events, task state changes from any process. The
@@ -141,8 +143,8 @@ describe('tr.events across processes', () => {
     const byName = await collect({ name: 'evwf.lon*' })
     const byQueue = await collect({ queue: 'evwf', types: ['succeeded'] })
     const statements: string[] = []
-    const spy = other.executor.query.bind(other.executor)
-    other.executor.query = ((text: string, values?: readonly unknown[]) => (statements.push(text), spy(text, values))) as typeof spy
+    const spy = other.batchExecutor.query.bind(other.batchExecutor)
+    other.batchExecutor.query = ((text: string, values?: readonly unknown[]) => (statements.push(text), spy(text, values))) as typeof spy
     try {
       await startPipeline([stepTask, loner])
       await db.tr.waitForWorkflow(workflowId, { timeoutMs: 15_000 })
@@ -150,7 +152,7 @@ describe('tr.events across processes', () => {
       await waitUntil(() => byQueue.events.length === 4, { what: 'four succeeded events' })
       await sleep(200)
     } finally {
-      other.executor.query = spy
+      other.batchExecutor.query = spy
     }
     expect(sequences(byWorkflow.events)).toEqual({ [taskIds[0]!]: ['started', 'succeeded'], [taskIds[1]!]: ['started', 'succeeded'] })
     expect(byWorkflow.events.every((e) => e.type !== 'gap' && !('details' in e))).toBe(true) // filtered on the row, not given it
@@ -162,6 +164,20 @@ describe('tr.events across processes', () => {
     expect(reads.length).toBeGreaterThan(0)
     expect(reads.length).toBeLessThanOrEqual(8) // 4 tasks × (started, succeeded), fewer when batched together
     for (const c of [byWorkflow, byTask, byName, byQueue]) await c.stop()
+  })
+
+  it('reads the rows by primary key, even with a generic plan made while the table was small', async () => {
+    const c = new pg.Client({ connectionString: databaseUrl() })
+    await c.connect()
+    try {
+      await c.query(`${BATCH_SESSION_SQL}; set plan_cache_mode = force_generic_plan`)
+      await c.query(`prepare rows_read as ${loadSql('task-events-rows.sql', db.schema)}`)
+      const plan = (await c.query<{ 'QUERY PLAN': string }>(`explain (costs off) execute rows_read('{1,2,3}')`)).rows.map((r) => r['QUERY PLAN']).join('\n')
+      expect(plan).toContain('tasks_pkey')
+      expect(plan).not.toMatch(/Seq Scan/)
+    } finally {
+      await c.end()
+    }
   })
 
   it('a subscriber that throws or rejects is logged and the others still get every event', async () => {

@@ -182,14 +182,12 @@ describe('tr.events across processes', () => {
 
   it('a subscriber that throws or rejects is logged and the others still get every event', async () => {
     const calls = { sync: 0, async: 0 }
-    const stopSync = await other.events.subscribe({ queue: 'evthrow' }, () => {
-      calls.sync++
-      throw new Error('subscriber bug')
-    })
-    const stopAsync = await other.events.subscribe({ queue: 'evthrow' }, async () => {
-      calls.async++
-      throw new Error('async subscriber bug')
-    })
+    const fail = (which: 'sync' | 'async', message: string) => {
+      calls[which]++
+      throw new Error(message)
+    }
+    const stopSync = await other.events.subscribe({ queue: 'evthrow' }, () => fail('sync', 'subscriber bug'))
+    const stopAsync = await other.events.subscribe({ queue: 'evthrow' }, async () => fail('async', 'async subscriber bug'))
     const good = await collect({ queue: 'evthrow' })
     const t = defineTask({ name: 'ev.throw', queue: 'evthrow', payload: z.object({}), run: () => 1 })
     const before = logLines.length
@@ -205,9 +203,7 @@ describe('tr.events across processes', () => {
     expect(logged.every((l) => l.level === 50)).toBe(true)
     expect(logged.map((l) => l.err?.message).sort()).toEqual([...Array(3).fill('async subscriber bug'), ...Array(3).fill('subscriber bug')])
     expect(logged.map((l) => l.event?.taskId).sort()).toEqual([ids[0], ids[0], ids[0], ids[0], ids[1], ids[1]].sort())
-    await stopSync()
-    await stopAsync()
-    await good.stop()
+    for (const stop of [stopSync, stopAsync, good.stop]) await stop()
   })
 
   it('shares one LISTEN connection, closes it with the last unsubscribe, and delivers nothing after', async () => {
@@ -269,17 +265,8 @@ describe('tr.events across processes', () => {
 
   it('refuses bad filters and handlers with InvalidOptionsError, before connecting', async () => {
     const bad: unknown[] = [
-      { types: ['finished'] },
-      { types: [] },
-      { queue: 5 },
-      { queue: 'has space' },
-      { taskId: 'abc' },
-      { taskId: -1 },
-      { workflowId: 'not-a-uuid' },
-      { name: 'bad name!' },
-      { queues: 'ev' },
-      { details: 'yes' },
-      'ev',
+      { types: ['finished'] }, { types: [] }, { queue: 5 }, { queue: 'has space' }, { taskId: 'abc' }, { taskId: -1 },
+      { workflowId: 'not-a-uuid' }, { name: 'bad name!' }, { queues: 'ev' }, { details: 'yes' }, 'ev',
     ]
     for (const filter of bad) {
       await expect(other.events.subscribe(filter as TaskEventFilter, () => {}), JSON.stringify(filter)).rejects.toBeInstanceOf(InvalidOptionsError)

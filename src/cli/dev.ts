@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
-import { TASK_STATES } from '../task-state.ts'
+import { TASK_STATES, isFinal } from '../task-state.ts'
 import { readStateCounts } from '../admin/stats.ts'
 import { addSettingOptions, resolveSettings, type SettingsRequest } from './settings.ts'
 import { createCliLogger, trapEarlySignals, waitForSignal } from './runtime.ts'
@@ -103,7 +103,7 @@ export function registerDevCommand(program: Command): void {
       try {
         const counts = await readStateCounts(db.tr)
         const text = TASK_STATES.filter((s) => s !== 'waiting' || counts.waiting > 0)
-          .map((s) => `${s} ${counts[s]}`)
+          .map((s) => `${s}${isFinal(s) ? ' (1h)' : ''} ${counts[s]}`)
           .join(' · ')
         if (stopping) return
         if (tty && text !== last) progress.update(`tasks: ${text}   (Ctrl-C to stop)`)

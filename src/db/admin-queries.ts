@@ -113,12 +113,6 @@ export async function taskChangeMany(db: Executor, p: { schema: string; fn: 'ret
   return res.rows[0]?.changed ?? 0
 }
 
-/** Tasks per state, over the whole table. */
-export async function taskCountByState(db: Executor, p: { schema: string }): Promise<Array<{ state: TaskState; n: number }>> {
-  const res = await db.query<{ state: TaskState; n: number }>(`select state, count(*)::int as n from ${quoteIdent(p.schema)}.tasks group by state`)
-  return res.rows
-}
-
 export interface QueueUnfinishedRow {
   queue: string
   waiting: number

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readCharts } from '../../src/admin/charts.ts'
-import { readStats } from '../../src/admin/stats.ts'
+import { readStateCounts, readStats } from '../../src/admin/stats.ts'
 import { listTasks, parseListInput, type ListInput } from '../../src/admin/task-list.ts'
 import type { Executor } from '../../src/db/executor.ts'
 import { loadSql } from '../../src/db/sql.ts'
@@ -112,6 +112,13 @@ describe(`with ${FINISHED} finished tasks and ${BACKLOG} unfinished`, () => {
     // 1 % failed, 1/250 cancelled, all at a steady rate: the last hour holds 1/48 of them.
     expect(stats.totals.succeededLastHour).toBeGreaterThan(FINISHED / 48 * 0.95)
     expect(stats.totals.pending).toBeGreaterThan(0)
+  })
+
+  it("the dev progress line (taskrelay dev) reads the backlog and the rollups, not the history", async () => {
+    expectBounded(await explainEach((executor) => readStateCounts({ executor, schema: db.schema })), BACKLOG_BOUND, { estimates: true })
+    const counts = await readStateCounts(db.tr)
+    expect(counts.succeeded).toBeGreaterThan(FINISHED / 48 * 0.95)
+    expect(counts.succeeded).toBeLessThan(FINISHED / 2)
   })
 
   it('charts (1h and 24h, all queues or one) read the rollups', async () => {

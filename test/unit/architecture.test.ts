@@ -29,7 +29,7 @@ const LAYERS: ReadonlyArray<readonly [layer: string, paths: readonly string[]]> 
   ['workflows', ['workflow/']],
   // Schedules as data (validation, CRUD, firing): the facade's schedule() uses them.
   ['schedules', ['scheduler/']],
-  ['services', ['service.ts', 'task-log.ts', 'metrics.ts', 'relay/', 'worker/', 'sweeper/', 'scheduler/scheduler.ts']],
+  ['services', ['service.ts', 'task-log.ts', 'metrics.ts', 'events/', 'relay/', 'worker/', 'sweeper/', 'scheduler/scheduler.ts']],
   ['admin', ['admin/']],
   ['facade', ['task-relay.ts']],
   ['dashboard', ['dashboard/']],

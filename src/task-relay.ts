@@ -17,6 +17,7 @@ import { silentLogger } from './logger.ts'
 import { parseTaskId, toTaskRecord, type TaskRecord } from './task-record.ts'
 import { taskAttempts, taskChangeState, taskGetRow } from './db/task-queries.ts'
 import { TaskListener, type WaitForOptions } from './db/task-listener.ts'
+import { followProgress } from './events/follow-progress.ts'
 import { ScheduleManager } from './scheduler/schedule-manager.ts'
 import { TaskEvents } from './events/task-events.ts'
 import type { WorkflowNode, WorkflowOptions } from './workflow/canvas.ts'
@@ -38,19 +39,15 @@ export interface TaskRelayOptions {
   maxPayloadBytes?: number
   /**
    * Write every state change with a synchronous commit. Default false: the
-   * relay's dispatch and the worker's outcome writes use
-   * synchronous_commit=off (enqueues, claims and heartbeats never do). After
-   * a Postgres crash (not a restart) the last ~0.2 s of those writes may be
-   * undone: a dispatch reverts to pending, an outcome to running and the
-   * task runs again once its lease expires — at-least-once, never
-   * concurrent. Set true to pay one more fsync per task instead.
+   * relay's dispatch and the worker's outcomes use synchronous_commit=off, so
+   * a Postgres crash may undo their last ~0.2 s and a task runs again once its
+   * lease expires (at-least-once, never concurrent). True: one more fsync per task.
    */
   durableTransitions?: boolean
   /**
    * Group commit for `enqueue(task, payload)` without a transaction: at most
-   * this many such INSERTs run at once, and calls made meanwhile share the
-   * next one and its commit (each call still resolves only after its own row
-   * committed). Default 2. 0 turns it off: one statement, one commit per call.
+   * this many such INSERTs at once; calls made meanwhile share the next one
+   * and its commit. Default 2; 0 turns it off.
    */
   enqueueCoalescing?: number
   logger?: Logger
@@ -163,10 +160,8 @@ export class TaskRelay implements TaskRelayContext {
     let prepared = prepareTaskAwaitable(task, payload, options as EnqueueOptions | undefined, this.maxPayloadBytes)
     // Awaited only when the schema is async: a call made before close() must reach the coalescer first.
     if (prepared instanceof Promise) prepared = await prepared
-    // Only taskrelay's own autocommit writes are shared. A task with
-    // dependencies is checked and written alone (a missing dependency must
-    // not fail its neighbours), and so is one with an idempotency key (its
-    // INSERT waits for any open transaction that holds the same key).
+    // Only taskrelay's own autocommit writes are shared; a task with dependencies (a missing one must not
+    // fail its neighbours) or a key (its INSERT waits on transactions holding the key) is written alone.
     const keyed = prepared.dependsOn !== null || prepared.idempotencyKey !== null || prepared.keyed !== null
     if (executor === this.#executor && this.#coalescer && !this.#closed && !keyed) {
       return { id: await this.#coalescer.add(prepared), outcome: 'created' }
@@ -241,7 +236,12 @@ export class TaskRelay implements TaskRelayContext {
     const taskId = String(parseTaskId(id))
     options.signal?.throwIfAborted()
     this.#listener ??= new TaskListener(this.connections, this.schema, this.channels.taskFinished, this.logger)
-    return this.#listener.waitFor(taskId, () => this.getTask(taskId).then((record) => checkTaskName(record, task)), options)
+    const stopProgress = options.onProgress !== undefined ? await followProgress(this.events, taskId, options.onProgress) : null
+    try {
+      return await this.#listener.waitFor(taskId, () => this.getTask(taskId).then((record) => checkTaskName(record, task)), options)
+    } finally {
+      await stopProgress?.()
+    }
   }
 
   /**

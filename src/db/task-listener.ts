@@ -3,7 +3,7 @@ import { InvalidOptionsError, TaskFailedError, TaskNotFoundError, WaitTimeoutErr
 import { MAX_TIMER_MS } from '../duration.ts'
 import { msInWords } from '../config.ts'
 import { FINAL_STATES, isFinal } from '../task-state.ts'
-import type { TaskRecord } from '../task-record.ts'
+import type { TaskProgress, TaskRecord } from '../task-record.ts'
 import type { Connections } from './connections.ts'
 import type { Wakeups } from './poller.ts'
 import { quoteIdent } from './sql.ts'
@@ -11,6 +11,8 @@ import { quoteIdent } from './sql.ts'
 export interface WaitForOptions {
   timeoutMs?: number
   signal?: AbortSignal
+  /** called with each progress report of the task while it runs (tr.events underneath: needs LISTEN, so not over Kysely; lossy) */
+  onProgress?: (progress: TaskProgress) => unknown
 }
 
 /** How often waiters look for their tasks when the db cannot LISTEN (a Kysely instance). */

@@ -76,7 +76,7 @@ export async function waitForWorkflow(host: WorkflowHost, id: string, options: W
   try {
     for (const taskId of record.resultTaskIds) {
       const timeoutMs = deadline === null ? undefined : Math.max(1, deadline - Date.now())
-      results.push((await host.waitFor(taskId, { ...options, ...(timeoutMs === undefined ? {} : { timeoutMs }) })).result)
+      results.push((await host.waitFor(taskId, { signal: options.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) })).result)
     }
   } catch (err) {
     if (!(err instanceof TaskFailedError) || err instanceof WaitTimeoutError) throw err

@@ -196,4 +196,30 @@ describe('ctx.progress', () => {
     // Attempt 2 reported nothing: the first attempt's 40 % is not shown as its progress.
     expect(done.progress).toBeNull()
   })
+
+  it("reaches waitFor's onProgress, each written report once, in order", async () => {
+    const steps = defineTask({
+      name: 'progress.steps',
+      queue: 'progress-steps',
+      payload: z.object({}),
+      async run(_p, ctx) {
+        await sleep(300) // waitFor is listening by then
+        for (const value of [25, 50, 75]) {
+          ctx.progress(value, { value })
+          await sleep(1200) // past the writer's 1 s throttle: every report is written
+        }
+        return 'ok'
+      },
+    })
+    await startPipeline([steps])
+    const { id } = await db.tr.enqueue(steps, {})
+    const seen: number[] = []
+    const done = await db.tr.waitFor(id, { timeoutMs: 20_000, onProgress: (p) => void seen.push(p.value) })
+    expect(done.state).toBe('succeeded')
+    expect(seen).toEqual([25, 50, 75])
+    expect(done.progress).toMatchObject({ value: 75, info: { value: 75 } })
+    // The subscription ended with the wait.
+    expect(db.tr.events.subscriptions).toBe(0)
+    await expect(db.tr.waitFor(id, { onProgress: 'nope' as never })).rejects.toBeInstanceOf(InvalidOptionsError)
+  })
 })

@@ -10,7 +10,9 @@ export const REDIS_URL = process.env.BENCH_REDIS_URL ?? process.env.REDIS_URL ??
 export const LEDGER_REDIS_DB = Number(process.env.BENCH_LEDGER_DB ?? 15)
 
 export const SYSTEMS = ['taskrelay', 'bullmq', 'pg-boss', 'graphile-worker'] as const
-export type SystemName = (typeof SYSTEMS)[number]
+/** taskrelay at another commit (--baseline <ref>); never in the default set. */
+export const BASELINE_SYSTEM = 'taskrelay-baseline'
+export type SystemName = (typeof SYSTEMS)[number] | typeof BASELINE_SYSTEM
 
 // S4L (S4 with a global limit that does not bind) follows S4, so both run back to back in each round.
 export const SCENARIOS = ['S1', 'S2', 'S3', 'S4', 'S4L', 'S5', 'S6', 'S7', 'S8', 'S9'] as const

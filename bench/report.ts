@@ -4,7 +4,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fmt, median, type ScenarioId, type SystemName } from './common.ts'
+import { BASELINE_SYSTEM, fmt, median, type ScenarioId, type SystemName } from './common.ts'
+import { pairBaseline, roundRatios } from './paired.ts'
 import { CEILINGS } from './ceilings.ts'
 import { SCENARIO_INFO } from './scenarios.ts'
 import { stageNote } from './stages.ts'
@@ -33,7 +34,7 @@ export interface Cell {
 export interface BenchResult {
   date: string
   machine: Record<string, string | number>
-  options: { quick: boolean; runs: number; scenarios: string[]; systems: string[]; sizes: object }
+  options: { quick: boolean; runs: number; scenarios: string[]; systems: string[]; sizes: object; baseline?: string }
   systems: Array<{ name: string; version: string; settings: string }>
   ceilings: Record<string, number[]>
   cells: Cell[]
@@ -88,7 +89,8 @@ export function summarize(result: BenchResult): Row[] {
         note,
       })
     }
-    const peers = scenarioRows.filter((r) => r.system !== 'taskrelay' && Number.isFinite(r.median))
+    // taskrelay at another commit (--baseline) is not a peer.
+    const peers = scenarioRows.filter((r) => r.system !== 'taskrelay' && r.system !== BASELINE_SYSTEM && Number.isFinite(r.median))
     // S7: a peer that stops during the outage makes any ratio to it meaningless.
     if (peers.length && scenario !== 'S7') {
       const best = info.higherIsBetter ? Math.max(...peers.map((r) => r.median)) : Math.min(...peers.map((r) => r.median))
@@ -102,17 +104,14 @@ export function summarize(result: BenchResult): Row[] {
   // S4L against S4 of the same round (they run back to back): the median of
   // the rounds' ratios, so a noisy round moves both of its figures alike.
   for (const r of rows.filter((x) => x.scenario === 'S4L')) {
-    const ok = (sc: ScenarioId, run: number) => result.cells.find((c) => c.scenario === sc && c.system === r.system && c.run === run && c.valid && c.value !== null)
-    const ratios = result.cells
-      .filter((c) => c.scenario === 'S4L' && c.system === r.system)
-      .map((c) => [ok('S4L', c.run), ok('S4', c.run)] as const)
-      .filter(([l, p]) => l && p)
-      .map(([l, p]) => l!.value! / p!.value!)
+    const ratios = roundRatios(result, { scenario: 'S4L', system: r.system }, { scenario: 'S4', system: r.system }).map((x) => x.ratio)
     if (ratios.length) {
       r.extra.vsS4 = median(ratios)
       r.extra.pairs = ratios.length
     }
   }
+  // taskrelay ÷ taskrelay-baseline, paired the same way (--baseline).
+  pairBaseline(result, rows)
   return rows
 }
 
@@ -196,7 +195,7 @@ export function terminalReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets (issues 5, 15, 16 and 17), on this run:')
+    out.push('taskrelay targets (issues 5, 15, 16, 17 and 18), on this run:')
     for (const x of t) out.push(`  ${x.met === null ? '    ' : x.met ? '  ok' : 'MISS'}  ${x.target.padEnd(46)} ${x.measured}`)
   }
   return out.join('\n')
@@ -234,7 +233,7 @@ export function markdownReport(result: BenchResult): string {
   }
   const t = targets(result, rows)
   if (t.length) {
-    out.push('taskrelay targets from issues 5, 15, 16 and 17, judged on this run:')
+    out.push('taskrelay targets from issues 5, 15, 16, 17 and 18, judged on this run:')
     out.push('')
     out.push('| target | measured | met |')
     out.push('| --- | --- | :---: |')

@@ -11,18 +11,20 @@ import { parseArgs } from 'node:util'
 import { resolve } from 'node:path'
 import pg from 'pg'
 import { Redis } from 'ioredis'
-import { DATABASE_URL, REDIS_URL, SCENARIOS, SYSTEMS, fmt, runTag, type ScenarioId, type SystemName } from './common.ts'
+import { BASELINE_SYSTEM, DATABASE_URL, REDIS_URL, SCENARIOS, SYSTEMS, fmt, runTag, type ScenarioId, type SystemName } from './common.ts'
 import { BenchRedis } from './redis-server.ts'
 import { CEILINGS, measureCeilings, toolsAvailable } from './ceilings.ts'
 import { FULL, QUICK, RUNNERS, SCENARIO_INFO, type ScenarioContext } from './scenarios.ts'
 import { Progress, markdownReport, terminalReport, writeOutputs, type BenchResult, type Cell } from './report.ts'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import type { ProducerAdapter } from './systems/types.ts'
+import { prepareBaseline, removeBaseline, type Baseline } from './baseline.ts'
 
-const USAGE = `usage: npm run bench -- [--quick] [--only S1,S4] [--systems taskrelay,bullmq,pg-boss,graphile-worker] [--runs 3] [--out bench/results] [--no-ceilings] [--profile] | --render bench/results/<date>.json`
+const USAGE = `usage: npm run bench -- [--quick] [--only S1,S4] [--systems taskrelay,bullmq,pg-boss,graphile-worker] [--runs 3] [--out bench/results] [--no-ceilings] [--profile] [--baseline <git ref> (adds system ${BASELINE_SYSTEM})] | --render bench/results/<date>.json`
 
 async function loadProducer(system: SystemName): Promise<ProducerAdapter> {
-  const mod = (await import(`./systems/${system}.ts`)) as { createProducer(): ProducerAdapter }
+  // taskrelay-baseline's is async: it imports the baseline worktree's adapter.
+  const mod = (await import(`./systems/${system}.ts`)) as { createProducer(): ProducerAdapter | Promise<ProducerAdapter> }
   return mod.createProducer()
 }
 
@@ -76,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       out: { type: 'string', default: 'bench/results' },
       'no-ceilings': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      baseline: { type: 'string' },
       render: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
@@ -96,15 +99,43 @@ export async function main(argv: string[]): Promise<number> {
     return 0
   }
   const quick = values.quick!
-  const sizes = quick ? QUICK : FULL
   const runs = Number(values.runs ?? (quick ? 1 : 3))
   const scenarios = (values.only ? values.only.split(',').map((s) => s.trim().toUpperCase()) : [...SCENARIOS]) as ScenarioId[]
-  const systems = (values.systems ? values.systems.split(',').map((s) => s.trim()) : [...SYSTEMS]) as SystemName[]
+  // --baseline alone compares the checkout's taskrelay with the baseline's, nothing else.
+  const defaultSystems: SystemName[] = values.baseline ? ['taskrelay', BASELINE_SYSTEM] : [...SYSTEMS]
+  const systems = (values.systems ? values.systems.split(',').map((s) => s.trim()) : defaultSystems) as SystemName[]
+  const known: readonly string[] = values.baseline || process.env.BENCH_BASELINE_DIR ? [...SYSTEMS, BASELINE_SYSTEM] : SYSTEMS
   for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}\n${USAGE}`)
-  for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`unknown system ${s}\n${USAGE}`)
+  for (const s of systems) if (!known.includes(s)) throw new Error(`unknown system ${s}${s === BASELINE_SYSTEM ? ' without --baseline <ref>' : ''}\n${USAGE}`)
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer\n${USAGE}`)
   const outDir = resolve(values.out!)
 
+  let baseline: Baseline | null = null
+  if (values.baseline && systems.includes(BASELINE_SYSTEM)) {
+    baseline = prepareBaseline(values.baseline)
+    // Read by systems/taskrelay-baseline.ts, here and in the forked worker/relay.
+    process.env.BENCH_BASELINE_DIR = baseline.dir
+    process.env.BENCH_BASELINE_REF = baseline.sha.startsWith(values.baseline) ? baseline.sha.slice(0, 7) : `${values.baseline} (${baseline.sha.slice(0, 7)})`
+    console.error(`${BASELINE_SYSTEM}: ${values.baseline} = ${baseline.sha.slice(0, 7)}, worktree ${baseline.dir}`)
+    for (const n of baseline.notes) console.error(`note: ${n}`)
+  }
+  try {
+    return await measure(values, { quick, runs, scenarios, systems, outDir })
+  } finally {
+    if (baseline) removeBaseline(baseline)
+  }
+}
+
+interface Plan {
+  quick: boolean
+  runs: number
+  scenarios: ScenarioId[]
+  systems: SystemName[]
+  outDir: string
+}
+
+async function measure(values: { 'no-ceilings'?: boolean; profile?: boolean }, { quick, runs, scenarios, systems, outDir }: Plan): Promise<number> {
+  const sizes = quick ? QUICK : FULL
   const tools = await toolsAvailable()
   const ceilingIds = values['no-ceilings']
     ? []
@@ -112,7 +143,6 @@ export async function main(argv: string[]): Promise<number> {
   if (!values['no-ceilings'] && (!tools.pgbench || !tools.redisBenchmark)) {
     console.error(`note: ${!tools.pgbench ? 'pgbench ' : ''}${!tools.redisBenchmark ? 'redis-benchmark ' : ''}not found; those ceilings are left out (Debian: apt-get install postgresql-client-15 redis-tools)`)
   }
-
   const producers = new Map<SystemName, ProducerAdapter>()
   for (const s of systems) producers.set(s, await loadProducer(s))
   const taskrelayDelivery = systems.includes('taskrelay') ? (await import('./systems/taskrelay.ts')).deliveryAvailable() : true
@@ -120,7 +150,7 @@ export async function main(argv: string[]): Promise<number> {
   const result: BenchResult = {
     date: new Date().toISOString(),
     machine: await machine(),
-    options: { quick, runs, scenarios, systems, sizes },
+    options: { quick, runs, scenarios, systems, sizes, ...(process.env.BENCH_BASELINE_REF ? { baseline: process.env.BENCH_BASELINE_REF } : {}) },
     systems: systems.map((s) => ({ name: s, version: producers.get(s)!.version, settings: producers.get(s)!.settings })),
     ceilings: {},
     cells: [],

@@ -1,9 +1,10 @@
 /**
- * taskrelay's targets (issue 5's, then issues 15's, 16's and 17's), judged on one
+ * taskrelay's targets (issue 5's, then issues 15's, 16's, 17's and 18's), judged on one
  * run's medians, and S7's note. Moved out of report.ts, which prints them.
  */
 import { fmt, median, type ScenarioId } from './common.ts'
 import type { BenchResult, Row } from './report.ts'
+import { issue18 } from './paired.ts'
 
 type Target = { target: string; measured: string; met: boolean | null }
 const judge = (ok: boolean, ...xs: number[]) => (xs.every(Number.isFinite) ? ok : null)
@@ -72,6 +73,8 @@ export function targets(result: BenchResult, rows: Row[]): Target[] {
     const r = s4l.extra.vsS4 ?? NaN
     out.push({ target: 'S4L ≥ 0.90 × S4 (limit not binding, issue 16)', measured: `${fmt(r, 3)} × (${fmt(s4l.median)} vs ${fmt(s4?.median)} tasks/s; median of ${s4l.extra.pairs ?? 0} round(s))`, met: judge(r >= 0.9, r) })
   }
+  // Issue 18: against taskrelay at the commit before it (--baseline), same run, rounds paired (paired.ts).
+  out.push(...issue18(result, rows))
   const s9 = tr('S9')
   if (s9) {
     out.push({ target: '(S9: 100 groups, 1 at a time per group; issue 16 sets no figure)', measured: `${fmt(s9.median)} tasks/s, fairness spread ${fmt(s9.extra.spread)}×`, met: null })

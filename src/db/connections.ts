@@ -24,9 +24,16 @@ export async function withSession<R>(
   if (isKysely(db)) return db.connection().execute((conn) => fn(kyselyExecutor(conn), () => {}))
   const client = await db.connect()
   let broken: Error | undefined
+  // pg-pool takes its error listener off a client it lends out, and pg emits
+  // 'error' when the server ends a session between two statements (a
+  // terminated backend, a restart): without a listener that would crash the
+  // process. The next statement fails instead, and the client is destroyed.
+  const onError = (err: Error) => void (broken ??= err)
+  client.on('error', onError)
   try {
     return await fn(pgExecutor(client, opts), (err) => (broken ??= err))
   } finally {
+    client.removeListener('error', onError)
     client.release(broken)
   }
 }

@@ -1,4 +1,5 @@
 import type { PreparedTask } from './db/task-insert.ts'
+import { enqueueTraceParent } from './otel/producer.ts'
 import { z } from 'zod/v4'
 import { validatePayload, type PayloadCheck, type PayloadOf, type Task } from './define-task.ts'
 import { delayMs, maxAttemptsSchema, prioritySchema, queueNameSchema, strictOptions, zodProblems } from './config.ts'
@@ -226,6 +227,7 @@ export function prepareTaskAwaitable(
         groupKey: opts.groupKey ?? '',
         keyed: keyedEnqueue(opts),
         dependsOn: opts.dependsOn ? [...new Set(opts.dependsOn.map((id) => String(toTaskId(id))))] : null,
+        traceParent: enqueueTraceParent(),
       }
     })
   })

@@ -1,6 +1,8 @@
 import { DependencyNotFoundError, TransactionRequiredError } from '../errors.ts'
 import type { Executor } from './executor.ts'
 import { enqueueStatement, loadSql, plainArray } from './sql.ts'
+import type { Context } from '@opentelemetry/api'
+import { startProducerSpans } from '../otel/producer.ts'
 
 /** A validated row, ready for the INSERT. */
 export interface PreparedTask {
@@ -18,6 +20,10 @@ export interface PreparedTask {
   keyed: { kind: 'idempotency' | 'singleton' | 'debounce'; key: string; windowMs: number | null; maxWaitMs: number | null } | null
   /** ids, deduplicated; null: depends on nothing */
   dependsOn: string[] | null
+  /** the enqueuing code's context when it had an active span (a producer span is made at the INSERT); null: not traced */
+  traceParent: Context | null
+  /** set by the insert: the producer span's context as JSON, for tasks.trace_context */
+  traceContext?: string | null
 }
 
 /** The INSERTs of prepared (validated) tasks: one, many, with dependencies, with idempotency keys. */
@@ -62,6 +68,35 @@ export interface InsertedTask {
 
 /** Insert one prepared task; returns its id (or the existing id for a repeated idempotency key). */
 export async function taskInsertOne(db: Executor, schema: string, t: PreparedTask): Promise<InsertedTask> {
+  if (t.traceParent === null) return insertOne(db, schema, t)
+  return traced([t], ([one]) => insertOne(db, schema, one!), (r) => [r.id])
+}
+
+/** Insert many prepared tasks in one statement; ids come back in input order. */
+export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
+  if (!tasks.some((t) => t.traceParent !== null)) return insertMany(db, schema, tasks)
+  return traced(tasks, (withContext) => insertMany(db, schema, withContext), (ids) => ids)
+}
+
+/** Run `insert` inside a producer span per traced task, the tasks given their trace contexts (src/otel/producer.ts). */
+async function traced<R>(tasks: readonly PreparedTask[], insert: (tasks: PreparedTask[]) => Promise<R>, idsOf: (r: R) => readonly string[]): Promise<R> {
+  const spans = startProducerSpans(tasks)!
+  try {
+    const result = await insert(tasks.map((t, i) => ({ ...t, traceContext: spans.carriers[i] ?? null })))
+    spans.end(idsOf(result))
+    return result
+  } catch (err) {
+    spans.fail(err)
+    throw err
+  }
+}
+
+/** The trace_context column of a batch: null when no task is traced (the statement's unnest pads it with nulls). */
+function traceColumn(tasks: readonly PreparedTask[]): Array<string | null> | null {
+  return tasks.some((t) => t.traceContext != null) ? tasks.map((t) => t.traceContext ?? null) : null
+}
+
+async function insertOne(db: Executor, schema: string, t: PreparedTask): Promise<InsertedTask> {
   if (t.keyed !== null) return taskInsertKeyed(db, schema, t)
   if (t.dependsOn !== null) {
     const created = new Set<string>()
@@ -69,10 +104,10 @@ export async function taskInsertOne(db: Executor, schema: string, t: PreparedTas
     return { id, outcome: created.has(id) ? 'created' : 'existing' }
   }
   if (t.idempotencyKey === null) {
-    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), [...rowParams(t), t.groupKey])
+    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-one-plain.sql', schema), [...rowParams(t), t.groupKey, t.traceContext ?? null])
     return { id: String(plain.rows[0]!.id), outcome: 'created' }
   }
-  const res = await run<{ id: string }>(db, enqueueStatement('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey, t.groupKey])
+  const res = await run<{ id: string }>(db, enqueueStatement('task-insert-one.sql', schema), [...rowParams(t), t.idempotencyKey, t.groupKey, t.traceContext ?? null])
   const id = res.rows[0]?.id
   if (id !== undefined) return { id: String(id), outcome: 'created' }
   const found = (await taskFindByIdempotencyKeys(db, schema, [t])).get(keyOf(t.name, t.idempotencyKey))
@@ -92,31 +127,35 @@ async function taskInsertKeyed(db: Executor, schema: string, t: PreparedTask): P
     k.maxWaitMs,
   ])
   const row = res.rows[0]!
+  // enqueue_keyed() takes no trace context: a traced one that wrote the row stores it after.
+  if (t.traceContext != null && row.outcome !== 'existing') {
+    await run(db, loadSql('task-insert-trace-context.sql', schema), [String(row.id), t.traceContext])
+  }
   return { id: String(row.id), outcome: row.outcome }
 }
 
-/** Insert many prepared tasks in one statement; ids come back in input order. */
-export async function taskInsertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
+async function insertMany(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   if (tasks.length === 0) return []
   // Singletons, debounces and windowed keys go one by one (each takes its key's lock), the rest in one statement.
   if (tasks.some((t) => t.keyed !== null)) return insertKeyedApart(db, schema, tasks)
   if (tasks.some((t) => t.dependsOn !== null)) return taskInsertDependent(db, schema, tasks)
   const groupKeys = tasks.map((t) => t.groupKey)
   if (tasks.every((t) => t.idempotencyKey === null)) {
-    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-many-plain.sql', schema), [...columnParams(tasks), groupKeys])
+    const plain = await run<{ id: string }>(db, enqueueStatement('task-insert-many-plain.sql', schema), [...columnParams(tasks), groupKeys, traceColumn(tasks)])
     return plain.rows.map((r) => String(r.id))
   }
   const res = await run<KeyedRow>(db, enqueueStatement('task-insert-many.sql', schema), [
     ...columnParams(tasks),
     tasks.map((t) => t.idempotencyKey),
     groupKeys,
+    traceColumn(tasks),
   ])
   return idsInInputOrder(db, schema, tasks, res.rows)
 }
 
 async function insertKeyedApart(db: Executor, schema: string, tasks: readonly PreparedTask[]): Promise<string[]> {
   const rest = tasks.filter((t) => t.keyed === null)
-  const restIds = await taskInsertMany(db, schema, rest)
+  const restIds = await insertMany(db, schema, rest)
   const ids: string[] = []
   let next = 0
   for (const t of tasks) ids.push(t.keyed === null ? restIds[next++]! : (await taskInsertKeyed(db, schema, t)).id)
@@ -138,6 +177,7 @@ async function taskInsertDependent(db: Executor, schema: string, tasks: readonly
     tasks.map((t) => t.idempotencyKey),
     tasks.map((t) => plainArray(t.dependsOn ?? [])),
     tasks.map((t) => t.groupKey),
+    traceColumn(tasks),
   ])
   for (const row of res.rows) created?.add(String(row.id))
   return idsInInputOrder(db, schema, tasks, res.rows)

@@ -92,6 +92,7 @@ describe('NOTIFY <schema>.task_ready', () => {
       Array(n).fill(null),
       Array(n).fill(0),
       Array(n).fill(''),
+      null, // no task traced
     ]
     const res = await c.query<{ 'QUERY PLAN': string }>(`explain (analyze, costs off, timing off, summary off) ${statement}`, params)
     const plan = res.rows.map((r) => r['QUERY PLAN']).join('\n')

@@ -6,18 +6,19 @@
 -- and the sweeper cancels it. Rows whose (name, idempotency key) already
 -- exists are skipped with their edges, and the caller matches them by name
 -- and key.
--- $9: each row's dependencies as an array literal of ids, '{1,2}'; $10 group keys.
+-- $9: each row's dependencies as an array literal of ids, '{1,2}'; $10 group keys;
+-- $11 trace contexts (0016), or null when none is traced.
 with input as materialized (
   select nextval(pg_get_serial_sequence(format('%I.tasks', :'schema'), 'id')) as id,
          name, queue, payload, priority, max_attempts,
          coalesce(run_at, now() + delay_ms * interval '1 millisecond') as run_at,
-         idempotency_key, depends_on::bigint[] as depends_on, group_key, ord
+         idempotency_key, depends_on::bigint[] as depends_on, group_key, trace_context, ord
     from unnest($1::text[], $2::text[], $3::jsonb[], $4::smallint[], $5::int[],
-                $6::timestamptz[], $7::bigint[], $8::text[], $9::text[], $10::text[])
-         with ordinality as i(name, queue, payload, priority, max_attempts, run_at, delay_ms, idempotency_key, depends_on, group_key, ord)
+                $6::timestamptz[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::jsonb[])
+         with ordinality as i(name, queue, payload, priority, max_attempts, run_at, delay_ms, idempotency_key, depends_on, group_key, trace_context, ord)
 ), inserted as (
-  insert into :"schema".tasks (id, name, queue, payload, priority, max_attempts, run_at, idempotency_key, group_key, state)
-  select i.id, i.name, i.queue, i.payload, i.priority, i.max_attempts, i.run_at, i.idempotency_key, i.group_key,
+  insert into :"schema".tasks (id, name, queue, payload, priority, max_attempts, run_at, idempotency_key, group_key, trace_context, state)
+  select i.id, i.name, i.queue, i.payload, i.priority, i.max_attempts, i.run_at, i.idempotency_key, i.group_key, i.trace_context,
          case when exists (select 1
                              from :"schema".tasks p
                             where p.id = any(i.depends_on)

@@ -27,6 +27,14 @@ async function viewRows(id: string) {
   return res.rows
 }
 
+async function storedAttempts(ids: string[]) {
+  const res = await db.pool.query<{ task_id: string; attempt: number; outcome: string }>(
+    `select task_id::text, attempt, outcome from "${db.schema}".task_attempts where task_id = any($1::bigint[]) order by task_id, attempt`,
+    [ids],
+  )
+  return res.rows.map((r) => [r.task_id, r.attempt, r.outcome])
+}
+
 describe('attempt history', () => {
   it('keeps every attempt of a retried task, with its worker, times and error; the view agrees', async () => {
     const flaky = defineTask({
@@ -82,6 +90,50 @@ describe('attempt history', () => {
     ])
     // Without the option the record has no attempts key: the plain read stays one row.
     expect(await db.tr.getTask(retried)).not.toHaveProperty('attempts')
+    // Only attempts that did not finish their task are rows of task_attempts (0018): the
+    // last one is the task row itself, so a task done in one attempt costs no insert.
+    expect(await storedAttempts([retried, failed])).toEqual([
+      [retried, 1, 'retry'],
+      [failed, 1, 'retry'],
+      [failed, 2, 'retry'],
+    ])
+
+    // retry() of the failed task keeps its failed attempt 3 when attempt 4 starts.
+    expect(await db.tr.retry(failed)).toBe(true)
+    await waitUntil(async () => (await db.tr.getTask(failed))?.state === 'failed' && (await db.tr.getTask(failed))!.attempt === 4, {
+      what: 'attempt 4 to fail',
+      timeoutMs: 15_000,
+    })
+    expect((await db.tr.getTask(failed, { attempts: true }))!.attempts!.map((a) => [a.attempt, a.outcome, a.error?.message])).toEqual([
+      [1, 'retry', 'boom on attempt 1'],
+      [2, 'retry', 'boom on attempt 2'],
+      [3, 'failed', 'boom on attempt 3'],
+      [4, 'failed', 'boom on attempt 4'],
+    ])
+  })
+
+  it('shows a success written in the caller’s transaction (ctx.complete)', async () => {
+    const inTx = defineTask({
+      name: 'history.in-tx',
+      queue: 'history',
+      payload: z.object({}),
+      async run(_p, ctx) {
+        const client = await db.pool.connect()
+        try {
+          await client.query('begin')
+          await ctx.complete(client, { saved: true })
+          await client.query('commit')
+        } finally {
+          client.release()
+        }
+      },
+    })
+    const { worker } = await startPipeline([inTx])
+    const { id } = await db.tr.enqueue(inTx, {})
+    await db.tr.waitFor(id, { timeoutMs: 15_000 })
+    expect((await db.tr.getTask(id, { attempts: true }))!.attempts).toEqual([
+      expect.objectContaining({ attempt: 1, outcome: 'succeeded', workerId: worker.workerId, error: null }),
+    ])
   })
 
   it("records a lost worker's attempt and a cancelled running attempt; shows the running attempt", async () => {

@@ -8,7 +8,9 @@
 -- nothing before then (0013).
 -- Finished ids are announced on <schema>.task_finished for waitFor(),
 -- comma-separated, in one or more notifications; retries on task_ready.
--- Each attempt gets its row in task_attempts, and its event on
+-- An attempt that does not finish its task (retry, throttled) gets its row
+-- in task_attempts; one that does is read from the task row itself (0018),
+-- so the common case writes nothing more. Each outcome's event goes to
 -- <schema>.task_events (0016), in this same statement: no round trip more.
 with outcome as (
   select *
@@ -35,6 +37,7 @@ with outcome as (
          case o.state when 'pending' then 'retry' else o.state end, o.error
     from done d
     join outcome o on o.id = d.id
+   where o.state in ('pending', 'throttled')
 ), events as (
   select pg_notify(:'schema' || '.task_events', event || ' ' || queue || ' ' || string_agg(id::text, ','))
     from (select d.id, d.queue,

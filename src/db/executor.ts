@@ -132,8 +132,15 @@ export function transactionProblem(value: Queryable): string | null {
   return 'unrecognised executor'
 }
 
-/** Run on each new connection of the pools for the relay's and worker's batch statements (TaskRelay.batchExecutor). */
-export const BATCH_SESSION_SQL = 'set enable_seqscan = off'
+/**
+ * Run on each new connection of the pools for the relay's and worker's batch
+ * statements (TaskRelay.batchExecutor). No sequential scans: a generic plan
+ * made while a table was small must not scan it once it is large. No JIT:
+ * these statements take a millisecond, and a scan that has to stay (a tiny
+ * table) carries the "disabled" cost, which crosses every JIT threshold; a
+ * compile then cost each execution 600 ms.
+ */
+export const BATCH_SESSION_SQL = 'set enable_seqscan = off; set jit = off'
 
 /**
  * A pool of 4 connected like `base`, each connection running `setup` first.

@@ -62,6 +62,31 @@ export function withIntegers(text: string, values: Readonly<Record<string, numbe
   })
 }
 
+const trimmed = new Map<string, string>()
+
+/**
+ * A statement without its optional part `section`: the lines from
+ * `-- begin <section>` to `-- end <section>`. For statements whose rare
+ * cases (a retry in an outcome batch) would cost every execution: each CTE
+ * is planned, opened and run even when it has no rows.
+ */
+export function loadSqlWithout(file: string, schema: string, section: string): string {
+  const key = `${schema}/${file}/${section}`
+  let text = trimmed.get(key)
+  if (text === undefined) {
+    const full = loadSql(file, schema)
+    text = full.replace(new RegExp(`^-- begin ${section}\\b[^\\n]*\\n[\\s\\S]*?^-- end ${section}\\n`, 'm'), '')
+    if (text === full) throw new Error(`${file} has no section "${section}"`)
+    trimmed.set(key, text)
+  }
+  return text
+}
+
+/** The outcome batch (task-finish-batch.sql): its retry part only when a retry or a throttle is in it. */
+export function finishStatement(schema: string, withRetries: boolean): string {
+  return withRetries ? loadSql('task-finish-batch.sql', schema) : loadSqlWithout('task-finish-batch.sql', schema, 'retries')
+}
+
 const composed = new Map<string, string>()
 
 /**

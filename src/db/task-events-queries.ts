@@ -20,3 +20,13 @@ export async function taskEventRows(db: Executor, p: { schema: string; ids: read
   const res = await db.query<TaskEventRow>(loadSql('task-events-rows.sql', p.schema), [plainArray(p.ids)])
   return new Map(res.rows.map((r) => [r.id, r]))
 }
+
+/** Register (or renew) a listener of task events for `ttlMs` (task-event-listener-renew.sql). */
+export async function taskEventListenerRenew(db: Executor, p: { schema: string; id: string; ttlMs: number }): Promise<void> {
+  await db.query(loadSql('task-event-listener-renew.sql', p.schema), [p.id, p.ttlMs])
+}
+
+/** Unregister a listener of task events (task-event-listener-remove.sql). */
+export async function taskEventListenerRemove(db: Executor, p: { schema: string; id: string }): Promise<void> {
+  await db.query(loadSql('task-event-listener-remove.sql', p.schema), [p.id])
+}

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { ConfigError, InvalidOptionsError, TaskRelayError } from '../errors.ts'
 import type { Executor } from '../db/executor.ts'
 import { PgListener } from '../db/listener.ts'
+import { ListenerRegistration } from './listener-registration.ts'
 import { taskEventRows, type TaskEventRow } from '../db/task-events-queries.ts'
 import {
   matchesEvent,
@@ -58,6 +59,8 @@ export class TaskEvents {
   readonly #log: Logger
   readonly #subs = new Set<Subscriber>()
   #listener: PgListener | null = null
+  /** present while #listener is: the statements announce events only while it is registered (0019) */
+  #registration: ListenerRegistration | null = null
   // Notifications are handled one at a time, in arrival order: a row read for
   // one must not let the next one overtake it.
   #queue: Promise<void> = Promise.resolve()
@@ -107,7 +110,10 @@ export class TaskEvents {
       this.#subs.delete(sub)
       if (this.#subs.size === 0) await this.#stopListening()
     }
+    this.#registration ??= new ListenerRegistration(this.#host.batchExecutor, this.#host.schema, this.#log)
     try {
+      // Registered first: a statement that starts after subscribe() resolves announces its events.
+      await this.#registration.start()
       await this.#listener.ready()
     } catch (err) {
       await unsubscribe()
@@ -127,8 +133,10 @@ export class TaskEvents {
 
   async #stopListening(): Promise<void> {
     const listener = this.#listener
+    const registration = this.#registration
     this.#listener = null
-    await listener?.close()
+    this.#registration = null
+    await Promise.all([listener?.close(), registration?.stop()])
   }
 
   #enqueue(step: (at: Date) => Promise<void> | void): void {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { LeaseLostError, NonRetryableError } from '../errors.ts'
 import { transactionExecutor, type Executor, type Queryable } from '../db/executor.ts'
-import { loadSql } from '../db/sql.ts'
+import { finishStatement, loadSql } from '../db/sql.ts'
 import { taskGetRow } from '../db/task-queries.ts'
 import type { TaskRelayEvents } from '../events.ts'
 import type { Attempt } from './attempt.ts'
@@ -87,7 +87,7 @@ export async function completeInTransaction(
             ? "this attempt's lease expired"
             : null
   if (why) throw new LeaseLostError(p.id, p.attempt, `${why}; roll this transaction back`)
-  const finished = await db.query(loadSql('task-finish-batch.sql', p.schema), [
+  const finished = await db.query(finishStatement(p.schema, false), [
     `{${p.id}}`,
     `{${p.attempt}}`,
     '{succeeded}',

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Executor } from '../db/executor.ts'
-import { loadSql, plainArray } from '../db/sql.ts'
+import { finishStatement, plainArray } from '../db/sql.ts'
 import type { AttemptOutcome } from './run-attempt.ts'
 
 interface Pending {
@@ -136,7 +136,8 @@ export class Completer {
         delays.push(outcome.delayMs)
       }
     }
-    const res = await this.#db.query<{ id: string }>(loadSql('task-finish-batch.sql', this.#schema), [
+    const withRetries = states.some((state) => state === 'pending' || state === 'throttled')
+    const res = await this.#db.query<{ id: string }>(finishStatement(this.#schema, withRetries), [
       plainArray(ids),
       plainArray(attempts),
       plainArray(states),

@@ -192,17 +192,38 @@ describe('generic plans made while the table was small (a new install)', () => {
     }
   })
 
+  it('cost less than JIT compiles for, even with JIT left on: no scan carries the disabled cost', async () => {
+    // A statement reading a table with no usable index (0019's listeners, once)
+    // kept its Seq Scan with enable_seqscan off, at a cost of 1e10: every
+    // execution JIT-compiled for 600 ms (the outcome batch took 600 ms, not 2).
+    const c = new pg.Client({ connectionString: databaseUrl() })
+    await c.connect()
+    try {
+      await c.query('set enable_seqscan = off; set plan_cache_mode = force_generic_plan')
+      const threshold = Number((await c.query<{ v: string }>("select current_setting('jit_above_cost') as v")).rows[0]!.v)
+      const claimDue = `('{default}', 10, 60000, 'w', 5000, '{}', '${z}', '{}')`
+      for (const [file, args] of [...statements, ['task-claim-due.sql', claimDue] as const]) {
+        const name = `jit_${file.replace(/\W/g, '_')}`
+        await c.query(`prepare ${name} as ${loadSql(file, small.schema).replaceAll(':batch_size', '500')}`)
+        const res = await c.query<{ 'QUERY PLAN': Array<{ Plan: { 'Total Cost': number } }> }>(`explain (format json) execute ${name}${args}`)
+        expect(res.rows[0]!['QUERY PLAN'][0]!.Plan['Total Cost'], file).toBeLessThan(threshold)
+      }
+    } finally {
+      await c.end()
+    }
+  })
+
   async function settings(executor: { query: TaskRelay['executor']['query'] }) {
-    const res = await executor.query<{ seqscan: string; sync: string; app: string }>(
-      `select current_setting('enable_seqscan') as seqscan, current_setting('synchronous_commit') as sync,
+    const res = await executor.query<{ seqscan: string; sync: string; app: string; jit: string }>(
+      `select current_setting('enable_seqscan') as seqscan, current_setting('synchronous_commit') as sync, current_setting('jit') as jit,
               current_setting('application_name') as app`,
     )
     return res.rows[0]!
   }
 
   it("is what the relay's and worker's executors use", async () => {
-    expect(await settings(small.tr.batchExecutor)).toMatchObject({ seqscan: 'off', sync: 'on' })
-    expect(await settings(small.tr.transitionExecutor)).toMatchObject({ seqscan: 'off', sync: 'off' })
+    expect(await settings(small.tr.batchExecutor)).toMatchObject({ seqscan: 'off', sync: 'on', jit: 'off' })
+    expect(await settings(small.tr.transitionExecutor)).toMatchObject({ seqscan: 'off', sync: 'off', jit: 'off' })
     expect(await settings(small.tr.executor)).toMatchObject({ seqscan: 'on', sync: 'on' })
   })
 

@@ -295,4 +295,41 @@ describe('tr.events across processes', () => {
     await pool.end()
     expect(events).toEqual([])
   })
+  it('are announced only while a TaskRelay has subscribers: its registration row (0019)', async () => {
+    // A bare LISTEN, registered nowhere: it hears only what the statements announce.
+    const raw = new pg.Client({ connectionString: databaseUrl() })
+    await raw.connect()
+    const heard: string[] = []
+    raw.on('notification', (n) => heard.push((n.payload ?? '').split(' ').slice(0, 3).join(' ')))
+    await raw.query(`listen "${db.schema}.task_events"`)
+    const registrations = async () =>
+      (await db.pool.query<{ n: number }>(`select count(*)::int as n from "${db.schema}".task_event_listeners where expires_at > now()`)).rows[0]!.n
+    const job = defineTask({ name: 'ev.gated', queue: 'evgated', payload: z.object({}), async run() {} })
+    await startPipeline([job])
+    try {
+      expect(await registrations()).toBe(0)
+      const quiet = (await db.tr.enqueue(job, {})).id
+      await db.tr.waitFor(quiet, { timeoutMs: 15_000 })
+      await sleep(200)
+      expect(heard.filter((h) => h.endsWith(` ${quiet}`))).toEqual([])
+
+      const sub = await collect({ queue: 'evgated' })
+      expect(await registrations()).toBe(1)
+      const loud = (await db.tr.enqueue(job, {})).id
+      await db.tr.waitFor(loud, { timeoutMs: 15_000 })
+      await waitUntil(() => sequences(sub.events)[loud]?.includes('succeeded'), { what: 'the succeeded event' })
+      expect(sequences(sub.events)[loud]).toEqual(['enqueued', 'started', 'succeeded'])
+      expect(heard.filter((h) => h.endsWith(` ${loud}`))).toEqual([`enqueued evgated ${loud}`, `started evgated ${loud}`, `succeeded evgated ${loud}`])
+
+      // The last unsubscribe removes the row: quiet again.
+      await sub.stop()
+      expect(await registrations()).toBe(0)
+      const quietAgain = (await db.tr.enqueue(job, {})).id
+      await db.tr.waitFor(quietAgain, { timeoutMs: 15_000 })
+      await sleep(200)
+      expect(heard.filter((h) => h.endsWith(` ${quietAgain}`))).toEqual([])
+    } finally {
+      await raw.end()
+    }
+  })
 })

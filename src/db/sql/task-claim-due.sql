@@ -101,6 +101,7 @@ returning t.id, t.name, t.queue, t.payload, t.priority, t.attempt, t.max_attempt
   -- 'started' on <schema>.task_events (0016), as in task-claim-batch.sql.
   select pg_notify(:'schema' || '.task_events', 'started ' || queue || ' ' || string_agg(id::text, ','))
     from (select id, queue, (row_number() over ()) / 350 as chunk from claimed) c
+   where exists (select 1 from :"schema".task_event_listeners l where l.expires_at > now()) -- only while someone subscribes (0019)
    group by queue, chunk
 )
 select c.* from claimed c

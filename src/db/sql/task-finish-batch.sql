@@ -31,21 +31,16 @@ with outcome as (
      and t.attempt = o.attempt
      and t.state = 'running'
   returning t.id, t.state, t.queue, t.group_key, t.worker_id, t.started_at
-), history as (
+),
+-- begin retries: only in batches with a retry or a throttle (finishStatement()
+-- leaves this part out of the others: each CTE costs every execution a share)
+history as (
   insert into :"schema".task_attempts (task_id, attempt, worker_id, started_at, outcome, error)
   select d.id, o.attempt, d.worker_id, d.started_at,
          case o.state when 'pending' then 'retry' else o.state end, o.error
     from done d
     join outcome o on o.id = d.id
    where o.state in ('pending', 'throttled')
-), events as (
-  select pg_notify(:'schema' || '.task_events', event || ' ' || queue || ' ' || string_agg(id::text, ','))
-    from (select d.id, d.queue,
-                 case o.state when 'succeeded' then 'succeeded' when 'failed' then 'failed' else 'retried' end as event,
-                 (row_number() over ()) / 350 as chunk
-            from done d
-            join outcome o on o.id = d.id) e
-   group by event, queue, chunk
 ), throttled as (
   select d.queue, d.group_key, max(now() + o.delay_ms * interval '1 millisecond') as until
     from done d
@@ -64,6 +59,17 @@ with outcome as (
   select queue, group_key, until from throttled where group_key <> ''
   on conflict (queue, group_key) do update
      set throttled_until = greatest(g.throttled_until, excluded.throttled_until)
+),
+-- end retries
+events as (
+  select pg_notify(:'schema' || '.task_events', event || ' ' || queue || ' ' || string_agg(id::text, ','))
+    from (select d.id, d.queue,
+                 case o.state when 'succeeded' then 'succeeded' when 'failed' then 'failed' else 'retried' end as event,
+                 (row_number() over ()) / 350 as chunk
+            from done d
+            join outcome o on o.id = d.id) e
+   where exists (select 1 from :"schema".task_event_listeners l where l.expires_at > now()) -- only while someone subscribes (0019)
+   group by event, queue, chunk
 ), slots_freed as (
   -- A task of a queue with settings left its slot: wake the relays, which
   -- may dispatch the next one (it waited for that slot). Payload '0' (due

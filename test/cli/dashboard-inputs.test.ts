@@ -128,14 +128,31 @@ describe('dashboard: large rows are capped and marked', () => {
     const res = await get(`/api/tasks/${ids.huge}`)
     expect(res.status).toBe(200)
     expect(res.body.length).toBeLessThan(300_000)
-    const task = res.json() as unknown as { name: string; payload: string; result: string; lastError: { message: string; stack: string; kind: string }; truncated: string[] }
+    const task = res.json() as unknown as {
+      name: string
+      payload: string
+      result: string
+      lastError: { message: string; stack: string; kind: string }
+      attempts: Array<{ error: { message: string; stack: string } }>
+      truncated: string[]
+    }
     expect(task.name).toBe('inputs.huge')
     expect(task.payload).toMatch(/^\{"blob":"p+… \[truncated: 1000011 characters\]$/)
     expect(task.result).toContain('[truncated: ')
     expect(task.lastError.message).toContain('[truncated: 1000000 characters]')
     expect(task.lastError.stack).toContain('[truncated: 1000000 characters]')
     expect(task.lastError.kind).toBe('error')
-    expect([...task.truncated].sort()).toEqual(['lastError.message', 'lastError.stack', 'payload', 'result'])
+    // Its failed last attempt is read from the row (0018) and carries the same error, capped the same way.
+    expect(task.attempts[0]!.error.message).toContain('[truncated: 1000000 characters]')
+    expect(task.attempts[0]!.error.stack).toContain('[truncated: 1000000 characters]')
+    expect([...task.truncated].sort()).toEqual([
+      'attempts.0.error.message',
+      'attempts.0.error.stack',
+      'lastError.message',
+      'lastError.stack',
+      'payload',
+      'result',
+    ])
   })
 
   it('leaves a small task as it is', async () => {

@@ -37,7 +37,9 @@ language plpgsql
 set search_path = :"schema", pg_temp
 as $$
 begin
-  if not task_events_wanted() then
+  -- The query itself, not task_events_wanted(): PL/pgSQL keeps its plan for
+  -- the session, where a SQL function is planned again in every transaction.
+  if not exists (select 1 from task_event_listeners where expires_at > now()) then
     return null;
   end if;
   perform pg_notify(tg_table_schema || '.task_events', 'enqueued ' || queue || ' ' || ids)

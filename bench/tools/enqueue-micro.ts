@@ -47,7 +47,9 @@ const hasPlain = existsSync(new URL('../../src/db/sql/task-insert-one-plain.sql'
 const insertOne = loadSql(hasPlain ? 'task-insert-one-plain.sql' : 'task-insert-one.sql', schema)
 const onTable = (t: string) => insertOne.replace(`"${schema}".tasks`, `"${schema}".${t}`)
 const noConflict = (sql: string) => sql.replace(/\non conflict[^\n]*\n/, '\n')
-const values = () => ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, ...(hasPlain ? [] : [null])]
+// Then the idempotency key (not in the plain statement), the group key (0013) and the trace context (0016), where the statement takes them.
+const tail = [...(hasPlain ? [] : [null]), ...(insertOne.includes('group_key') ? [''] : []), ...(insertOne.includes('trace_context') ? [null] : [])]
+const values = () => ['bench.noop', 'default', JSON.stringify({ n: n++ }), 0, 3, null, 0, ...tail]
 const raw = (text: string, name: string) => () => c.query({ text, values: values(), name })
 
 const c = await pool.connect()

@@ -43,6 +43,15 @@ export class WorkerPresence {
     this.#log = log
   }
 
+  /**
+   * The row was not renewed in time: the worker stops its attempts, and
+   * claims none until a renewal lands (what it claimed would be stopped at
+   * the next check, after its handler had started: a second run elsewhere).
+   */
+  get silent(): boolean {
+    return this.#silent
+  }
+
   /** Register now (a failure fails the worker's start, like its other start-up checks), then keep renewing. */
   async start(): Promise<void> {
     await workersPrune(this.#db, this.#row)

@@ -197,7 +197,8 @@ export class Worker extends Service<number> {
   }
 
   protected delayAfter(): number {
-    return 0 // the blocking read, or the Postgres lane's wait for a NOTIFY, is the wait
+    // The blocking read, or the Postgres lane's wait for a NOTIFY, is the wait; while silent, a short pause.
+    return this.#presence.silent ? 50 : 0
   }
 
   /** Where tasks come from now, and why the worker is degraded (null: not). */
@@ -208,6 +209,7 @@ export class Worker extends Service<number> {
 
   /** Take up to the free slots' worth of tasks from the lane in use and start their handlers. */
   async runOnce(): Promise<number> {
+    if (this.#presence.silent) return 0 // taken for lost: claim nothing until the presence row is renewed (delayAfter)
     const free = await this.#runner.freeSlots(() => this.#redisLane?.reserved ?? 0)
     if (free === 0 || this.stopSignal.aborted) return 0
     const useRedis = this.settings.lane === 'redis' || (this.settings.lane === 'auto' && this.#redisLane!.ready)
@@ -230,7 +232,7 @@ export class Worker extends Service<number> {
    * worker is idle and enqueues stop notifying: Redis carries the load.
    */
   #claimWhileIdle(): void {
-    if (this.#lane !== 'redis' || this.#idleClaim || this.#runner.activeCount > 0 || !this.running || this.stopSignal.aborted) return
+    if (this.#lane !== 'redis' || this.#idleClaim || this.#presence.silent || this.#runner.activeCount > 0 || !this.running || this.stopSignal.aborted) return
     const lane = this.#postgresLane!
     this.#idleClaim = lane
       .claim(this.settings.concurrency, this.#runner.heldIds(), false)

@@ -319,6 +319,8 @@ describe('tr.events across processes', () => {
       await db.tr.waitFor(loud, { timeoutMs: 15_000 })
       await waitUntil(() => sequences(sub.events)[loud]?.includes('succeeded'), { what: 'the succeeded event' })
       expect(sequences(sub.events)[loud]).toEqual(['enqueued', 'started', 'succeeded'])
+      // The bare LISTEN is another connection: its copy of the last event may come a moment later.
+      await waitUntil(() => heard.includes(`succeeded evgated ${loud}`), { what: 'the bare LISTEN to hear the succeeded event' })
       expect(heard.filter((h) => h.endsWith(` ${loud}`))).toEqual([`enqueued evgated ${loud}`, `started evgated ${loud}`, `succeeded evgated ${loud}`])
 
       // The last unsubscribe removes the row: quiet again.

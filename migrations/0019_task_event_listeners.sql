@@ -26,19 +26,15 @@ create index task_event_listeners_expires_idx on :"schema".task_event_listeners 
 -- about (task-defer-no-handler.sql, since 0011).
 create index workers_expires_idx on :"schema".workers (expires_at);
 
--- Whether any subscriber is registered: what the announcing statements ask.
-create function :"schema".task_events_wanted() returns boolean
-language sql stable
-return exists (select 1 from :"schema".task_event_listeners where expires_at > now());
-
 -- 0016's enqueued events, sent only while someone subscribes.
 create or replace function :"schema".task_events_enqueued() returns trigger
 language plpgsql
 set search_path = :"schema", pg_temp
 as $$
 begin
-  -- The query itself, not task_events_wanted(): PL/pgSQL keeps its plan for
-  -- the session, where a SQL function is planned again in every transaction.
+  -- The same one-line question as the announcing statements ask (inline, not
+  -- a SQL function: PL/pgSQL and prepared statements keep their plans, a SQL
+  -- function is planned again in every transaction).
   if not exists (select 1 from task_event_listeners where expires_at > now()) then
     return null;
   end if;

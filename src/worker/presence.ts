@@ -11,6 +11,8 @@ export interface PresenceOptions {
   ttlMs: number
   /** the row went unconfirmed for almost ttlMs: the worker may already be taken for dead */
   onSilent: () => void
+  /** a renewal landed after onSilent: the worker may claim again */
+  onHeard?: () => void
   /** when the lease guard last renewed the row while the loop was blocked (epoch ms) */
   renewedElsewhereAt: () => number
 }
@@ -67,19 +69,27 @@ export class WorkerPresence {
     this.#renewing = true
     // The row's new expiry runs from when the UPDATE executed, at the earliest when it was sent.
     const sentAt = Date.now()
+    let late = false
     try {
       await workerRegister(this.#db, this.#row)
-      if (this.#timer) this.#confirmed(sentAt)
+      // A renewal that hung (a partition) and landed after the row could be
+      // taken for dead confirms nothing: counted from when it was sent, it
+      // would end the silence and stop at once what the worker then claimed.
+      late = Date.now() - sentAt >= this.#o.ttlMs - this.#o.everyMs
+      if (this.#timer && !late) this.#confirmed(sentAt)
     } catch (err) {
       this.#log.warn({ err }, 'could not renew this worker in the workers table; retrying')
     } finally {
       this.#renewing = false
     }
+    if (late && this.#timer) await this.#renew() // a fresh one, now that Postgres answers
   }
 
   /** The row is good until at + ttlMs: stop the attempts everyMs before, unless a later renewal comes first. */
   #confirmed(at: number, silent = false): void {
+    const heard = this.#silent && !silent
     this.#silent = silent
+    if (heard) this.#o.onHeard?.()
     if (this.#deadline) clearTimeout(this.#deadline)
     this.#deadline = setTimeout(
       () => {

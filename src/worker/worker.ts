@@ -112,7 +112,9 @@ export class Worker extends Service<number> {
     const row = { schema: tr.schema, workerId: this.workerId, queues: [...this.settings.queues], tasks: served }
     const { presenceMs: everyMs, lostAfterMs: ttlMs } = this.settings
     const onSilent = () => this.#runner.abortAll()
-    this.#presence = new WorkerPresence(tr.executor, row, { everyMs, ttlMs, onSilent, renewedElsewhereAt: () => this.#runner.renewedElsewhereAt() }, this.log)
+    // Silent, the loop claims nothing; a renewal that lands wakes it (delayAfter).
+    const onHeard = () => this.wake()
+    this.#presence = new WorkerPresence(tr.executor, row, { everyMs, ttlMs, onSilent, onHeard, renewedElsewhereAt: () => this.#runner.renewedElsewhereAt() }, this.log)
     const laneOptions = { queues: this.settings.queues, workerId: this.workerId, leaseMs: this.settings.leaseMs, log: this.log }
     this.#postgresLane = this.settings.lane === 'redis' ? null : new PostgresLane(tr, laneOptions)
     if (this.#postgresLane && this.settings.lane === 'auto') this.#postgresLane.onEnqueued = () => this.#claimWhileIdle()
@@ -197,8 +199,8 @@ export class Worker extends Service<number> {
   }
 
   protected delayAfter(): number {
-    // The blocking read, or the Postgres lane's wait for a NOTIFY, is the wait; while silent, a short pause.
-    return this.#presence.silent ? 50 : 0
+    // The blocking read, or the Postgres lane's wait for a NOTIFY, is the wait; while silent, until a renewal wakes it.
+    return this.#presence.silent ? this.settings.presenceMs : 0
   }
 
   /** Where tasks come from now, and why the worker is degraded (null: not). */
